@@ -1,0 +1,120 @@
+"""Time of one operator on one accelerator: a hierarchical roofline.
+
+For each operator the time is the largest of its compute time and its traffic time at each
+memory level, plus a fixed per-kernel overhead:
+
+    t = max(F / R_compute, B_hbm / BW_hbm, B_l2 / BW_l2) + t_kernel
+
+* GEMM compute rate R = peak(precision) · matmul_efficiency · sustained_over_best_matmul
+  (catalog MAMF × the sustained/best ratio measured on the H200 kernel file).
+* Flash attention rate R = R_gemm · ρ, ρ = ρ_max · s/(s+s½) · W/(W+W½), with W the number of
+  128-row query tiles per SM (fitted to the H200 SDPA measurements); its backward runs at
+  2.5/3.0 of that (measured backward/forward time ratio 3.0 for 2.5× the FLOPs).
+* Element-wise kernels: B / (HBM bandwidth · efficiency) or F / vector rate.
+* GEMM L2 traffic with 256×128 output tiles: every tile streams its A and B panels from L2,
+  B_l2 = m·n·k·(1/256 + 1/128)·bytes_per_element.
+
+Works on scalars and numpy arrays alike.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from xlayer.hardware.spec import Accelerator
+from xlayer.workload.operators import Op
+
+TILE_M, TILE_N = 256, 128
+
+
+@dataclass(frozen=True)
+class Calibration:
+    sustained_over_best_matmul: float
+    eager_isolated_kernel_s: float
+    flash_rel_max: float
+    flash_seq_half: float
+    flash_tiles_half: float
+    flash_bwd_time_over_fwd: float
+
+
+@lru_cache(maxsize=1)
+def calibration() -> Calibration:
+    path = Path(__file__).resolve().parent.parent / "data" / "calibration.yaml"
+    data = yaml.safe_load(path.read_text())
+    data.pop("source", None)
+    return Calibration(**data)
+
+
+def gemm_rate_flops_per_s(acc: Accelerator, precision: str, cal: Calibration | None = None) -> float:
+    """Sustained GEMM rate: peak(precision) · matmul_efficiency · sustained/best."""
+    cal = cal or calibration()
+    return acc.peak(precision) * acc.matmul_efficiency * cal.sustained_over_best_matmul
+
+
+def flash_relative_efficiency(acc: Accelerator, heads_x_batch: Any, seq_q: Any,
+                              cal: Calibration | None = None) -> Any:
+    """ρ = ρ_max · s/(s+s½) · W/(W+W½), W = b·heads·s/128/SMs."""
+    cal = cal or calibration()
+    w = heads_x_batch * seq_q / 128.0 / acc.compute_units
+    return cal.flash_rel_max * seq_q / (seq_q + cal.flash_seq_half) * w / (w + cal.flash_tiles_half)
+
+
+@dataclass(frozen=True)
+class OpTime:
+    name: str
+    kind: str
+    time_s: Any
+    compute_s: Any
+    hbm_s: Any
+    l2_s: Any
+    bound: str
+    flops: Any
+    bytes: Any
+
+
+def op_time(op: Op, acc: Accelerator, cal: Calibration | None = None,
+            kernel_overhead_s: float | None = None) -> OpTime:
+    """Roofline time of ``op`` (see module docstring)."""
+    cal = cal or calibration()
+    overhead = acc.kernel_overhead_s if kernel_overhead_s is None else kernel_overhead_s
+    hbm_bw = acc.hbm.achievable_bytes_per_s
+    l2_s: Any = 0.0
+    if op.kind == "gemm":
+        rate = gemm_rate_flops_per_s(acc, op.precision, cal)
+        compute = op.flops / rate
+        try:
+            l2 = acc.level("l2")
+            elem = 1 if op.precision in ("fp8", "int8", "fp4", "int4") else 2
+            l2_bytes = op.m * op.n * op.k * op.batch * (1.0 / TILE_M + 1.0 / TILE_N) * elem
+            l2_s = l2_bytes / l2.achievable_bytes_per_s
+        except KeyError:
+            l2_s = 0.0
+    elif op.kind == "attention":
+        rho = flash_relative_efficiency(acc, op.heads, op.seq_q, cal)
+        if op.name.endswith(".bwd"):
+            rho = rho * 2.5 / cal.flash_bwd_time_over_fwd
+        compute = op.flops / (gemm_rate_flops_per_s(acc, op.precision, cal) * rho)
+    else:
+        compute = op.flops / acc.vector_flops_per_s
+    hbm = op.bytes / hbm_bw
+    t = np.maximum(np.maximum(compute, hbm), l2_s) + overhead
+    if np.ndim(t) == 0:
+        terms = {"compute": float(compute), "hbm": float(hbm), "l2": float(l2_s)}
+        bound = max(terms, key=terms.get)
+        t = float(t)
+    else:
+        bound = "mixed"
+    return OpTime(op.name, op.kind, t, compute, hbm, l2_s, bound, op.flops, op.bytes)
+
+
+def ops_time_s(ops: list[Op], acc: Accelerator, cal: Calibration | None = None) -> Any:
+    """Sum of the roofline times of ``ops`` (they run one after another on one stream)."""
+    total: Any = 0.0
+    for op in ops:
+        total = total + op_time(op, acc, cal).time_s
+    return total

@@ -1,0 +1,89 @@
+"""Memory footprint per accelerator of a training job (scalars or numpy arrays).
+
+Sources: Rajbhandari et al. 2020 (ZeRO) for model states; Korthikanti et al. 2022 §4 for
+activations; Megatron-LM's interleaved schedule for the number of micro-batches in flight.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from xlayer.workload.model import ModelSpec
+
+WEIGHT_BYTES = 2  # 16-bit working weights
+GRAD_BYTES = 4  # fp32 main gradients (Megatron-LM accumulates and reduces in fp32)
+OPTIMIZER_BYTES = 12  # fp32 master weights + Adam first and second moments
+
+
+def model_state_bytes(params: Any, dp: Any, zero: int) -> dict[str, Any]:
+    """Weights 2 B, gradients 4 B, optimizer 12 B per parameter (18 B in all, Korthikanti
+    2022 Fig. 1); ZeRO-1 shards the optimizer over dp, ZeRO-2 also the gradients, ZeRO-3 (FSDP)
+    also the weights (Rajbhandari 2020, Fig. 1)."""
+    return {
+        "weights": params * WEIGHT_BYTES / (dp if zero >= 3 else 1),
+        "gradients": params * GRAD_BYTES / (dp if zero >= 2 else 1),
+        "optimizer": params * OPTIMIZER_BYTES / (dp if zero >= 1 else 1),
+    }
+
+
+def layer_activation_bytes(model: ModelSpec, b: Any, tp: Any, cp: Any, sp: bool, recompute: str,
+                           attention: str, dropout: float) -> Any:
+    """Bytes one layer keeps for its backward pass, per accelerator and micro-batch.
+
+    Generalises Korthikanti 2022 eq. (1)–(5) (which is s·b·h·(34 + 5·a·s/h) for GPT with
+    dropout) term by term, T = b·s/cp tokens, rows = T/t with SP else T:
+      norm1 in 2·rows·h, QKV in 2·rows·h, Q/K/V 2·T·(q+2kv)/t, classic attention
+      2·b·a·s_q·s_kv/t (softmax out) + (1 + 2)·b·a·s_q·s_kv/t (dropout mask + out) if dropout,
+      flash 4·b·a·s_q/t (log-sum-exp), proj in 2·T·q/t, dropout mask rows·h, norm2 in
+      2·rows·h, FC1 in 2·rows·h, activation in 2·T·f₁/t, FC2 in 2·T·f/t, dropout mask rows·h.
+    selective: drops the s² terms (the attention core is recomputed);
+    full: keeps only the layer input 2·rows·h.
+    """
+    h, s = model.hidden, model.seq_len
+    T = b * s / cp
+    rows = T / tp if sp else T
+    if recompute == "full":
+        return 2.0 * rows * h
+    a = model.heads / tp
+    s_q, s_kv = s / cp, s
+    drop = 1.0 if dropout > 0 else 0.0
+    f = model.ffn_hidden
+    f1 = f * (2 if model.gated else 1)
+    moe = model.top_k if model.moe else 1
+    total = (2 * rows * h + 2 * rows * h + 2 * T * (model.q_dim + 2 * model.kv_dim) / tp
+             + 2 * T * model.q_dim / tp + drop * rows * h + 2 * rows * h
+             + moe * (2 * rows * h + 2 * T * f1 / tp + 2 * T * f / tp) + drop * rows * h)
+    if attention == "classic":
+        if recompute != "selective":
+            total = total + (2 + 3 * drop) * b * a * s_q * s_kv
+    else:
+        total = total + 4.0 * b * a * s_q
+    return total
+
+
+def inflight_chunks(pp: Any, vp: Any, microbatches: Any) -> Any:
+    """Model chunks whose activations pipeline rank 0 holds at its peak.
+
+    1F1B: min(m, p) micro-batches of L/p layers. Interleaved (v > 1): Megatron-LM warms up
+    2(p−1) + (v−1)·p chunks, then holds one more: min(m·v, v·p + p − 1) chunks of L/(p·v)
+    layers (Korthikanti 2022 §4.2.3: the factor 1 + (p−1)/(p·v))."""
+    one_f_one_b = np.minimum(microbatches, pp)
+    interleaved = np.minimum(microbatches * vp, vp * pp + pp - 1)
+    out = np.where(vp > 1, interleaved, one_f_one_b)
+    return out if np.ndim(out) else int(out)
+
+
+def logits_activation_bytes(model: ModelSpec, b: Any, tp: Any, cp: Any) -> Any:
+    """Last stage: fp32 logits T·V/t·4 kept for the loss backward (one micro-batch)."""
+    return 4.0 * b * model.seq_len / cp * model.vocab / tp
+
+
+def communication_buffer_bytes(model: ModelSpec, b: Any, tp: Any, cp: Any, sp: bool, dp: Any) -> Any:
+    """Gathered SP activation (2·T·h when SP) plus one 40 MB data-parallel bucket
+    (Megatron-LM's default ``bucket_size``) when dp > 1."""
+    T = b * model.seq_len / cp
+    gather = 2.0 * T * model.hidden if sp else 0.0
+    bucket = np.where(dp > 1, 40e6, 0.0)
+    out = gather + bucket
+    return out if np.ndim(out) else float(out)

@@ -1,0 +1,123 @@
+"""Typed, frozen hardware specs: an accelerator, its memory levels and links, and a system.
+
+Every number is in SI base units (bytes, bytes per second, FLOP per second, seconds, watts).
+Catalog files (``catalog/*.yaml``) are parsed into these models; each file carries a
+``sources`` map saying where each number comes from.
+"""
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
+
+Precision = Literal["fp32", "tf32", "bf16", "fp16", "fp8", "fp4", "int8", "int4"]
+PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "bf16", "fp16", "fp8", "fp4", "int8", "int4")
+MemoryLevelName = Literal["register", "l1", "l2", "hbm"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class MemoryLevel(_Frozen):
+    """One level of the memory hierarchy, totals for the whole chip.
+
+    ``bandwidth_bytes_per_s`` is the datasheet (or microbenchmark) peak; ``efficiency`` the
+    fraction of it a streaming kernel achieves (measured, see the catalog's sources).
+    """
+
+    level: MemoryLevelName
+    capacity_bytes: PositiveFloat
+    bandwidth_bytes_per_s: PositiveFloat
+    latency_s: PositiveFloat
+    efficiency: float = Field(1.0, gt=0.0, le=1.0)
+
+    @property
+    def achievable_bytes_per_s(self) -> float:
+        return self.bandwidth_bytes_per_s * self.efficiency
+
+
+class Link(_Frozen):
+    """A network attachment of one accelerator.
+
+    ``bandwidth_bytes_per_s`` is per direction per accelerator (NVLink: all links together;
+    InfiniBand: the accelerator's own NIC). ``efficiency`` is the fraction of it a large
+    collective achieves (NCCL bus bandwidth / link bandwidth, from published measurements);
+    ``latency_s`` is the per-step latency α of a ring/tree algorithm.
+    """
+
+    name: str
+    bandwidth_bytes_per_s: PositiveFloat
+    latency_s: PositiveFloat
+    efficiency: float = Field(gt=0.0, le=1.0)
+
+
+class Accelerator(_Frozen):
+    """One accelerator (one GPU of a rack for rack-scale parts such as GB200 NVL72)."""
+
+    name: str
+    aliases: tuple[str, ...] = ()
+    vendor: str
+    year: int
+    compute_units: PositiveInt
+    clock_hz: PositiveFloat
+    tdp_w: PositiveFloat
+    peak_flops_per_s: dict[Precision, Optional[PositiveFloat]]
+    matmul_efficiency: float = Field(gt=0.0, le=1.0)
+    vector_flops_per_s: PositiveFloat
+    kernel_overhead_s: PositiveFloat
+    memory: tuple[MemoryLevel, ...]
+    scale_up: Link
+    scale_up_domain: PositiveInt
+    scale_out: Link
+    sources: dict[str, str]
+
+    @model_validator(mode="after")
+    def _check(self) -> "Accelerator":
+        levels = [m.level for m in self.memory]
+        if "hbm" not in levels:
+            raise ValueError("memory must contain an 'hbm' level")
+        if len(set(levels)) != len(levels):
+            raise ValueError(f"memory levels repeat: {levels}")
+        if self.peak_flops_per_s.get("bf16") is None and self.peak_flops_per_s.get("fp16") is None:
+            raise ValueError("peak_flops_per_s needs bf16 or fp16")
+        return self
+
+    def level(self, name: str) -> MemoryLevel:
+        for m in self.memory:
+            if m.level == name:
+                return m
+        raise KeyError(name)
+
+    @property
+    def hbm(self) -> MemoryLevel:
+        return self.level("hbm")
+
+    def peak(self, precision: str) -> float:
+        """Dense peak FLOP/s for ``precision``; lower precisions fall back to the next wider
+        one the part supports (fp8 on A100 runs as 16-bit)."""
+        order = {"fp4": ["fp4", "fp8", "bf16", "fp16"], "fp8": ["fp8", "bf16", "fp16"],
+                 "int8": ["int8", "fp8", "bf16"], "int4": ["int4", "int8", "fp8", "bf16"],
+                 "bf16": ["bf16", "fp16"], "fp16": ["fp16", "bf16"], "tf32": ["tf32", "fp32"],
+                 "fp32": ["fp32"]}[precision]
+        for p in order:
+            v = self.peak_flops_per_s.get(p)
+            if v:
+                return v
+        raise KeyError(precision)
+
+
+class System(_Frozen):
+    """How many accelerators, how they are grouped into scale-up domains, and the network."""
+
+    accelerator: Accelerator
+    count: PositiveInt
+    scale_up_size: PositiveInt
+
+    @property
+    def scale_up(self) -> Link:
+        return self.accelerator.scale_up
+
+    @property
+    def scale_out(self) -> Link:
+        return self.accelerator.scale_out

@@ -1,0 +1,245 @@
+"""One training iteration: time and memory per accelerator, with a breakdown.
+
+``evaluate_training`` is the single composition of the cost model. It accepts the numeric
+layout fields (tp, pp, dp, cp, vp, micro) as Python ints *or* numpy arrays of equal length,
+so the scalar path (``predict_training``: one layout, rich result) and the vectorized path
+(``xlayer.explore``: many layouts) share every formula.
+
+Iteration time = pipeline (steady state + bubble) + exposed data-parallel communication +
+optimizer step. Every term is named after the function that computed it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from xlayer.cost.collectives import collective_time_s, ranks_in_domain
+from xlayer.cost.compute import op_time
+from xlayer.cost.memory import (communication_buffer_bytes, inflight_chunks, layer_activation_bytes,
+                                logits_activation_bytes, model_state_bytes)
+from xlayer.cost.pipeline import pipeline_time_s
+from xlayer.hardware.spec import System
+from xlayer.mapping.layout import Layout, layers_on_first_rank, layers_on_last_rank
+from xlayer.workload.model import ModelSpec
+from xlayer.workload.operators import (ACT_BYTES, embedding_work, layer_work, logits_work,
+                                       model_flops_per_iteration, recompute_ops)
+
+OPTIMIZER_STEP_BYTES_PER_PARAM = 34.0  # Adam: grad 4 r, master 4 r/w, m,v 8 r/w, weight 2 w, norm 4 r
+
+GIB = 2.0 ** 30
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Choices the case may leave open, with the reason each default was taken."""
+
+    attention: str
+    dropout: float
+    notes: tuple[str, ...] = ()
+
+
+def recipe_for(model: ModelSpec, precision: str) -> Recipe:
+    """Attention kernel and dropout when the model spec does not state them.
+
+    fp16 mixed precision (loss scaling) is the Megatron-LM/DeepSpeed recipe of 2020–22,
+    which used the fused-softmax ("classic") attention and dropout 0.1; bf16/fp8 recipes
+    use flash attention and, like Llama, no dropout."""
+    notes = []
+    legacy = precision == "fp16"
+    attention = model.attention
+    if attention is None:
+        attention = "classic" if legacy else "flash"
+        notes.append(f"model.attention={attention} ({'fp16 recipe of 2020-22' if legacy else 'bf16/fp8 recipe'})")
+    dropout = model.dropout
+    if dropout is None:
+        dropout = 0.1 if legacy else 0.0
+        notes.append(f"model.dropout={dropout} ({'GPT-3/Megatron recipe' if legacy else 'no dropout, as Llama'})")
+    return Recipe(attention, dropout, tuple(notes))
+
+
+def _where(cond, a, b):
+    out = np.where(cond, a, b)
+    return out if np.ndim(out) else float(out)
+
+
+def params_per_rank(model: ModelSpec, tp, pp, vp, rank: str):
+    """Parameters held by the first or the last pipeline rank.
+
+    Layer matrices and their biases are split over tp, norms are replicated. The first rank
+    holds the token embedding V·h/t (+ learned positions s·h); the last rank holds the final
+    norm and the output layer V·h/t (Megatron keeps a copy of a tied embedding there); with
+    pp = 1 one rank holds both (a tied output layer adds nothing)."""
+    n_layers = layers_on_first_rank(model.layers, pp, vp) if rank == "first" else \
+        layers_on_last_rank(model.layers, pp, vp)
+    per_layer = (model.layer_params() - model.norm_params()) / tp + model.norm_params()
+    tok = model.vocab * model.hidden / tp
+    pos = model.seq_len * model.hidden if model.position == "learned" else 0
+    final_norm = model.output_params() - (0 if model.tied_embeddings else model.vocab * model.hidden)
+    head = final_norm + tok
+    if rank == "first":
+        single = final_norm + (0 if model.tied_embeddings else tok)
+        return n_layers * per_layer + tok + pos + _where(pp == 1, single, 0.0)
+    return n_layers * per_layer + _where(pp > 1, head, 0.0)
+
+
+def evaluate_training(model: ModelSpec, system: System, precision: str, global_batch: int,
+                      tp, pp, dp, cp, vp, micro, sp: bool, recompute: str, zero: int,
+                      dp_overlap: bool, recipe: Recipe, detail: bool = False) -> dict[str, Any]:
+    """Time and memory of one iteration (formulas in the module docstrings of xlayer.cost)."""
+    acc = system.accelerator
+    D = system.scale_up_size
+    up, out = system.scale_up, system.scale_out
+    gp = precision if precision in ("fp8", "fp4") else ("fp32" if precision == "fp32" else "bf16")
+    m = global_batch // (micro * dp)
+
+    work = layer_work(model, micro, tp, sp, cp, gp, recipe.attention, recipe.dropout)
+    times = {op.name: op_time(op, acc) for op in work.fwd + work.bwd}
+    fwd_s = sum(times[op.name].time_s for op in work.fwd)
+    bwd_s = sum(times[op.name].time_s for op in work.bwd)
+    rc_ops, rc_comms = recompute_ops(work, recompute)
+    recompute_s = sum(times[op.name].time_s for op in rc_ops) if rc_ops else 0.0
+
+    tp_in = ranks_in_domain(tp, 1, D)
+
+    def comm_s(c):
+        return collective_time_s(c.collective, c.bytes, tp, tp_in, up, out)
+
+    tp_fwd_s = sum(comm_s(c) for c in work.fwd_comms)
+    tp_bwd_s = 0.0
+    for c in work.bwd_comms:
+        t = comm_s(c)
+        if c.overlap is not None:
+            t = np.maximum(0.0, t - times[c.overlap].time_s)
+        tp_bwd_s = tp_bwd_s + t
+    tp_rc_s = sum(comm_s(c) for c in rc_comms) if rc_comms else 0.0
+
+    # context parallelism: K/V of the other cp ranks gathered (forward) and their gradients
+    # reduce-scattered (backward), overlapped with the attention kernels
+    cp_in = ranks_in_domain(cp, tp, D)
+    T = micro * model.seq_len / cp
+    kv_bytes = 2.0 * T * model.kv_dim / tp * ACT_BYTES * cp
+    attn_f = sum(times[n].time_s for n in work.attention_core)
+    attn_b = sum(times[o.name].time_s for o in work.bwd if o.name.split(".")[0] in work.attention_core)
+    cp_f_raw = collective_time_s("all_gather", kv_bytes, cp, cp_in, up, out)
+    cp_b_raw = 2.0 * cp_f_raw
+    cp_fwd_s = _where(cp > 1, np.maximum(0.0, cp_f_raw - attn_f), 0.0)
+    cp_bwd_s = _where(cp > 1, np.maximum(0.0, cp_b_raw - attn_b), 0.0)
+
+    # ZeRO-3 / FSDP: per layer, all-gather the 16-bit weights before forward and backward,
+    # reduce-scatter the gradients after backward, each prefetched under the layer's compute
+    dp_in = ranks_in_domain(dp, tp * cp, D)
+    layer_w = (model.layer_params() - model.norm_params()) / tp + model.norm_params()
+    if zero >= 3:
+        ag = collective_time_s("all_gather", layer_w * 2.0, dp, dp_in, up, out)
+        rs = collective_time_s("reduce_scatter", layer_w * 4.0, dp, dp_in, up, out)
+        fsdp_fwd_s = np.maximum(0.0, ag - fwd_s)
+        fsdp_bwd_s = np.maximum(0.0, ag + rs - bwd_s)
+    else:
+        fsdp_fwd_s = fsdp_bwd_s = 0.0
+
+    layer_fwd_total = fwd_s + tp_fwd_s + cp_fwd_s + fsdp_fwd_s
+    layer_bwd_total = bwd_s + tp_bwd_s + recompute_s + tp_rc_s + cp_bwd_s + fsdp_bwd_s
+
+    # first/last stage extras
+    emb_s = sum(op_time(o, acc).time_s for o in embedding_work(model, micro, tp, cp))
+    lf, lb = logits_work(model, micro, tp, cp, gp)
+    logit_f = sum(op_time(o, acc).time_s for o in lf)
+    logit_b = sum(op_time(o, acc).time_s for o in lb)
+    # the vocab-parallel output layer all-reduces its loss statistics; the input-embedding
+    # all-reduce over tp (sum of vocab shards) costs one activation all-reduce
+    emb_comm = collective_time_s("all_reduce", T * model.hidden * ACT_BYTES, tp, tp_in, up, out)
+
+    n_first = layers_on_first_rank(model.layers, pp, vp)
+    n_last = layers_on_last_rank(model.layers, pp, vp)
+    per_layer = layer_fwd_total + layer_bwd_total
+    extra_first = emb_s + emb_comm
+    extra_last = logit_f + logit_b
+    # pipeline point-to-point: Megatron's scatter/gather sends 1/t of the activation per
+    # tensor rank over its own link, then all-gathers it inside the TP group
+    p2p_stride = tp * cp * dp
+    p2p_in = ranks_in_domain(2, p2p_stride, D)
+    act_bytes = T * model.hidden * ACT_BYTES
+    p2p_one = collective_time_s("send_recv", act_bytes / tp, 2, p2p_in, up, out) + \
+        (0.0 if sp else collective_time_s("all_gather", act_bytes, tp, tp_in, up, out))
+    p2p_s = _where(pp > 1, 2.0 * vp * p2p_one, 0.0)
+
+    r_first = n_first * per_layer + extra_first + _where(pp == 1, extra_last, 0.0) + p2p_s
+    r_last = n_last * per_layer + _where(pp > 1, extra_last, 0.0) + p2p_s
+    r_max = np.maximum(r_first, r_last)
+    r_mean = model.layers / pp * per_layer + (extra_first + extra_last) / pp + p2p_s
+    pipe = pipeline_time_s(m, pp, vp, r_max, r_mean)
+
+    # data-parallel gradient reduction and optimizer step on the busiest rank
+    p_first = params_per_rank(model, tp, pp, vp, "first")
+    p_last = params_per_rank(model, tp, pp, vp, "last")
+    p_rank = np.maximum(p_first, p_last)
+    if zero == 0:
+        dp_raw = collective_time_s("all_reduce", p_rank * 4.0, dp, dp_in, up, out)
+    elif zero <= 2:
+        dp_raw = collective_time_s("reduce_scatter", p_rank * 4.0, dp, dp_in, up, out) + \
+            collective_time_s("all_gather", p_rank * 2.0, dp, dp_in, up, out)
+    else:
+        dp_raw = 0.0 * p_rank  # already paid per layer
+    dp_exposed = np.maximum(0.0, dp_raw - (r_max - (n_first * layer_fwd_total) if dp_overlap else 0.0))
+    dp_exposed = _where(dp > 1, dp_exposed, 0.0)
+    opt_params = p_rank / (dp if zero >= 1 else 1)
+    optimizer_s = opt_params * OPTIMIZER_STEP_BYTES_PER_PARAM / acc.hbm.achievable_bytes_per_s
+
+    iteration_s = pipe["steady_s"] + pipe["bubble_s"] + dp_exposed + optimizer_s
+
+    # memory on the busiest rank (rank 0 holds the most in-flight activations)
+    chunks = inflight_chunks(pp, vp, m)
+    layers_per_chunk = model.layers / (pp * vp)
+    act_layer = layer_activation_bytes(model, micro, tp, cp, sp, recompute, recipe.attention, recipe.dropout)
+    act = chunks * layers_per_chunk * act_layer
+    if recompute == "full":  # one layer's full set is alive while it is recomputed
+        act = act + layer_activation_bytes(model, micro, tp, cp, sp, "none", recipe.attention, recipe.dropout)
+    act_last = n_last * np.minimum(m, 1) * act_layer + logits_activation_bytes(model, micro, tp, cp)
+    act_last = _where(pp == 1, 0.0, act_last)
+    act = act + _where(pp == 1, logits_activation_bytes(model, micro, tp, cp), 0.0)
+    states = model_state_bytes(p_rank, dp, zero)
+    buffers = communication_buffer_bytes(model, micro, tp, cp, sp, dp)
+    mem = states["weights"] + states["gradients"] + states["optimizer"] + np.maximum(act, act_last) + buffers
+
+    flops_model = model_flops_per_iteration(model, global_batch)
+    world = tp * pp * dp * cp
+    peak = acc.peak(gp)
+    mfu = flops_model / (iteration_s * world * peak)
+    rc_factor = {"none": 0.0, "selective": 0.0, "full": 1.0 / 3.0}[recompute]
+    hfu = mfu * (1.0 + rc_factor)
+
+    res: dict[str, Any] = {
+        "iteration_time_s": iteration_s,
+        "memory_bytes": mem,
+        "mfu": mfu,
+        "hfu": hfu,
+        "microbatches": m,
+        "layer_forward_time_s": layer_fwd_total,
+        "layer_backward_time_s": layer_bwd_total,
+        "layer_fwd_bwd_time_s": layer_fwd_total + layer_bwd_total,
+        "steady_s": pipe["steady_s"],
+        "bubble_s": pipe["bubble_s"],
+        "dp_exposed_s": dp_exposed,
+        "optimizer_s": optimizer_s,
+    }
+    if detail:
+        res["detail"] = {
+            "ops": times, "work": work, "recompute_ops": rc_ops,
+            "layer": {"compute_fwd_s": fwd_s, "compute_bwd_s": bwd_s, "recompute_s": recompute_s,
+                      "tp_fwd_s": tp_fwd_s, "tp_bwd_s": tp_bwd_s, "tp_recompute_s": tp_rc_s,
+                      "cp_fwd_s": cp_fwd_s, "cp_bwd_s": cp_bwd_s,
+                      "fsdp_fwd_s": fsdp_fwd_s, "fsdp_bwd_s": fsdp_bwd_s},
+            "stages": {"layers_first": n_first, "layers_last": n_last, "rank_first_s": r_first,
+                       "rank_last_s": r_last, "rank_mean_s": r_mean, "p2p_s": p2p_s,
+                       "embedding_s": extra_first, "logits_s": extra_last},
+            "dp_raw_s": dp_raw,
+            "memory": {"weights": states["weights"], "gradients": states["gradients"],
+                       "optimizer": states["optimizer"], "activations": np.maximum(act, act_last),
+                       "activations_first_rank": act, "activation_per_layer": act_layer,
+                       "inflight_chunks": chunks, "comm_buffers": buffers},
+            "params_rank": p_rank,
+            "flops_model": flops_model,
+        }
+    return res
