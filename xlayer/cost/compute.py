@@ -5,8 +5,10 @@ memory level, plus a fixed per-kernel overhead:
 
     t = max(F / R_compute, B_hbm / BW_hbm, B_l2 / BW_l2) + t_kernel
 
-* GEMM compute rate R = peak(precision) · matmul_efficiency · sustained_over_best_matmul
-  (catalog MAMF × the sustained/best ratio measured on the H200 kernel file).
+* GEMM compute rate R = peak(precision) · matmul_efficiency · sustained_over_best_matmul · u,
+  catalog MAMF × the sustained/best ratio measured on the H200 kernel file × wave
+  quantization u: the output is cut into tiles (best of 256×128, 128×256, 128×128), tiles
+  run in waves of one per SM, u = m·n·batch / (waves · SMs · tile area).
 * Flash attention rate R = R_gemm · ρ, ρ = ρ_max · s/(s+s½) · W/(W+W½), with W the number of
   128-row query tiles per SM (fitted to the H200 SDPA measurements); its backward runs at
   2.5/3.0 of that (measured backward/forward time ratio 3.0 for 2.5× the FLOPs).
@@ -30,6 +32,7 @@ from xlayer.hardware.spec import Accelerator
 from xlayer.workload.operators import Op
 
 TILE_M, TILE_N = 256, 128
+TILES = ((256, 128), (128, 256), (128, 128))
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,17 @@ def flash_relative_efficiency(acc: Accelerator, heads_x_batch: Any, seq_q: Any,
     return cal.flash_rel_max * seq_q / (seq_q + cal.flash_seq_half) * w / (w + cal.flash_tiles_half)
 
 
+def wave_utilization(m: Any, n: Any, batch: Any, sms: int) -> Any:
+    """Fraction of SM time doing useful tiles: best over ``TILES`` of
+    m·n·batch / (⌈tiles/SMs⌉ · SMs · tm · tn), tiles = ⌈m/tm⌉·⌈n/tn⌉·batch."""
+    best: Any = 0.0
+    for tm, tn in TILES:
+        tiles = np.ceil(m / tm) * np.ceil(n / tn) * batch
+        waves = np.ceil(tiles / sms)
+        best = np.maximum(best, m * n * batch / (waves * sms * tm * tn))
+    return best
+
+
 @dataclass(frozen=True)
 class OpTime:
     name: str
@@ -86,7 +100,7 @@ def op_time(op: Op, acc: Accelerator, cal: Calibration | None = None,
     l2_s: Any = 0.0
     if op.kind == "gemm":
         rate = gemm_rate_flops_per_s(acc, op.precision, cal)
-        compute = op.flops / rate
+        compute = op.flops / (rate * wave_utilization(op.m, op.n, op.batch, acc.compute_units))
         try:
             l2 = acc.level("l2")
             elem = 1 if op.precision in ("fp8", "int8", "fp4", "int4") else 2

@@ -26,7 +26,14 @@ from xlayer.workload.model import ModelSpec
 from xlayer.workload.operators import (ACT_BYTES, embedding_work, layer_work, logits_work,
                                        model_flops_per_iteration, recompute_ops)
 
-OPTIMIZER_STEP_BYTES_PER_PARAM = 34.0  # Adam: grad 4 r, master 4 r/w, m,v 8 r/w, weight 2 w, norm 4 r
+
+def optimizer_step_bytes_per_param(precision: str) -> float:
+    """HBM bytes per parameter of a Megatron-LM mixed-precision Adam step (fp32 main grads
+    and master weights), kernel by kernel: unscale + inf check 4 r + 4 w (fp16 loss scaling
+    only), grad-norm 4 r, fused Adam 28 (grad 4 r, master 4 r/w, m 4 r/w, v 4 r/w), copy to
+    16-bit weights 4 r + 2 w, zero the grad buffer 4 w: 50 B (fp16) or 42 B (bf16/fp8)."""
+    return 42.0 + (8.0 if precision == "fp16" else 0.0)
+
 
 GIB = 2.0 ** 30
 
@@ -185,7 +192,7 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
     dp_exposed = np.maximum(0.0, dp_raw - (r_max - (n_first * layer_fwd_total) if dp_overlap else 0.0))
     dp_exposed = _where(dp > 1, dp_exposed, 0.0)
     opt_params = p_rank / (dp if zero >= 1 else 1)
-    optimizer_s = opt_params * OPTIMIZER_STEP_BYTES_PER_PARAM / acc.hbm.achievable_bytes_per_s
+    optimizer_s = opt_params * optimizer_step_bytes_per_param(precision) / acc.hbm.achievable_bytes_per_s
 
     iteration_s = pipe["steady_s"] + pipe["bubble_s"] + dp_exposed + optimizer_s
 

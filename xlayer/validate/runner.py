@@ -1,0 +1,93 @@
+"""Predict measured cases and report the error (contract in shared/DESIGN.md).
+
+``error_pct = 100·(predicted − measured)/measured``. A case the model cannot predict is kept
+with ``predicted: null`` and a ``reason``; nothing is dropped silently.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from xlayer.errors import InputError
+from xlayer.predict.case import Case, load_case
+
+
+def collect_case_files(paths: Iterable[str]) -> list[Path]:
+    """Every ``*.yaml``/``*.yml`` file named, or found (recursively) in a folder named."""
+    files: list[Path] = []
+    for p in paths:
+        path = Path(p)
+        if path.is_dir():
+            files += sorted(q for q in path.rglob("*") if q.suffix in (".yaml", ".yml"))
+        elif path.exists():
+            files.append(path)
+        else:
+            raise InputError("PATH", str(p), "no such file or folder")
+    return files
+
+
+def predict_metrics(case: Case) -> dict[str, float]:
+    """All metrics the model gives for ``case`` (training or inference)."""
+    if case.kind == "training":
+        from xlayer.predict.api import predict_training
+        return predict_training(case).metrics
+    try:
+        from xlayer.predict.inference import predict_inference
+    except ImportError:
+        raise NotImplementedError("inference cases are not modelled yet") from None
+    return predict_inference(case).metrics
+
+
+def validate_files(files: list[Path], progress: Callable[[Path], None] | None = None) -> dict[str, Any]:
+    """Run every case file; return the ``validate --json`` object."""
+    rows: list[dict[str, Any]] = []
+    for f in files:
+        if progress:
+            progress(f)
+        case_id, kind, measured = f.stem, None, {}
+        try:
+            case = load_case(f)
+            case_id, kind, measured = case.id, case.kind, case.measured
+            preds = predict_metrics(case)
+            reason = None
+        except (InputError, NotImplementedError) as exc:
+            preds, reason = {}, str(exc)
+        if not measured:
+            rows.append({"id": case_id, "kind": kind, "metric": None, "measured": None,
+                         "predicted": None, "error_pct": None, "reason": reason or "no measured values"})
+            continue
+        for metric, value in measured.items():
+            pred = preds.get(metric)
+            row = {"id": case_id, "kind": kind, "metric": metric, "measured": value,
+                   "predicted": pred, "error_pct": None}
+            if pred is None or value in (None, 0):
+                row["predicted"] = None
+                row["reason"] = reason or f"metric {metric} is not predicted for this case"
+            else:
+                row["error_pct"] = 100.0 * (pred - value) / value
+            rows.append(row)
+    return {"cases": rows, "summary": summarize(rows)}
+
+
+def summarize(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per metric and over all: count of predicted rows, MAPE and max |error| (percent)."""
+    groups: dict[str, list[float]] = {}
+    for r in rows:
+        if r.get("error_pct") is None:
+            continue
+        groups.setdefault(r["metric"], []).append(r["error_pct"])
+    out: dict[str, dict[str, Any]] = {}
+    everything: list[float] = []
+    for metric, errs in sorted(groups.items()):
+        out[metric] = _stats(errs)
+        everything += errs
+    out["all"] = _stats(everything)
+    out["all"]["not_predicted"] = sum(1 for r in rows if r.get("predicted") is None)
+    return out
+
+
+def _stats(errs: list[float]) -> dict[str, Any]:
+    if not errs:
+        return {"count": 0, "mape_pct": None, "max_abs_error_pct": None}
+    return {"count": len(errs), "mape_pct": round(sum(abs(e) for e in errs) / len(errs), 3),
+            "max_abs_error_pct": round(max(abs(e) for e in errs), 3)}
