@@ -69,13 +69,17 @@ def flash_relative_efficiency(acc: Accelerator, heads_x_batch: Any, seq_q: Any,
 
 def wave_utilization(m: Any, n: Any, batch: Any, sms: int) -> Any:
     """Fraction of SM time doing useful tiles: best over ``TILES`` of
-    m·n·batch / (⌈tiles/SMs⌉ · SMs · tm · tn), tiles = ⌈m/tm⌉·⌈n/tn⌉·batch."""
+    m·n·batch / (⌈tiles/SMs⌉ · SMs · tm · tn), tiles = ⌈m/tm⌉·⌈n/tn⌉·batch.
+    Skinny GEMMs (m < 128, e.g. decoding) run split-K/GEMV kernels that fill every SM; only
+    the padding of m to the 16-row MMA granule is lost: m / (16·⌈m/16⌉)."""
     best: Any = 0.0
     for tm, tn in TILES:
         tiles = np.ceil(m / tm) * np.ceil(n / tn) * batch
         waves = np.ceil(tiles / sms)
         best = np.maximum(best, m * n * batch / (waves * sms * tm * tn))
-    return best
+    skinny = m / (16.0 * np.ceil(m / 16.0))
+    out = np.where(np.asarray(m) < 128, skinny, best)
+    return out if np.ndim(out) else float(out)
 
 
 @dataclass(frozen=True)

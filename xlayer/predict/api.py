@@ -168,8 +168,13 @@ def predict_training(case: Case, layout: Layout | None = None) -> TrainingPredic
         tb["pipeline_time_s.imbalance"] = rest
 
     mem = d["memory"]
-    mb = {"model_state_bytes.weights": mem["weights"], "model_state_bytes.gradients": mem["gradients"],
-          "model_state_bytes.optimizer": mem["optimizer"],
+    # model states split into the transformer layers and the embedding/output layer
+    layer_frac = float(d["params_layers_rank"] / d["params_rank"])
+    mb = {"model_state_bytes.weights": mem["weights"] * layer_frac,
+          "model_state_bytes.gradients": mem["gradients"] * layer_frac,
+          "model_state_bytes.optimizer": mem["optimizer"] * layer_frac,
+          "model_state_bytes.embedding_output": (mem["weights"] + mem["gradients"] + mem["optimizer"])
+          * (1.0 - layer_frac),
           "layer_activation_bytes.activations": mem["activations"],
           "communication_buffer_bytes": mem["comm_buffers"]}
     op_rows = []

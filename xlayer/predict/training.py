@@ -247,6 +247,8 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
                        "activations_first_rank": act, "activation_per_layer": act_layer,
                        "inflight_chunks": chunks, "comm_buffers": buffers},
             "params_rank": p_rank,
+            "params_layers_rank": np.maximum(n_first, n_last) * ((model.layer_params() - model.norm_params()) / tp
+                                                                 + model.norm_params()),
             "flops_model": flops_model,
         }
     return res

@@ -1,0 +1,39 @@
+"""The model against measured cases: fails when the published error bars regress.
+
+Error bars (mean absolute % error / worst case) as of this version; tighten them when the
+model improves, never loosen them to make a change pass.
+"""
+from __future__ import annotations
+
+import pytest
+
+from xlayer.validate.runner import collect_case_files, validate_files
+
+BARS = {  # metric: (MAPE %, max |error| %)
+    "iteration_time_s": (14.0, 33.0),
+    "layer_forward_time_s": (9.0, 10.0),
+    "layer_backward_time_s": (13.0, 14.5),
+    "layer_fwd_bwd_time_s": (11.5, 12.5),
+}
+
+
+@pytest.fixture(scope="module")
+def training_result(request):
+    from conftest import VALIDATION
+    if not VALIDATION.is_dir():
+        pytest.skip("shared/validation not present")
+    return validate_files(collect_case_files([str(VALIDATION / "training")]))
+
+
+@pytest.mark.parametrize("metric", list(BARS))
+def test_error_bars(training_result, metric):
+    s = training_result["summary"][metric]
+    mape, worst = BARS[metric]
+    assert s["count"] > 0
+    assert s["mape_pct"] <= mape, s
+    assert s["max_abs_error_pct"] <= worst, s
+
+
+def test_every_training_case_predicts(training_result):
+    missing = [r["id"] for r in training_result["cases"] if r["predicted"] is None]
+    assert not missing, missing
