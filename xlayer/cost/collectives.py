@@ -17,6 +17,7 @@ Arguments may be numpy arrays.
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,8 @@ def _bw(link: Link) -> float:
 
 def ring_time_s(collective: str, size_bytes: Any, n: Any, link: Link) -> Any:
     """Flat ring over one kind of link (see module docstring)."""
+    if not isinstance(n, np.ndarray) and not isinstance(size_bytes, np.ndarray):
+        return _ring_scalar(collective, float(size_bytes), float(n), link)
     n = np.asarray(n, dtype=float) if np.ndim(n) else float(n)
     frac = (n - 1.0) / np.maximum(n, 1.0)
     if collective == "all_reduce":
@@ -45,6 +48,22 @@ def ring_time_s(collective: str, size_bytes: Any, n: Any, link: Link) -> Any:
     else:
         raise ValueError(collective)
     return np.where(n > 1, t, 0.0) if np.ndim(t) else (float(t) if n > 1 else 0.0)
+
+
+def _ring_scalar(collective: str, size: float, n: float, link: Link) -> float:
+    """Scalar twin of :func:`ring_time_s` (same formulas, plain floats: fast)."""
+    if n <= 1:
+        return 0.0
+    bw = _bw(link)
+    if collective == "all_reduce":
+        ring = 2.0 * (n - 1.0) / n * size / bw + 2.0 * (n - 1.0) * link.latency_s
+        tree = 2.0 * size / bw + 2.0 * math.ceil(math.log2(n)) * link.latency_s
+        return min(ring, tree)
+    if collective in ("all_gather", "reduce_scatter", "all_to_all"):
+        return (n - 1.0) / n * size / bw + (n - 1.0) * link.latency_s
+    if collective == "send_recv":
+        return size / bw + link.latency_s
+    raise ValueError(collective)
 
 
 def collective_time_s(collective: str, size_bytes: Any, n: Any, n_in: Any,

@@ -20,6 +20,7 @@ Works on scalars and numpy arrays alike.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -72,6 +73,14 @@ def wave_utilization(m: Any, n: Any, batch: Any, sms: int) -> Any:
     m·n·batch / (⌈tiles/SMs⌉ · SMs · tm · tn), tiles = ⌈m/tm⌉·⌈n/tn⌉·batch.
     Skinny GEMMs (m < 128, e.g. decoding) run split-K/GEMV kernels that fill every SM; only
     the padding of m to the 16-row MMA granule is lost: m / (16·⌈m/16⌉)."""
+    if not (isinstance(m, np.ndarray) or isinstance(n, np.ndarray) or isinstance(batch, np.ndarray)):
+        if m < 128:
+            return m / (16.0 * math.ceil(m / 16.0))
+        b_: float = 0.0
+        for tm, tn in TILES:
+            tiles = math.ceil(m / tm) * math.ceil(n / tn) * batch
+            b_ = max(b_, m * n * batch / (math.ceil(tiles / sms) * sms * tm * tn))
+        return b_
     best: Any = 0.0
     for tm, tn in TILES:
         tiles = np.ceil(m / tm) * np.ceil(n / tn) * batch
@@ -120,6 +129,10 @@ def op_time(op: Op, acc: Accelerator, cal: Calibration | None = None,
     else:
         compute = op.flops / acc.vector_flops_per_s
     hbm = op.bytes / hbm_bw
+    if not any(isinstance(x, np.ndarray) for x in (compute, hbm, l2_s)):
+        terms = {"compute": compute, "hbm": hbm, "l2": l2_s}
+        bound = max(terms, key=terms.get)
+        return OpTime(op.name, op.kind, terms[bound] + overhead, compute, hbm, l2_s, bound, op.flops, op.bytes)
     t = np.maximum(np.maximum(compute, hbm), l2_s) + overhead
     if np.ndim(t) == 0:
         terms = {"compute": float(compute), "hbm": float(hbm), "l2": float(l2_s)}

@@ -157,7 +157,10 @@ def predict_training(case: Case, layout: Layout | None = None) -> TrainingPredic
         tb["comm.fsdp_exposed"] = (lay["fsdp_fwd_s"] + lay["fsdp_bwd_s"]) * scale
     if layout.pp > 1:
         tb["comm.pp_p2p"] = st["p2p_s"] * m
-    edge = st["embedding_s"] + (st["logits_s"] if (layout.pp == 1 or not busy_is_first) else 0.0)
+    if layout.pp == 1:
+        edge = st["embedding_s"] + st["logits_s"]
+    else:
+        edge = st["embedding_s"] if busy_is_first else st["logits_s"]
     tb["compute.embedding_logits"] = edge * m
     tb["pipeline_time_s.bubble"] = r["bubble_s"]
     tb["comm.dp_exposed"] = r["dp_exposed_s"]
