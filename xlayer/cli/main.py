@@ -133,6 +133,12 @@ def validate(paths: List[str] = typer.Argument(..., help="case files or folders"
     for k, v in result["summary"].items():
         s.add_row(k, str(v["count"]), str(v["mape_pct"]), str(v["max_abs_error_pct"]))
     out.print(s)
+    bs = Table(title="by source")
+    for col in ("source", "count", "MAPE %", "max |err| %"):
+        bs.add_column(col)
+    for k, v in result.get("by_source", {}).items():
+        bs.add_row(k, str(v["count"]), str(v["mape_pct"]), str(v["max_abs_error_pct"]))
+    out.print(bs)
 
 
 @app.command()

@@ -32,6 +32,7 @@ class Layout(BaseModel):
     zero: int = Field(0, ge=0, le=3)
     micro: PositiveInt = 1
     dp_overlap: bool = False
+    tp_overlap: bool = True
 
     @property
     def world(self) -> int:

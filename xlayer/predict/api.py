@@ -49,7 +49,7 @@ def _eval(case: Case, layout: Layout, recipe, detail=False):
     system = case.system_spec()
     return evaluate_training(case.model, system, case.precision, case.batch.global_, layout.tp, layout.pp,
                              layout.dp, layout.cp, layout.vp, layout.micro, layout.sp, layout.recompute,
-                             layout.zero, layout.dp_overlap, recipe, detail=detail)
+                             layout.zero, layout.dp_overlap, recipe, detail=detail, tp_overlap=layout.tp_overlap)
 
 
 def resolve_layout(case: Case) -> tuple[Layout, list[str]]:
@@ -76,7 +76,8 @@ def resolve_layout(case: Case) -> tuple[Layout, list[str]]:
     if P.ep not in (None, 1):
         raise InputError("parallel.ep", P.ep, "expert parallelism is not modelled yet; use ep: 1")
     base = dict(tp=P.tp, pp=P.pp, dp=dp, cp=P.cp or 1, vp=P.vp or 1, sp=sp,
-                dp_overlap=bool(P.dp_overlap) if P.dp_overlap is not None else False)
+                dp_overlap=bool(P.dp_overlap) if P.dp_overlap is not None else False,
+                tp_overlap=bool(P.tp_overlap) if P.tp_overlap is not None else True)
     recipe = recipe_for(case.model, case.precision)
     capacity = case.system_spec().accelerator.hbm.capacity_bytes * MEMORY_HEADROOM
 

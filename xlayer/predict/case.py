@@ -38,6 +38,7 @@ class ParallelSection(_Strict):
     recompute: Optional[Literal["none", "selective", "full"]] = None
     zero: Optional[int] = Field(None, ge=0, le=3)
     dp_overlap: Optional[bool] = None
+    tp_overlap: Optional[bool] = None
 
 
 class BatchSection(_Strict):

@@ -93,7 +93,8 @@ def params_per_rank(model: ModelSpec, tp, pp, vp, rank: str):
 
 def evaluate_training(model: ModelSpec, system: System, precision: str, global_batch: int,
                       tp, pp, dp, cp, vp, micro, sp: bool, recompute: str, zero: int,
-                      dp_overlap: bool, recipe: Recipe, detail: bool = False) -> dict[str, Any]:
+                      dp_overlap: bool, recipe: Recipe, detail: bool = False,
+                      tp_overlap: bool = True) -> dict[str, Any]:
     """Time and memory of one iteration (formulas in the module docstrings of xlayer.cost)."""
     acc = system.accelerator
     D = system.scale_up_size
@@ -117,7 +118,7 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
     tp_bwd_s = 0.0
     for c in work.bwd_comms:
         t = comm_s(c)
-        if c.overlap is not None:
+        if c.overlap is not None and tp_overlap:
             t = np.maximum(0.0, t - times[c.overlap].time_s)
         tp_bwd_s = tp_bwd_s + t
     tp_rc_s = sum(comm_s(c) for c in rc_comms) if rc_comms else 0.0

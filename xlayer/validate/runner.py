@@ -66,7 +66,7 @@ def validate_files(files: list[Path], progress: Callable[[Path], None] | None = 
             else:
                 row["error_pct"] = 100.0 * (pred - value) / value
             rows.append(row)
-    return {"cases": rows, "summary": summarize(rows)}
+    return {"cases": rows, "summary": summarize(rows), "by_source": summarize_by_source(rows)}
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -84,6 +84,16 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     out["all"] = _stats(everything)
     out["all"]["not_predicted"] = sum(1 for r in rows if r.get("predicted") is None)
     return out
+
+
+def summarize_by_source(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Error statistics per case-id prefix (the publication a case comes from, e.g.
+    ``korthikanti22``), over all its metrics."""
+    groups: dict[str, list[float]] = {}
+    for r in rows:
+        if r.get("error_pct") is not None:
+            groups.setdefault(str(r["id"]).split("-")[0], []).append(r["error_pct"])
+    return {k: _stats(v) for k, v in sorted(groups.items())}
 
 
 def _stats(errs: list[float]) -> dict[str, Any]:
