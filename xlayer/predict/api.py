@@ -165,6 +165,8 @@ def predict_training(case: Case, layout: Layout | None = None) -> TrainingPredic
     tb["compute.embedding_logits"] = edge * m
     tb["pipeline_time_s.bubble"] = r["bubble_s"]
     tb["comm.dp_exposed"] = r["dp_exposed_s"]
+    if layout.pp > 1 and case.model.tied_embeddings:
+        tb["comm.embedding_grad_sync"] = r["embedding_sync_s"]
     tb["optimizer_step"] = r["optimizer_s"]
     # whatever the split above does not cover (rounding of stage imbalance) is reported
     rest = r["iteration_time_s"] - sum(tb.values())

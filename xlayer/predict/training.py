@@ -192,10 +192,18 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
         dp_raw = 0.0 * p_rank  # already paid per layer
     dp_exposed = np.maximum(0.0, dp_raw - (r_max - (n_first * layer_fwd_total) if dp_overlap else 0.0))
     dp_exposed = _where(dp > 1, dp_exposed, 0.0)
+    # tied embeddings with pp > 1: the first and last stage hold copies of the word embedding
+    # and all-reduce its fp32 gradient after the flush (Megatron-LM allreduce_word_embedding_grads)
+    if model.tied_embeddings:
+        emb_bytes = model.vocab * model.hidden / tp * 4.0
+        emb_sync = collective_time_s("all_reduce", emb_bytes, 2, p2p_in, up, out)
+        embedding_sync_s = _where(pp > 1, emb_sync, 0.0)
+    else:
+        embedding_sync_s = 0.0 * pp
     opt_params = p_rank / (dp if zero >= 1 else 1)
     optimizer_s = opt_params * optimizer_step_bytes_per_param(precision) / acc.hbm.achievable_bytes_per_s
 
-    iteration_s = pipe["steady_s"] + pipe["bubble_s"] + dp_exposed + optimizer_s
+    iteration_s = pipe["steady_s"] + pipe["bubble_s"] + dp_exposed + embedding_sync_s + optimizer_s
 
     # memory on the busiest rank (rank 0 holds the most in-flight activations)
     chunks = inflight_chunks(pp, vp, m)
@@ -231,6 +239,7 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
         "bubble_s": pipe["bubble_s"],
         "dp_exposed_s": dp_exposed,
         "optimizer_s": optimizer_s,
+        "embedding_sync_s": embedding_sync_s,
     }
     if detail:
         res["detail"] = {
