@@ -69,6 +69,10 @@ def print_training(pred) -> None:
         lt.add_row(row["name"], _fmt_s(row["time_s"]), f"{row['flops'] / 1e9:.1f}", f"{row['bytes'] / 1e6:.1f}",
                    row["bound"])
     out.print(lt)
+    if "energy_wall_j" in pred.metrics:
+        e = pred.metrics
+        out.print(f"energy per iteration: {e['energy_device_j'] / 1e6:.2f} MJ at the devices, "
+                  f"{e['energy_wall_j'] / 1e6:.2f} MJ at the wall (xlayer.cost.energy.training_energy)")
     if pred.assumptions:
         out.print("assumed: " + "; ".join(pred.assumptions))
 

@@ -33,20 +33,25 @@ def valid_mask(model: ModelSpec, count: int, global_batch: int, tp, pp, dp, cp, 
 
 def evaluate_layouts(model: ModelSpec, system: System, precision: str, global_batch: int,
                      layouts: dict[str, np.ndarray], sp: bool, recompute: str, zero: int,
-                     recipe: Recipe, dp_overlap: bool = False) -> dict[str, np.ndarray]:
-    """Iteration time, memory, MFU for arrays of layouts (invalid entries give NaN)."""
+                     recipe: Recipe, dp_overlap: bool = False, tp_overlap: bool = True,
+                     keys: tuple[str, ...] = ("iteration_time_s", "memory_bytes", "mfu")) -> dict[str, np.ndarray]:
+    """Iteration time, memory, MFU for arrays of layouts (invalid entries give NaN).
+
+    ``keys`` names the entries of :func:`evaluate_training`'s result to return (default: time,
+    memory, MFU); ``tp_overlap`` and ``dp_overlap`` are passed through unchanged."""
     arrs = {k: np.asarray(layouts[k], dtype=np.int64) for k in NUMERIC}
     mask = valid_mask(model, system.count, global_batch, **arrs)
     n = mask.size
-    out = {"valid": mask, "iteration_time_s": np.full(n, np.nan), "memory_bytes": np.full(n, np.nan),
-           "mfu": np.full(n, np.nan)}
+    out = {"valid": mask}
+    out.update({k: np.full(n, np.nan) for k in keys})
     if not mask.any():
         return out
     sub = {k: v[mask] for k, v in arrs.items()}
     with np.errstate(divide="ignore", invalid="ignore"):
         r = evaluate_training(model, system, precision, global_batch, sub["tp"], sub["pp"], sub["dp"],
-                              sub["cp"], sub["vp"], sub["micro"], sp, recompute, zero, dp_overlap, recipe)
-    for key in ("iteration_time_s", "memory_bytes", "mfu"):
+                              sub["cp"], sub["vp"], sub["micro"], sp, recompute, zero, dp_overlap, recipe,
+                              tp_overlap=tp_overlap)
+    for key in keys:
         out[key][mask] = np.broadcast_to(np.asarray(r[key], dtype=float), (int(mask.sum()),))
     return out
 

@@ -194,6 +194,16 @@ def predict_training(case: Case, layout: Layout | None = None) -> TrainingPredic
                                          "layer_backward_time_s", "layer_fwd_bwd_time_s")}
     metrics["model_tflops_per_gpu"] = float(d["flops_model"] / r["iteration_time_s"] / case.system.count / 1e12)
     metrics["peak_memory_gib"] = float(r["memory_bytes"] / GIB)
+    # energy when the system defines per-operation energies (xlayer/data/energy.yaml)
+    from xlayer.cost.energy import energy_spec_for, training_energy
+    spec = energy_spec_for(acc)
+    if spec is not None:
+        e = training_energy(case.model, case.system_spec(), case.precision, case.batch.global_, layout, recipe,
+                            spec, result=r)
+        metrics["energy_device_j"] = float(e.device_j)
+        metrics["energy_wall_j"] = float(e.wall_j)
+        if e.tokens:
+            metrics["energy_wall_j_per_token"] = float(e.per_token_j())
     return TrainingPrediction(
         case_id=case.id, layout=layout, iteration_time_s=float(r["iteration_time_s"]),
         memory_bytes=float(r["memory_bytes"]), mfu=float(r["mfu"]), hfu=float(r["hfu"]),

@@ -1,1 +1,18 @@
-"""xlayer.report"""
+"""xlayer.report: self-contained static HTML reports with inline SVG charts.
+
+``training_report(case, prediction)`` and ``validate_report(result)`` return the HTML text;
+``write(html, path)`` saves it. The ``xlayer report`` command (``xlayer/cli/cmd_report.py``)
+and ``xlayer.report(result, path)`` (``xlayer.api.report``) call these. Nothing here needs a
+plotting library or a network. Submodules load on first use.
+"""
+from __future__ import annotations
+
+import importlib
+
+__all__ = ["training_report", "validate_report", "search_report", "write"]
+
+
+def __getattr__(name: str):
+    if name in __all__:
+        return getattr(importlib.import_module("xlayer.report.build"), name)
+    raise AttributeError(f"module 'xlayer.report' has no attribute {name!r}")

@@ -1,0 +1,169 @@
+"""xlayer report: the pipeline schedule, the HTML it writes, the command and the Python API."""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from xlayer.report.timeline import chunk_layers, pipeline_timeline, rank_order
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "xlayer" / "examples" / "gpt3-175b-1024xa100.yaml"
+HF = ROOT / "tests" / "fixtures" / "hf"
+
+
+def run(*args: str):
+    return subprocess.run([sys.executable, "-m", "xlayer.cli.main", *args], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120)
+
+
+@pytest.mark.parametrize("p,v,m", [(4, 1, 8), (4, 1, 2), (8, 1, 64), (4, 2, 8), (2, 4, 4), (8, 3, 24), (1, 1, 5)])
+def test_timeline_reproduces_the_bubble_formula(p, v, m):
+    f, b = 1.0, 2.0  # one micro-batch through a whole rank (all its chunks)
+    blocks = pipeline_timeline(p, v, m, f / v, b / v)
+    assert len(blocks) == 2 * p * v * m
+    end = max(x.end_s for x in blocks)
+    # 1F1B: (m + p − 1)(F + B); interleaved: m(F + B) + (p − 1)(F + B)/v  (pipeline_time_s)
+    assert end == pytest.approx(m * (f + b) + (p - 1) * (f + b) / v)
+
+
+def test_timeline_respects_dependencies_and_never_overlaps_on_a_rank():
+    p, v, m = 4, 2, 8
+    blocks = pipeline_timeline(p, v, m, [1.0 + 0.1 * g for g in range(p * v)], 2.0)
+    end = {(x.phase, x.micro, x.chunk * p + x.rank): x.end_s for x in blocks}
+    for x in blocks:
+        g = x.chunk * p + x.rank
+        if x.phase == "F" and g > 0:
+            assert x.start_s >= end[("F", x.micro, g - 1)] - 1e-12
+        if x.phase == "B":
+            dep = ("B", x.micro, g + 1) if g < p * v - 1 else ("F", x.micro, g)
+            assert x.start_s >= end[dep] - 1e-12
+    for r in range(p):
+        mine = sorted((x for x in blocks if x.rank == r), key=lambda x: x.start_s)
+        assert all(a.end_s <= b.start_s + 1e-12 for a, b in zip(mine, mine[1:]))
+
+
+def test_1f1b_warmup_and_layer_split():
+    order = rank_order(0, 4, 1, 8)
+    assert [o[0] for o in order[:4]] == ["F", "F", "F", "F"] and order[4][0] == "B"  # p−1 warm-up, then 1F1B
+    assert [o[0] for o in rank_order(3, 4, 1, 8)[:2]] == ["F", "B"]  # last rank: no warm-up
+    assert chunk_layers(10, 2, 2) == [3, 3, 2, 2] and sum(chunk_layers(96, 8, 3)) == 96
+
+
+def _charts(html: str) -> dict[str, str]:
+    return dict(re.findall(r'<svg class="chart-svg" data-chart="([^"]+)"[^>]*>(.*?)</svg>', html, flags=re.S))
+
+
+def test_training_report_is_self_contained_with_every_chart(tmp_path):
+    import xlayer
+    pred = xlayer.predict(DEMO)
+    path = xlayer.report(pred, tmp_path / "r.html")
+    html = path.read_text()
+    charts = _charts(html)
+    assert set(charts) == {"time-breakdown", "layer-breakdown", "memory-breakdown", "roofline", "pipeline-timeline"}
+    assert all(body.count("<") > 10 for body in charts.values())
+    # static and offline: no script, no external resource
+    assert "<script" not in html.lower()
+    assert not re.search(r'(src|href)\s*=\s*"(https?:)?//', html)
+    # the numbers shown are the prediction's: iteration time card and breakdown tooltips
+    assert f"{pred.iteration_time_s:.3f} s" in html
+    assert "compute.gemm" in charts["time-breakdown"] and "capacity" in charts["memory-breakdown"]
+    # one roofline point per operator with work, the Gantt has 2·m·p·v blocks
+    n_ops = sum(1 for o in pred.ops if o["flops"] > 0 and o["bytes"] > 0)
+    assert charts["roofline"].count("-bound):") == n_ops
+    lay = pred.layout
+    assert f"{2 * lay.microbatches(1536) * lay.pp * lay.vp} blocks" in html
+
+
+def test_validate_report_scatter_band_and_tables(tmp_path, shared_validation):
+    import xlayer
+    res = xlayer.validate(shared_validation / "training")
+    html = xlayer.report(res, tmp_path / "v.html").read_text()
+    charts = _charts(html)
+    assert list(charts) == ["validate-scatter"]
+    predicted = [r for r in res.cases if r["predicted"] is not None]
+    assert charts["validate-scatter"].count("<circle") == len(predicted)
+    assert "<polygon" in charts["validate-scatter"] and "±10 %" in charts["validate-scatter"]
+    for source, stats in res.by_source.items():
+        assert f"<td>{source}</td>" in html and f"{stats['mape_pct']:.1f}" in html
+
+
+def test_report_command_both_kinds_and_errors(tmp_path, shared_validation):
+    r = run("report", str(DEMO), "--out", str(tmp_path / "p.html"))
+    assert r.returncode == 0, r.stderr
+    assert "predict report" in r.stdout and (tmp_path / "p.html").stat().st_size > 10_000
+    r = run("report", str(shared_validation / "training"), "--out", str(tmp_path / "v.html"))
+    assert r.returncode == 0, r.stderr
+    assert 'data-chart="validate-scatter"' in (tmp_path / "v.html").read_text()
+    r = run("report", str(DEMO), "--hf-config", str(HF / "Mistral-7B-v0.1" / "config.json"),
+            "--out", str(tmp_path / "m.html"))
+    assert r.returncode == 0, r.stderr
+    assert "Mistral-7B-v0.1: 7.24 B parameters" in (tmp_path / "m.html").read_text()
+    r = run("report", str(DEMO), "--kind", "bogus", "--out", str(tmp_path / "x.html"))
+    assert r.returncode == 2 and r.stderr.startswith("error: --kind") and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_report_bad_input_names_the_field(tmp_path):
+    from xlayer.cli.cmd_report import build
+    from xlayer.errors import InputError
+    for args, field in (((["missing.yaml"], None, None), "PATH"), (([str(DEMO)], "sweep", None), "--kind"),
+                        (([str(DEMO)], None, tmp_path / "none.json"), "--hf-config"),
+                        (([str(DEMO), str(DEMO)], "predict", None), "CASE")):
+        paths, kind, hf = args
+        with pytest.raises(InputError) as e:
+            build(paths, tmp_path / "x.html", kind, hf, progress=False)
+        assert e.value.field == field
+    assert not (tmp_path / "x.html").exists()
+
+
+def test_python_api_mirrors_the_cli_and_gives_dataframes(shared_validation):
+    import xlayer
+    from xlayer.predict.api import predict_training
+    from xlayer.predict.case import load_case
+
+    pred = xlayer.predict(str(DEMO))
+    ref = predict_training(load_case(DEMO))
+    assert pred.iteration_time_s == ref.iteration_time_s and pred.to_dict() == ref.to_dict()
+    t = pred.time_frame()
+    assert t["time_s"].sum() == pytest.approx(pred.iteration_time_s) and t["share"].sum() == pytest.approx(1.0)
+    assert pred.memory_frame()["bytes"].sum() == pytest.approx(pred.memory_bytes, rel=1e-9)
+    ops = pred.ops_frame()
+    assert len(ops) == len(pred.ops) and (ops["achieved_flops_per_s"] > 0).all()
+    assert pred.to_frame().loc[pred.case_id, "layout.tp"] == pred.layout.tp
+    res = xlayer.validate([shared_validation / "training"])
+    df = res.to_frame()
+    assert len(df) == len(res.cases) and {"id", "metric", "measured", "predicted", "error_pct"} <= set(df.columns)
+    assert res.summary_frame().loc["all", "count"] == res.summary["all"]["count"]
+    with pytest.raises(xlayer.errors.InputError):
+        xlayer.predict({"kind": "training"})
+
+
+def test_import_xlayer_stays_cheap():
+    code = "import sys, xlayer; print(sorted(m for m in sys.modules if m.split('.')[0] in ('numpy','pandas','pydantic')))"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0 and r.stdout.strip() == "[]", r.stdout + r.stderr
+
+
+def test_search_report_lists_the_top_layouts(tmp_path):
+    pytest.importorskip("xlayer.explore.search")
+    r = run("report", str(DEMO), "--kind", "search", "--top", "3", "--out", str(tmp_path / "s.html"))
+    assert r.returncode == 0, r.stderr
+    html = (tmp_path / "s.html").read_text()
+    charts = _charts(html)
+    assert set(charts) == {"search-top", "search-pareto"}
+    assert charts["search-top"].count("#1 ") >= 1 and "#3 " in charts["search-top"] and "#4 " not in html
+    assert "case: tp8 pp8x3 dp16" in html  # the case's own layout is placed in the ranking
+
+
+def test_python_search_gives_frames_and_a_report(tmp_path):
+    pytest.importorskip("xlayer.explore.search")
+    import xlayer
+    s = xlayer.search(DEMO, top=3)
+    df = s.to_frame()
+    assert list(df.index) == [1, 2, 3] and df["iteration_time_s"].is_monotonic_increasing
+    assert len(s.all_frame()) == s.result.valid
+    html = xlayer.report(s, tmp_path / "s.html").read_text()
+    assert 'data-chart="search-pareto"' in html

@@ -1,0 +1,197 @@
+"""Layout search: exhaustive, agrees with the scalar path, beats the papers' layouts (by the model)."""
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import gpt
+from xlayer.errors import InputError
+from xlayer.explore.search import pareto_front, search_case, search_layouts
+from xlayer.hardware import get_accelerator
+from xlayer.hardware.spec import System
+from xlayer.mapping.layout import Layout, check_layout
+from xlayer.predict.api import predict_training
+from xlayer.predict.case import case_from_dict, load_case
+from xlayer.predict.training import evaluate_training, recipe_for
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "xlayer" / "examples" / "gpt3-175b-1024xa100.yaml"
+
+SMALL = gpt(name="gpt-small", layers=8, hidden=1024, heads=16, ffn_hidden=4096, vocab=32000, seq_len=1024)
+
+
+def small_case(**over):
+    d = {"id": "small", "kind": "training",
+         "model": {"name": "gpt-small", "layers": 8, "hidden": 1024, "heads": 16, "ffn_hidden": 4096,
+                   "vocab": 32000, "seq_len": 1024, "activation": "gelu"},
+         "system": {"accelerator": "A100-SXM-40GB", "count": 8},
+         "parallel": {"tp": 2, "pp": 2, "dp": 2, "sp": True, "recompute": "selective", "zero": 0},
+         "batch": {"global": 16, "micro": 2}, "precision": "fp16"}
+    d.update(over)
+    return case_from_dict(d)
+
+
+def test_exhaustive_against_scalar_enumeration():
+    """Every layout the scalar path accepts (within the grid bounds) is found, with the same time."""
+    acc = get_accelerator("A100-SXM-40GB")
+    system = System(accelerator=acc, count=8, scale_up_size=8)
+    gb = 16
+    recipe = recipe_for(SMALL, "fp16")
+    res = search_layouts(SMALL, system, "fp16", gb, recipe=recipe, max_vp=2, max_cp=2)
+    found = {}
+    for i in range(len(res)):
+        L = res.layout(i)
+        found[(L.tp, L.pp, L.dp, L.cp, L.vp, L.micro, L.sp, L.recompute, L.zero)] = res.table["iteration_time_s"][i]
+    expected = {}
+    div8 = [1, 2, 4, 8]
+    for tp, pp, cp, vp, micro, sp, rc, z in itertools.product(div8, div8, [1, 2], [1, 2], range(1, 17),
+                                                            [False, True], ["none", "selective", "full"], range(4)):
+        if 8 % (tp * pp * cp) or (sp and tp == 1):
+            continue
+        dp = 8 // (tp * pp * cp)
+        lay = Layout(tp=tp, pp=pp, dp=dp, cp=cp, vp=vp, micro=micro, sp=sp, recompute=rc, zero=z)
+        try:
+            check_layout(lay, SMALL, 8, gb)
+        except InputError:
+            continue
+        expected[(tp, pp, dp, cp, vp, micro, sp, rc, z)] = lay
+    assert set(found) == set(expected)
+    assert res.valid == len(expected)
+    # the vectorized numbers equal the scalar ones (spot-check a spread of rows)
+    for key in list(expected)[:: max(1, len(expected) // 40)]:
+        lay = expected[key]
+        s = evaluate_training(SMALL, system, "fp16", gb, lay.tp, lay.pp, lay.dp, lay.cp, lay.vp, lay.micro, lay.sp,
+                              lay.recompute, lay.zero, False, recipe)
+        assert found[key] == pytest.approx(s["iteration_time_s"], rel=1e-12)
+
+
+def test_ranking_memory_filter_and_counts():
+    c = small_case()
+    cs = search_case(c, top=3)
+    r = cs.result
+    assert r.considered >= r.valid >= r.fitting > 0
+    n = r.fitting
+    t = r.table
+    assert np.all(t["memory_bytes"][:n] <= r.capacity_bytes)
+    assert np.all(t["memory_bytes"][n:] > r.capacity_bytes)
+    assert np.all(np.diff(t["iteration_time_s"][:n]) >= 0)
+    # the top rows' full predictions are the rows' numbers
+    for i, p in enumerate(cs.top):
+        assert p.iteration_time_s == pytest.approx(t["iteration_time_s"][i], rel=1e-12)
+        assert p.memory_bytes == pytest.approx(t["memory_bytes"][i], rel=1e-12)
+        assert sum(p.time_breakdown_s.values()) == pytest.approx(p.iteration_time_s, rel=1e-9)
+    # the case's own layout is placed in the ranking and is not faster than the best
+    assert cs.case_prediction is not None
+    assert cs.case_prediction.iteration_time_s >= cs.top[0].iteration_time_s
+    assert 1 <= cs.case_position <= r.fitting
+
+
+def test_memory_capacity_changes_fitting():
+    acc = get_accelerator("A100-SXM-40GB")
+    system = System(accelerator=acc, count=8, scale_up_size=8)
+    big = search_layouts(SMALL, system, "fp16", 16)
+    small = search_layouts(SMALL, system, "fp16", 16, capacity_bytes=float(np.median(big.table["memory_bytes"])))
+    assert small.valid == big.valid and 0 < small.fitting < big.fitting
+
+
+def test_rank_metrics():
+    c = small_case()
+    a = search_case(c, top=1, rank="time").result
+    b = search_case(c, top=1, rank="tokens_per_s_per_gpu").result
+    k = search_case(c, top=1, rank="cost").result
+    assert a.layout(0) == b.layout(0) == k.layout(0)
+    tok = 16 * 1024
+    assert b.table["tokens_per_s_per_gpu"][0] == pytest.approx(tok / (a.table["iteration_time_s"][0] * 8))
+    with pytest.raises(InputError):
+        search_case(c, rank="speed")
+
+
+def test_tp_within_scale_up_domain_unless_asked():
+    acc = get_accelerator("A100-SXM-40GB")
+    system = System(accelerator=acc, count=16, scale_up_size=4)
+    inside = search_layouts(SMALL, system, "fp16", 32)
+    assert inside.table["tp"].max() <= 4
+    beyond = search_layouts(SMALL, system, "fp16", 32, tp_beyond_domain=True)
+    assert beyond.table["tp"].max() == 16 and beyond.valid > inside.valid
+
+
+def test_fixed_fields_are_respected():
+    acc = get_accelerator("A100-SXM-40GB")
+    system = System(accelerator=acc, count=8, scale_up_size=8)
+    r = search_layouts(SMALL, system, "fp16", 16, fixed={"tp": 2, "recompute": "full", "micro": 1})
+    assert len(r) > 0
+    assert set(r.table["tp"]) == {2} and set(r.table["recompute"]) == {"full"} and set(r.table["micro"]) == {1}
+
+
+def test_flash_skips_selective_and_sp_needs_tp():
+    c = small_case(precision="bf16")
+    r = search_case(c, top=1).result
+    assert "selective" not in set(r.table["recompute"])
+    assert not np.any(r.table["sp"] & (r.table["tp"] == 1))
+    assert any("selective" in n for n in r.notes)
+
+
+def test_pareto_front():
+    x = [1, 2, 3, 4, 2, 5]
+    y = [5, 4, 4, 1, 6, 1]
+    assert list(pareto_front(x, y)) == [0, 1, 3]
+    assert list(pareto_front([1, 1], [2, 1])) == [1]
+
+
+def test_validation_cases_best_not_slower_than_paper(shared_validation):
+    files = sorted((shared_validation / "training").glob("korthikanti22-*-iter-*.yaml")) + \
+        sorted((shared_validation / "training").glob("narayanan21-*.yaml"))
+    assert files
+    for f in files:
+        c = load_case(f)
+        cs = search_case(c, top=1)
+        paper = cs.case_prediction
+        assert paper is not None and paper.fits_memory, f.name
+        assert cs.top[0].iteration_time_s <= paper.iteration_time_s * (1 + 1e-12), f.name
+        assert cs.case_position >= 1
+
+
+class _Result:
+    def __init__(self, r):
+        self.returncode, self.stdout, self.stderr = r.exit_code, r.stdout, r.stderr
+
+
+def run_cli(*args):
+    """The xlayer command in-process (typer's runner): same exit codes and streams, no start-up cost."""
+    from typer.testing import CliRunner
+
+    from xlayer.cli.main import app
+    return _Result(CliRunner().invoke(app, list(args)))
+
+
+def test_cli_search_json():
+    r = run_cli("search", str(DEMO), "--top", "2", "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert d["counts"]["considered"] >= d["counts"]["valid"] >= d["counts"]["fitting"] > 0
+    assert len(d["top"]) == 2
+    assert d["top"][0]["iteration_time_s"] <= d["top"][1]["iteration_time_s"]
+    assert "compute.gemm" in d["top"][0]["time_breakdown_s"]
+    c = d["case_layout"]
+    assert c["iteration_time_s"] >= d["top"][0]["iteration_time_s"]
+    assert c["differs"] and c["position"] >= 1
+
+
+def test_cli_search_human_and_errors(tmp_path):
+    r = run_cli("search", str(DEMO), "--top", "1")
+    assert r.returncode == 0, r.stderr
+    assert "considered" in r.stdout and "valid" in r.stdout and "fit in" in r.stdout
+    assert "case layout" in r.stdout
+    bad = run_cli("search", str(DEMO), "--rank", "speed")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--rank" in bad.stderr
+    data = yaml.safe_load(DEMO.read_text())
+    data["system"]["accelerator"] = "A100-SXM-99GB"
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml.safe_dump(data))
+    bad = run_cli("search", str(p))
+    assert bad.returncode == 2 and "system.accelerator" in bad.stderr and bad.stderr.count("\n") == 1

@@ -1,0 +1,223 @@
+"""Sweeps: definition checks before any work, hardware overrides, Parquet output, resume after SIGKILL."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from xlayer.errors import InputError
+from xlayer.explore.sweep import apply_hardware, evaluate_point, load_sweep, read_results, run_sweep, sweep_from_dict
+from xlayer.hardware import get_accelerator
+from xlayer.predict.case import load_case
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "xlayer" / "examples"
+DEMO = EXAMPLES / "gpt3-175b-1024xa100.yaml"
+
+BASE = {"id": "small", "kind": "training",
+        "model": {"name": "gpt-small", "layers": 8, "hidden": 1024, "heads": 16, "vocab": 32000, "seq_len": 1024},
+        "system": {"accelerator": "A100-SXM-40GB", "count": 8},
+        "parallel": {"tp": 2, "pp": 2},
+        "batch": {"global": 16}, "precision": "bf16"}
+
+
+def sweep(params, **kw):
+    d = {"name": "t", "base": json.loads(json.dumps(BASE)), "parameters": params}
+    d.update(kw)
+    return sweep_from_dict(d)
+
+
+class _Result:
+    def __init__(self, r):
+        self.returncode, self.stdout, self.stderr = r.exit_code, r.stdout, r.stderr
+
+
+def run_cli(*args):
+    """The xlayer command in-process (typer's runner): same exit codes and streams, no start-up cost."""
+    from typer.testing import CliRunner
+
+    from xlayer.cli.main import app
+    return _Result(CliRunner().invoke(app, list(args)))
+
+
+# ---- the definition ---------------------------------------------------------------------------
+
+def test_grid_and_ranges_expand():
+    sw = sweep({"system.count": {"start": 8, "stop": 32, "step": 8},
+                "hardware.hbm_bandwidth_scale": [0.5, 1.0],
+                "hardware.peak_flops_scale": {"start": 1, "stop": 4, "num": 3, "scale": "log"}})
+    assert len(sw.points) == 4 * 2 * 3
+    assert sorted({p["system.count"] for p in sw.points}) == [8, 16, 24, 32]
+    assert sorted({p["hardware.peak_flops_scale"] for p in sw.points}) == pytest.approx([1.0, 2.0, 4.0])
+
+
+def test_random_is_seeded():
+    spec = {"system.count": [8, 16], "hardware.hbm_capacity_gib": {"low": 16, "high": 80},
+            "hardware.scale_out_bandwidth_bytes_per_s": {"low": 1e10, "high": 1e11, "log": True}}
+    a = sweep(spec, mode="random", samples=6, seed=3)
+    b = sweep(spec, mode="random", samples=6, seed=3)
+    c = sweep(spec, mode="random", samples=6, seed=4)
+    assert a.points == b.points and a.points != c.points and len(a.points) == 6
+    assert all(16 <= p["hardware.hbm_capacity_gib"] <= 80 for p in a.points)
+
+
+@pytest.mark.parametrize("params, extra, entry", [
+    ({"model.hiden": [1024]}, {}, "parameters.model.hiden"),
+    ({"hardware.hbm_speed": [1]}, {}, "parameters.hardware.hbm_speed"),
+    ({"system.count": []}, {}, "parameters.system.count"),
+    ({"system.count": {"start": 16, "stop": 8, "step": 8}}, {}, "parameters.system.count"),
+    ({"hardware.hbm_capacity_gib": {"low": 80, "high": 16}}, {"mode": "random", "samples": 2},
+     "parameters.hardware.hbm_capacity_gib"),
+    ({"parallel.tp": [2, 3]}, {}, "points[1]"),                  # tp=3 divides neither heads nor count
+    ({"system.count": [8, 7]}, {"search": False}, "points[1]"),  # tp*pp=4 does not divide 7
+    ({"hardware.hbm_bandwidth_scale": [1, -1]}, {}, "points[1]"),
+    ({"model.heads": [16, 12]}, {}, "points[1]"),               # 12 does not divide hidden=1024
+])
+def test_bad_sweeps_fail_naming_the_entry(params, extra, entry):
+    with pytest.raises(InputError) as exc:
+        sweep(params, **extra)
+    assert str(exc.value).startswith(entry), str(exc.value)
+    assert "\n" not in str(exc.value)
+
+
+def test_bad_sweep_cli_exits_2_before_any_work(tmp_path):
+    d = {"base": str(DEMO), "parameters": {"system.count": [1024, 1000]}}
+    f = tmp_path / "bad.yaml"
+    f.write_text(yaml.safe_dump(d))
+    out = tmp_path / "out"
+    r = run_cli("sweep", str(f), "--out", str(out))
+    assert r.returncode == 2
+    assert r.stderr.count("\n") == 1 and "points[1]" in r.stderr and "system.count=1000" in r.stderr
+    assert not out.exists()
+    f.write_text(yaml.safe_dump({"base": str(DEMO), "parameters": {"hardware.flops": [1]}}))
+    r = run_cli("sweep", str(f), "--out", str(out))
+    assert r.returncode == 2 and "parameters.hardware.flops" in r.stderr and not out.exists()
+
+
+# ---- hardware overrides -----------------------------------------------------------------------
+
+def test_apply_hardware_copies_the_frozen_spec():
+    acc = get_accelerator("A100-SXM-80GB")
+    mod = apply_hardware(acc, {"hardware.peak_flops_scale": 2.0, "hardware.hbm_bandwidth_scale": 1.5,
+                               "hardware.hbm_capacity_gib": 40, "hardware.scale_out_bandwidth_bytes_per_s": 50e9,
+                               "hardware.scale_up_domain": 16})
+    assert mod.peak("bf16") == 2 * acc.peak("bf16")
+    assert mod.hbm.bandwidth_bytes_per_s == pytest.approx(1.5 * acc.hbm.bandwidth_bytes_per_s)
+    assert mod.hbm.capacity_bytes == 40 * 2 ** 30 and mod.hbm.efficiency == acc.hbm.efficiency
+    assert mod.scale_out.bandwidth_bytes_per_s == 50e9 and mod.scale_out.efficiency == acc.scale_out.efficiency
+    assert mod.scale_up == acc.scale_up and mod.scale_up_domain == 16
+    assert get_accelerator("A100-SXM-80GB") == acc  # the catalog part is unchanged
+
+
+def test_faster_hardware_is_not_slower():
+    sw = sweep({"hardware.peak_flops_scale": [1.0, 2.0], "hardware.scale_out_bandwidth_scale": [1.0, 4.0]})
+    spec = sw.spec()
+    rows = {(p["hardware.peak_flops_scale"], p["hardware.scale_out_bandwidth_scale"]): evaluate_point(spec, p, i)
+            for i, p in enumerate(sw.points)}
+    t = {k: r["iteration_time_s"] for k, r in rows.items()}
+    assert t[(2.0, 1.0)] < t[(1.0, 1.0)] and t[(1.0, 4.0)] <= t[(1.0, 1.0)] and t[(2.0, 4.0)] <= t[(2.0, 1.0)]
+    assert all(r["status"] == "ok" for r in rows.values())
+
+
+def test_search_false_keeps_the_case_layout():
+    sw = sweep({"system.count": [8, 16]}, search=False)
+    rows = [evaluate_point(sw.spec(), p, i) for i, p in enumerate(sw.points)]
+    assert [(r["tp"], r["pp"], r["dp"]) for r in rows] == [(2, 2, 2), (2, 2, 4)]
+    searched = sweep({"system.count": [8, 16]})
+    best = [evaluate_point(searched.spec(), p, i) for i, p in enumerate(searched.points)]
+    assert all(b["iteration_time_s"] <= r["iteration_time_s"] for b, r in zip(best, rows))
+
+
+# ---- output and resume ------------------------------------------------------------------------
+
+def test_local_run_writes_parquet_and_definition(tmp_path):
+    sw = sweep({"system.count": [8, 16, 32], "parallel.recompute": ["none", "full"]}, chunk_size=2)
+    out = tmp_path / "res"
+    s = run_sweep(sw, out, backend="local", workers=2)
+    assert s.evaluated == 6 and s.chunks_written == 3
+    assert (out / "sweep.yaml").exists() and json.loads((out / "sweep.json").read_text())["points"] == 6
+    again = yaml.safe_load((out / "sweep.yaml").read_text())
+    assert sweep_from_dict(again).digest() == sw.digest()  # the stored definition reproduces the sweep
+    df = read_results(out)
+    assert list(df["point_id"]) == list(range(6))
+    assert set(df["recompute"]) == {"none", "full"}
+    assert list(df["recompute"]) == list(df["parallel.recompute"])
+    with pytest.raises(InputError, match="--resume"):
+        run_sweep(sw, out)
+    s2 = run_sweep(sw, out, resume=True)
+    assert s2.evaluated == 0 and s2.skipped == 6
+    changed = sweep({"system.count": [8, 16, 64], "parallel.recompute": ["none", "full"]}, chunk_size=2)
+    with pytest.raises(InputError, match="definition changed"):
+        run_sweep(changed, out, resume=True)
+
+
+def test_sigkill_then_resume_loses_and_repeats_nothing(tmp_path):
+    # 10 points, one per file; each searches GPT-3 175B on 256 or 512 A100s (~0.1-0.2 s each)
+    n = 10
+    d = {"name": "kill", "base": str(DEMO), "chunk_size": 1,
+         "parameters": {"system.count": [256, 512], "hardware.hbm_bandwidth_scale": [0.5, 0.75, 1, 1.5, 2]}}
+    f = tmp_path / "kill.yaml"
+    f.write_text(yaml.safe_dump(d))
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "xlayer.cli.main", "sweep", str(f), "--out", str(out),
+                             "--workers", "1"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and len(list(out.glob("part-*.parquet"))) < 2 and proc.poll() is None:
+            time.sleep(0.01)
+        assert proc.poll() is None, "the sweep finished before it could be killed"
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    before = read_results(out)
+    n_before = len(before)
+    assert 2 <= n_before < n
+    files_before = {p.name: p.stat().st_mtime_ns for p in out.glob("part-*.parquet")}
+    summary = run_sweep(load_sweep(f), out, resume=True, workers=1)
+    assert summary.skipped == n_before and summary.evaluated == n - n_before
+    after = read_results(out)
+    assert sorted(after["point_id"]) == list(range(n))          # every point exactly once
+    for name, mtime in files_before.items():                      # finished files untouched
+        assert (out / name).stat().st_mtime_ns == mtime
+    kept = after.set_index("point_id").loc[list(before["point_id"])]
+    assert list(kept["run"]) == list(before["run"])              # finished points not recomputed
+    assert after["run"].nunique() == 2
+    assert not list(out.glob(".tmp-*"))
+
+
+def test_cli_sweep_and_pareto(tmp_path):
+    sw = {"name": "cli", "base": BASE, "parameters": {"system.count": [8, 16, 32]}, "chunk_size": 2}
+    f = tmp_path / "s.yaml"
+    f.write_text(yaml.safe_dump(sw))
+    out = tmp_path / "res"
+    png = tmp_path / "front.png"
+    r = run_cli("sweep", str(f), "--out", str(out), "--plot", str(png))
+    assert r.returncode == 0, r.stderr
+    assert "Pareto front" in r.stdout and png.stat().st_size > 0
+    r = run_cli("pareto", str(out), "--x", "accelerators", "--json")
+    assert r.returncode == 0, r.stderr
+    front = json.loads(r.stdout)["front"]
+    times = [row["iteration_time_s"] for row in front]
+    assert [row["accelerators"] for row in front] == sorted(row["accelerators"] for row in front)
+    assert times == sorted(times, reverse=True)
+    r = run_cli("pareto", str(out), "--x", "nonsense")
+    assert r.returncode == 2 and "--x" in r.stderr
+    r = run_cli("sweep", str(f), "--out", str(out))
+    assert r.returncode == 2 and "--resume" in r.stderr
+
+
+def test_examples_load():
+    for f in sorted(EXAMPLES.glob("sweep-*.yaml")):
+        sw = load_sweep(f)
+        assert sw.points
+    load_case(DEMO)

@@ -1,0 +1,250 @@
+"""``xlayer search``, ``xlayer sweep`` and ``xlayer pareto`` (mounted by xlayer.cli.main).
+
+Bad input exits with status 2 and one line naming the entry, as every xlayer command does.
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from xlayer.errors import InputError
+
+out = Console()
+err = Console(stderr=True)
+GIB = 2.0 ** 30
+
+
+def _fail(exc: InputError) -> None:
+    print(f"error: {exc}", file=sys.stderr)
+    raise typer.Exit(2)
+
+
+def _fmt_s(t: float) -> str:
+    if t is None or (isinstance(t, float) and math.isnan(t)):
+        return "-"
+    if t >= 1:
+        return f"{t:.3f} s"
+    if t >= 1e-3:
+        return f"{t * 1e3:.2f} ms"
+    return f"{t * 1e6:.1f} us"
+
+
+def _print_search(cs, top: int) -> None:
+    from xlayer.explore.search import describe_diff, layout_diff
+    r = cs.result
+    out.print(f"[bold]{cs.case_id}[/bold]  ranked by {r.rank}")
+    out.print(f"layouts: {r.considered:,} considered, {r.valid:,} valid, {r.fitting:,} fit in "
+              f"{r.capacity_bytes / GIB:.1f} GiB   (search {r.elapsed_s:.2f} s)")
+    if not cs.top:
+        out.print("[red]no valid layout fits memory[/red]")
+    else:
+        t = Table(title=f"top {len(cs.top)} layouts")
+        for col in ("#", "layout", "time", "MFU", "tokens/s/GPU", "memory GiB", "GPU-h/Mtok"):
+            t.add_column(col, justify="left" if col == "layout" else "right", no_wrap=col == "layout")
+        for i, p in enumerate(cs.top):
+            row = r.row(i)
+            t.add_row(str(i + 1), p.layout.describe(), _fmt_s(p.iteration_time_s), f"{100 * p.mfu:.1f} %",
+                      f"{row['tokens_per_s_per_gpu']:,.0f}", f"{p.memory_bytes / GIB:.2f}",
+                      f"{row['gpu_hours_per_mtok']:.3f}")
+        out.print(t)
+        b = Table(title="breakdowns (predict_training of each layout)")
+        b.add_column("term (function)")
+        for i in range(len(cs.top)):
+            b.add_column(f"#{i + 1}", justify="right")
+        keys: list[str] = []
+        for p in cs.top:
+            keys += [k for k in p.time_breakdown_s if k not in keys]
+        for k in keys:
+            b.add_row(k, *[_fmt_s(p.time_breakdown_s.get(k, 0.0)) for p in cs.top])
+        b.add_row("[bold]iteration_time_s[/bold]", *[_fmt_s(p.iteration_time_s) for p in cs.top])
+        mkeys: list[str] = []
+        for p in cs.top:
+            mkeys += [k for k in p.memory_breakdown_bytes if k not in mkeys]
+        for k in mkeys:
+            b.add_row(k + " (GiB)", *[f"{p.memory_breakdown_bytes.get(k, 0.0) / GIB:.2f}" for p in cs.top])
+        out.print(b)
+    if cs.case_prediction is not None:
+        p = cs.case_prediction
+        pos = f"rank {cs.case_position:,} of {r.fitting:,}" if cs.case_position else "does not fit memory"
+        out.print(f"case layout: {p.layout.describe()}  {_fmt_s(p.iteration_time_s)}  "
+                  f"{p.memory_bytes / GIB:.2f} GiB  ({pos})")
+        if cs.top:
+            best = cs.top[0]
+            out.print(f"best vs case: {describe_diff(layout_diff(p.layout, best.layout))}; "
+                      f"{_fmt_s(best.iteration_time_s)} vs {_fmt_s(p.iteration_time_s)} "
+                      f"({p.iteration_time_s / best.iteration_time_s:.3f}x)")
+    elif cs.case_error:
+        out.print(f"case layout: cannot be predicted ({cs.case_error})")
+    for n in r.notes:
+        out.print(f"note: {n}")
+
+
+def _layout_str(row) -> str:
+    if row.get("tp") is None or (isinstance(row.get("tp"), float) and math.isnan(row["tp"])):
+        return "-"
+    vp = int(row["vp"])
+    return (f"tp{int(row['tp'])} pp{int(row['pp'])}" + (f"x{vp}" if vp > 1 else "") + f" dp{int(row['dp'])}" +
+            (f" cp{int(row['cp'])}" if int(row["cp"]) > 1 else "") + (" sp" if bool(row["sp"]) else "") +
+            f" rc={row['recompute']} z{int(row['zero'])} mb{int(row['micro'])}")
+
+
+def _cell(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def _rows_table(df, lead: list[str], title: str, limit: int = 40) -> Table:
+    """One row per point: the lead columns, the layout in one string, time, memory, MFU."""
+    t = Table(title=title)
+    for c in lead:
+        t.add_column(c, justify="right")
+    t.add_column("layout", no_wrap=True)
+    for c in ("time s", "GiB", "MFU"):
+        t.add_column(c, justify="right")
+    for _, row in df.head(limit).iterrows():
+        r = row.to_dict()
+        t.add_row(*[_cell(r[c]) for c in lead], _layout_str(r), _cell(r["iteration_time_s"]),
+                  _cell(r["memory_gib"]), f"{100 * r['mfu']:.1f} %" if r["mfu"] == r["mfu"] else "-")
+    return t
+
+
+def _pareto_table(df, x: str, y: str, title: str, limit: int = 30) -> Table:
+    lead = [c for c in dict.fromkeys([x, y]) if c not in ("iteration_time_s", "memory_gib")]
+    if y != "iteration_time_s":
+        lead = [c for c in dict.fromkeys([x, y])]
+    return _rows_table(df, lead, title, limit)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def search(case: Path = typer.Argument(..., help="case YAML (shared/validation format)"),
+               top: int = typer.Option(5, "--top", min=1, help="how many layouts to print with breakdowns"),
+               json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
+               rank: str = typer.Option("time", "--rank", help="time | tokens_per_s_per_gpu | cost"),
+               tp_beyond_domain: bool = typer.Option(False, "--tp-beyond-domain",
+                                                     help="let tp span more than one scale-up domain"),
+               max_vp: int = typer.Option(8, "--max-vp", min=1, help="largest interleaving factor enumerated"),
+               max_cp: int = typer.Option(8, "--max-cp", min=1, help="largest context-parallel size enumerated"),
+               pareto_plot: Optional[Path] = typer.Option(None, "--pareto-plot",
+                                                          help="save time vs memory of fitting layouts (png/svg)"),
+               ) -> None:
+        """Best layouts for the case's model, system and global batch (every valid layout, ranked)."""
+        from xlayer.explore.search import RANKS, search_case
+        from xlayer.predict.case import load_case
+        try:
+            if rank not in RANKS:
+                raise InputError("--rank", rank, f"valid: {', '.join(RANKS)}")
+            c = load_case(case)
+            cs = search_case(c, top=top, rank=rank, tp_beyond_domain=tp_beyond_domain, max_vp=max_vp,
+                             max_cp=max_cp)
+        except InputError as exc:
+            _fail(exc)
+        if pareto_plot is not None:
+            from xlayer.explore.pareto import plot_front
+            r = cs.result
+            n = r.fitting
+            front = r.pareto("memory_bytes", "iteration_time_s")
+            plot_front(r.table["memory_bytes"][:n] / GIB, r.table["iteration_time_s"][:n], front, pareto_plot,
+                       "memory per accelerator (GiB)", "iteration time (s)", title=f"{cs.case_id}: fitting layouts")
+        if json_out:
+            d = cs.to_dict()
+            if pareto_plot is not None:
+                d["pareto_plot"] = str(pareto_plot)
+            print(json.dumps(d, indent=1, default=float))
+            return
+        _print_search(cs, top)
+        if pareto_plot is not None:
+            out.print(f"Pareto plot (time vs memory): {pareto_plot}")
+
+    @app.command()
+    def sweep(sweep_file: Path = typer.Argument(..., metavar="SWEEP.yaml", help="sweep definition"),
+              backend: str = typer.Option("local", "--backend", help="local (processes) | ray"),
+              address: Optional[str] = typer.Option(None, "--address",
+                                                    help="Ray cluster address (default: start a local instance)"),
+              out_dir: Optional[Path] = typer.Option(None, "--out",
+                                                     help="Parquet dataset folder (default: <SWEEP>-results "
+                                                          "beside the sweep file)"),
+              resume: bool = typer.Option(False, "--resume", help="continue: skip the points already written"),
+              workers: Optional[int] = typer.Option(None, "--workers", min=1,
+                                                    help="processes (local) or CPUs of a local Ray instance"),
+              plot: Optional[Path] = typer.Option(None, "--plot", help="save the Pareto plot (png/svg)"),
+              json_out: bool = typer.Option(False, "--json", help="print a JSON summary")) -> None:
+        """Evaluate a sweep over model, layout and hardware parameters; results go to Parquet."""
+        from xlayer.explore.sweep import load_sweep, read_results, run_sweep
+        try:
+            if backend not in ("local", "ray"):
+                raise InputError("--backend", backend, "local or ray")
+            sw = load_sweep(sweep_file)  # every point is checked here, before any work
+            dest = out_dir or sweep_file.with_name(sweep_file.stem + "-results")
+            if not json_out:
+                err.print(f"{sw.name}: {len(sw.points)} points in {len(sw.chunks())} chunks -> {dest} "
+                          f"({backend})")
+            summary = run_sweep(sw, dest, backend=backend, resume=resume, workers=workers, address=address)
+        except InputError as exc:
+            _fail(exc)
+        df = read_results(dest)
+        x = "accelerators" if "accelerators" in df and df["accelerators"].nunique() > 1 else "memory_gib"
+        from xlayer.explore.pareto import front_rows
+        front = front_rows(df, x) if len(df) else df
+        if plot is not None and len(df):
+            from xlayer.explore.pareto import plot_front
+            ok = df[(df["status"] == "ok")].reset_index(drop=True)
+            from xlayer.explore.search import pareto_front
+            idx = pareto_front(ok[x].to_numpy(float), ok["iteration_time_s"].to_numpy(float))
+            plot_front(ok[x], ok["iteration_time_s"], idx, plot, x, "iteration time (s)", title=sw.name,
+                       logx=(x == "accelerators"))
+        if json_out:
+            print(json.dumps({"name": sw.name, "out": str(dest), "points": summary.points,
+                              "skipped": summary.skipped, "evaluated": summary.evaluated,
+                              "chunks_written": summary.chunks_written, "elapsed_s": summary.elapsed_s,
+                              "rows": int(len(df)), "pareto_x": x,
+                              "pareto": front.to_dict(orient="records") if len(front) else []},
+                             indent=1, default=str))
+            return
+        out.print(f"{summary.points} points: {summary.evaluated} evaluated, {summary.skipped} already done; "
+                  f"{summary.chunks_written} files written in {summary.elapsed_s:.1f} s -> {dest}")
+        if len(df):
+            lead = ["point_id"] + [c for c in sw.parameters] + ["status"]
+            out.print(_rows_table(df, lead, f"results ({len(df)} points; first 40)"))
+            out.print(_pareto_table(front, x, "iteration_time_s", f"Pareto front: iteration time vs {x}"))
+        if plot is not None:
+            out.print(f"Pareto plot: {plot}")
+
+    @app.command()
+    def pareto(results: Path = typer.Argument(..., help="a sweep's Parquet folder"),
+               x: str = typer.Option("accelerators", "--x",
+                                     help="accelerators | memory_gib | energy_j | gpu_hours_per_mtok"),
+               y: str = typer.Option("iteration_time_s", "--y", help="the other minimised column"),
+               plot: Optional[Path] = typer.Option(None, "--plot", help="save the plot (png/svg/pdf)"),
+               json_out: bool = typer.Option(False, "--json")) -> None:
+        """Pareto front of a sweep's results (both axes minimised), as a table and a plot."""
+        from xlayer.explore.pareto import front_rows, plot_front
+        from xlayer.explore.search import pareto_front
+        from xlayer.explore.sweep import read_results
+        try:
+            if not results.is_dir():
+                raise InputError("RESULTS", str(results), "a folder written by xlayer sweep")
+            df = read_results(results)
+            if not len(df):
+                raise InputError("RESULTS", str(results), "holds no finished points (part-*.parquet)")
+            front = front_rows(df, x, y)
+        except InputError as exc:
+            _fail(exc)
+        if plot is not None:
+            ok = df[df["status"] == "ok"].reset_index(drop=True)
+            idx = pareto_front(ok[x].to_numpy(float), ok[y].to_numpy(float))
+            plot_front(ok[x], ok[y], idx, plot, x, y, logx=(x == "accelerators"))
+        if json_out:
+            print(json.dumps({"x": x, "y": y, "front": front.to_dict(orient="records")}, indent=1, default=str))
+            return
+        out.print(_pareto_table(front, x, y, f"Pareto front: {y} vs {x} ({len(front)} of {len(df)} points)"))
+        if plot is not None:
+            out.print(f"plot: {plot}")

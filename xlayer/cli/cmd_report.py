@@ -1,0 +1,96 @@
+"""``xlayer report``: a self-contained HTML report (inline SVG, no network) of a predicted
+case or of a validation run.
+
+    xlayer report CASE.yaml --out report.html [--hf-config config.json]
+    xlayer report PATH... --out report.html --kind validate
+    xlayer report CASE.yaml --out report.html --kind search [--top N]
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from xlayer.errors import InputError
+
+KINDS = ("predict", "validate", "search", "sweep")
+
+
+def _available(kind: str) -> bool:
+    import importlib.util
+    mod = {"search": "xlayer.explore.search", "sweep": "xlayer.explore.sweep"}.get(kind)
+    return mod is None or importlib.util.find_spec(mod) is not None
+
+
+def guess_kind(paths: list[str]) -> str:
+    """One case file → predict; several paths or a folder → validate."""
+    if len(paths) == 1 and Path(paths[0]).is_file():
+        return "predict"
+    return "validate"
+
+
+def build(paths: list[str], out: Path, kind: Optional[str], hf_config: Optional[Path],
+          progress: bool = True, top: int = 10) -> tuple[str, Path]:
+    """Make the report; returns (kind, written path). Raises InputError on bad input."""
+    kind = kind or guess_kind(paths)
+    if kind not in KINDS:
+        raise InputError("--kind", kind, f"valid: {', '.join(k for k in KINDS if _available(k))}")
+    if not _available(kind):
+        raise InputError("--kind", kind, f"{kind} reports need xlayer.explore.{kind}, which this version lacks; "
+                                         "valid: predict, validate")
+    from xlayer import report as rep
+    if kind == "predict":
+        if len(paths) != 1:
+            raise InputError("CASE", " ".join(paths), "a predict report takes exactly one case file")
+        from xlayer.api import load_case
+        from xlayer.predict.api import predict_training
+        case = load_case(paths[0], hf_config=hf_config)
+        if case.kind != "training":
+            raise InputError("kind", case.kind, "predict reports cover training cases")
+        return kind, rep.write(rep.training_report(case, predict_training(case)), out)
+    if kind == "validate":
+        if hf_config is not None:
+            raise InputError("--hf-config", str(hf_config), "only a predict report takes a Hugging Face config")
+        from xlayer.validate.runner import collect_case_files, validate_files
+        files = collect_case_files(paths)
+        if not files:
+            raise InputError("PATH", " ".join(paths), "no *.yaml case files found")
+        if progress:
+            from rich.console import Console
+            from rich.progress import Progress
+            with Progress(console=Console(stderr=True), transient=True) as prog:
+                task = prog.add_task("validating", total=len(files))
+                result = validate_files(files, progress=lambda f: prog.advance(task))
+        else:
+            result = validate_files(files)
+        return kind, rep.write(rep.validate_report(result), out)
+    if kind == "search":
+        if len(paths) != 1:
+            raise InputError("CASE", " ".join(paths), "a search report takes exactly one case file")
+        from xlayer.api import load_case
+        from xlayer.explore.search import search_case
+        case = load_case(paths[0], hf_config=hf_config)
+        return kind, rep.write(rep.search_report(case, search_case(case, top=top)), out)
+    raise InputError("--kind", kind, "sweep reports are not implemented yet; valid: predict, validate, search")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def report(paths: List[str] = typer.Argument(..., help="a case YAML (predict) or case files/folders (validate)"),
+               out: Path = typer.Option(Path("report.html"), "--out", "-o", help="HTML file to write"),
+               kind: Optional[str] = typer.Option(None, "--kind",
+                                                  help="predict | validate | search (default: one file → "
+                                                       "predict, else validate)"),
+               hf_config: Optional[Path] = typer.Option(None, "--hf-config",
+                                                        help="Hugging Face config.json replacing the case's model"),
+               top: int = typer.Option(10, "--top", help="search: how many best layouts to show")
+               ) -> None:
+        """Write a self-contained HTML report (inline SVG charts, no network needed)."""
+        try:
+            k, path = build(paths, out, kind, hf_config, top=top)
+        except InputError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            raise typer.Exit(2)
+        print(f"wrote {path} ({k} report, {path.stat().st_size / 1024:.0f} KiB)")

@@ -1,0 +1,461 @@
+"""Energy of a training iteration and of a generated token, at the device and at the wall.
+
+The energy of a run is the work it does, priced per unit, plus what is always on:
+
+    E_device = Σ_p F_p·e_FLOP(p) + B_l2·e_l2 + B_hbm·e_hbm + B_up·e_up + B_out·e_out
+               + N · t · P_static
+    E_wall   = Σ_T E_device,T · (1 + η_T) + N · t · P_overhead
+
+F_p FLOPs at precision p, B bytes moved at each memory level / over each network (totals
+over the N accelerators of the system), t the time of the run. Every unit energy is
+dissipated at a temperature stage T; η_T is the cooling overhead of that stage (W drawn at
+room temperature per W removed; 0 at 300 K). ``P_overhead`` is what the accelerator's share
+of the rest of the machine draws at room temperature (host CPUs, NICs, switches, fans, power
+conversion; for SCD the 300 K control electronics).
+
+GPUs (``gpu_energy_spec``, numbers in ``xlayer/data/energy.yaml`` with sources): e_hbm and
+the link energies from published pJ/bit figures; the per-FLOP energy is *calibrated to the
+TDP*: a large bf16 GEMM at the part's measured best matmul rate (catalog MAMF) draws the TDP,
+
+    e_FLOP(bf16) = (TDP − P_static) / (peak_bf16 · matmul_efficiency),   e_FLOP(fp8) = e_FLOP(bf16)/2
+
+SCD (``xlayer.hardware.scd.build_scd``): e_FLOP from the JJ switching energy, JSRAM,
+cryo-DRAM and link energies per bit, each at its stage (4 K or 77 K).
+
+The work counts come from the cost engine's own outputs without changing them:
+``training_counts`` reads ``evaluate_training(..., detail=True)`` (per-op FLOPs and HBM bytes,
+L2 bytes from the op's L2 time × L2 bandwidth, the layer's collectives); ``decode_counts`` the
+operators of an inference decode step.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict
+
+from xlayer.cost.collectives import ranks_in_domain
+from xlayer.errors import InputError
+from xlayer.hardware.spec import Accelerator, System
+
+ROOM_K = 300.0
+DATA_FILE = Path(__file__).resolve().parent.parent / "data" / "energy.yaml"
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class EnergyTerm(_Frozen):
+    """``j`` joules per unit (per byte, or watts for a static term), dissipated at ``stage_k``."""
+
+    j: float
+    stage_k: float = ROOM_K
+
+
+class EnergySpec(_Frozen):
+    name: str
+    flop_j: dict[str, float]
+    flop_stage_k: float = ROOM_K
+    l2_byte: tuple[EnergyTerm, ...] = ()
+    hbm_byte: tuple[EnergyTerm, ...] = ()
+    scale_up_byte: tuple[EnergyTerm, ...] = ()
+    scale_out_byte: tuple[EnergyTerm, ...] = ()
+    static_w: tuple[EnergyTerm, ...] = ()
+    overhead_w: float = 0.0
+    cooling_w_per_w: dict[float, float] = {}
+    sources: dict[str, str] = {}
+
+    def flop_energy_j(self, precision: str) -> float:
+        order = {"fp4": ["fp4", "fp8", "bf16"], "fp8": ["fp8", "bf16"], "int8": ["int8", "fp8", "bf16"],
+                 "int4": ["int4", "int8", "fp8", "bf16"], "bf16": ["bf16", "fp16"], "fp16": ["fp16", "bf16"],
+                 "tf32": ["tf32", "bf16"], "fp32": ["fp32", "bf16"]}.get(precision, ["bf16"])
+        for p in order:
+            if p in self.flop_j:
+                return self.flop_j[p]
+        return next(iter(self.flop_j.values()))
+
+    def eta(self, stage_k: float) -> float:
+        if stage_k >= ROOM_K:
+            return 0.0
+        if stage_k not in self.cooling_w_per_w:
+            raise InputError("cooling", stage_k, f"no cooling overhead given for the {stage_k:g} K stage")
+        return self.cooling_w_per_w[stage_k]
+
+
+# ------------------------------------------------------------------------------------------
+# GPU energy from data/energy.yaml, calibrated to TDP
+
+@lru_cache(maxsize=1)
+def energy_data() -> dict[str, Any]:
+    return yaml.safe_load(DATA_FILE.read_text())
+
+
+def gpu_energy_spec(acc: Accelerator) -> EnergySpec:
+    """Per-FLOP / per-byte energies of a catalog GPU (module docstring: TDP calibration)."""
+    gpus = energy_data()["gpus"]
+    if acc.name not in gpus:
+        raise InputError("system.accelerator", acc.name,
+                         f"no energy data for this part; parts with energy data: {', '.join(sorted(gpus))}")
+    d = gpus[acc.name]
+    static = float(d["static_w"])
+    e_bf16 = (acc.tdp_w - static) / (acc.peak("bf16") * acc.matmul_efficiency)
+    node_overhead = (float(d["node_max_w"]) - d["gpus_per_node"] * acc.tdp_w) / d["gpus_per_node"]
+    return EnergySpec(
+        name=acc.name, flop_j={"bf16": e_bf16, "fp16": e_bf16, "fp8": e_bf16 * d["fp8_flop_energy_ratio"],
+                               "fp4": e_bf16 * d["fp8_flop_energy_ratio"] ** 2},
+        hbm_byte=(EnergyTerm(j=8e-12 * d["hbm_pj_per_bit"]),),
+        scale_up_byte=(EnergyTerm(j=8e-12 * d["scale_up_pj_per_bit"]),),
+        scale_out_byte=(EnergyTerm(j=8e-12 * d["scale_out_pj_per_bit"]),),
+        static_w=(EnergyTerm(j=static),), overhead_w=max(0.0, node_overhead),
+        sources=dict(d.get("sources", {})))
+
+
+def rated_system_wall_w(acc: Accelerator, spec: EnergySpec, count: int) -> float:
+    """Wall power of ``count`` GPUs at TDP plus their node overhead (the DGX/rack maximum)."""
+    return count * (acc.tdp_w + spec.overhead_w)
+
+
+def energy_spec_for(acc: Accelerator) -> Optional[EnergySpec]:
+    """The energy spec of a catalog part, or None when the data file has none for it."""
+    if acc.name in energy_data()["gpus"]:
+        return gpu_energy_spec(acc)
+    return None
+
+
+# ------------------------------------------------------------------------------------------
+# work counts and their price
+
+@dataclass
+class WorkCounts:
+    """Totals over the whole system for one run (an iteration, or one decode step)."""
+
+    time_s: float
+    accelerators: int
+    flops: dict[str, float]
+    l2_bytes: float = 0.0
+    hbm_bytes: float = 0.0
+    scale_up_bytes: float = 0.0
+    scale_out_bytes: float = 0.0
+    tokens: float = 0.0
+
+    def scaled(self, k: float) -> "WorkCounts":
+        return WorkCounts(self.time_s * k, self.accelerators, {p: v * k for p, v in self.flops.items()},
+                          self.l2_bytes * k, self.hbm_bytes * k, self.scale_up_bytes * k,
+                          self.scale_out_bytes * k, self.tokens * k)
+
+
+@dataclass
+class EnergyResult:
+    name: str
+    time_s: float
+    accelerators: int
+    device_j: float
+    wall_j: float
+    device_by_term_j: dict[str, float]
+    wall_by_term_j: dict[str, float]
+    device_by_stage_j: dict[float, float]
+    tokens: float = 0.0
+    counts: WorkCounts | None = None
+
+    @property
+    def device_w(self) -> float:
+        return self.device_j / self.time_s
+
+    @property
+    def wall_w(self) -> float:
+        return self.wall_j / self.time_s
+
+    def per_token_j(self, wall: bool = True) -> float:
+        return (self.wall_j if wall else self.device_j) / self.tokens if self.tokens else math.nan
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"system_energy": self.name, "time_s": self.time_s, "accelerators": self.accelerators,
+                "device_j": self.device_j, "wall_j": self.wall_j, "device_w": self.device_w,
+                "wall_w": self.wall_w, "device_by_term_j": self.device_by_term_j,
+                "wall_by_term_j": self.wall_by_term_j,
+                "device_by_stage_j": {f"{k:g}K": v for k, v in self.device_by_stage_j.items()},
+                "tokens": self.tokens,
+                "wall_j_per_token": self.per_token_j(True) if self.tokens else None,
+                "device_j_per_token": self.per_token_j(False) if self.tokens else None}
+
+
+def energy_from_counts(counts: WorkCounts, spec: EnergySpec, name: str | None = None) -> EnergyResult:
+    """Price ``counts`` with ``spec`` (module docstring formula)."""
+    N, t = counts.accelerators, counts.time_s
+    dev: dict[str, float] = {}
+    wall: dict[str, float] = {}
+    stage: dict[float, float] = {}
+
+    def add(term: str, joules: float, stage_k: float) -> None:
+        dev[term] = dev.get(term, 0.0) + joules
+        wall[term] = wall.get(term, 0.0) + joules * (1.0 + spec.eta(stage_k))
+        stage[stage_k] = stage.get(stage_k, 0.0) + joules
+
+    add("compute", sum(f * spec.flop_energy_j(p) for p, f in counts.flops.items()), spec.flop_stage_k)
+    for term, amount, terms in (("l2", counts.l2_bytes, spec.l2_byte), ("hbm", counts.hbm_bytes, spec.hbm_byte),
+                                ("scale_up", counts.scale_up_bytes, spec.scale_up_byte),
+                                ("scale_out", counts.scale_out_bytes, spec.scale_out_byte)):
+        for et in terms:
+            add(term, amount * et.j, et.stage_k)
+        dev.setdefault(term, 0.0)
+        wall.setdefault(term, 0.0)
+    for et in spec.static_w:
+        add("static", N * t * et.j, et.stage_k)
+    device_j = sum(dev.values())
+    wall["overhead"] = N * t * spec.overhead_w
+    return EnergyResult(name or spec.name, t, N, device_j, sum(wall.values()), dev, wall, stage,
+                        counts.tokens, counts)
+
+
+# ------------------------------------------------------------------------------------------
+# training: counts from evaluate_training(..., detail=True)
+
+def _collective_bytes(collective: str, size: float, n: int, n_in: int) -> tuple[float, float]:
+    """Bytes one rank sends over the scale-up and the scale-out network for a hierarchical
+    collective (xlayer.cost.collectives): ring all-reduce 2(n−1)/n·S, reduce-scatter /
+    all-gather (n−1)/n·S; inside the domain on S, across domains on S/n_in."""
+    if n <= 1:
+        return 0.0, 0.0
+    n_in = max(1, min(n_in, n))
+    n_out = n / n_in
+    if collective == "send_recv":
+        return (size, 0.0) if n_out <= 1 else (0.0, size)
+    factor = {"all_reduce": 2.0, "all_gather": 1.0, "reduce_scatter": 1.0, "all_to_all": 1.0}[collective]
+    inner_factor = 2.0 if collective == "all_reduce" else 1.0  # RS + AG inside for an all-reduce
+    up = inner_factor * (n_in - 1) / n_in * size
+    out = factor * (n_out - 1) / n_out * size / n_in if n_out > 1 else 0.0
+    return up, out
+
+
+def training_counts(model, system: System, precision: str, global_batch: int, layout, recipe,
+                    result: dict[str, Any]) -> WorkCounts:
+    """System totals of one iteration from ``evaluate_training(..., detail=True)`` (scalar layout).
+
+    Layer ops (forward, backward, recompute) run L·m·dp·tp·cp times over the system (each
+    of tp·cp ranks runs its shard, each of dp replicas each of m micro-batches); the
+    embedding and output layer m·dp·tp·cp times; the optimizer moves
+    ``optimizer_step_bytes_per_param`` per parameter of every rank's shard. Communication:
+    the layer's TP collectives, pipeline sends, data-parallel gradient reduction, ZeRO-3
+    gathers, with the bytes each rank sends split into scale-up and scale-out."""
+    from xlayer.cost.compute import op_time
+    from xlayer.predict.training import optimizer_step_bytes_per_param
+    from xlayer.workload.operators import ACT_BYTES, embedding_work, logits_work, recompute_ops
+
+    d = result["detail"]
+    acc = system.accelerator
+    try:
+        l2_bw = acc.level("l2").achievable_bytes_per_s
+    except KeyError:
+        l2_bw = 0.0
+    tp, pp, dp, cp, micro = layout.tp, layout.pp, layout.dp, layout.cp, layout.micro
+    m = int(result["microbatches"])
+    D = system.scale_up_size
+    gp = precision if precision in ("fp8", "fp4") else ("fp32" if precision == "fp32" else "bf16")
+    flops: dict[str, float] = {}
+    l2 = hbm = 0.0
+
+    def take(ops_times, mult: float) -> None:
+        nonlocal l2, hbm
+        for name, t in ops_times:
+            flops[gp] = flops.get(gp, 0.0) + float(t.flops) * mult
+            hbm += float(t.bytes) * mult
+            l2 += float(t.l2_s) * l2_bw * mult
+
+    work = d["work"]
+    times = d["ops"]
+    inst = model.layers * m * dp * tp * cp
+    take([(op.name, times[op.name]) for op in work.fwd + work.bwd], inst)
+    rc_ops, rc_comms = recompute_ops(work, layout.recompute)
+    take([(op.name, times[op.name]) for op in rc_ops], inst)
+    edge = embedding_work(model, micro, tp, cp)
+    lf, lb = logits_work(model, micro, tp, cp, gp)
+    take([(o.name, op_time(o, acc)) for o in edge + lf + lb], m * dp * tp * cp)
+    world = tp * pp * dp * cp
+    opt_params = float(d["params_rank"]) / (dp if layout.zero >= 1 else 1)
+    hbm += opt_params * optimizer_step_bytes_per_param(precision) * world
+
+    up = out = 0.0
+    tp_in = ranks_in_domain(tp, 1, D)
+    for c in list(work.fwd_comms) + list(work.bwd_comms) + list(rc_comms):
+        u, o = _collective_bytes(c.collective, float(c.bytes), tp, tp_in)
+        up += u * inst
+        out += o * inst
+    # pipeline sends: activation forward and gradient backward, 1/t per tensor rank, per boundary
+    if pp > 1:
+        T = micro * model.seq_len / cp
+        act = T * model.hidden * ACT_BYTES / tp
+        p2p_in = ranks_in_domain(2, tp * cp * dp, D)
+        sends = 2.0 * act * (pp * layout.vp - 1) * m * dp * tp * cp
+        if p2p_in >= 2:
+            up += sends
+        else:
+            out += sends
+    dp_in = ranks_in_domain(dp, tp * cp, D)
+    p_rank = float(d["params_rank"])
+    if dp > 1:
+        if layout.zero == 0:
+            parts = [("all_reduce", p_rank * 4.0)]
+        elif layout.zero <= 2:
+            parts = [("reduce_scatter", p_rank * 4.0), ("all_gather", p_rank * 2.0)]
+        else:
+            lw = (model.layer_params() - model.norm_params()) / tp + model.norm_params()
+            per_layer = [("all_gather", lw * 2.0), ("all_gather", lw * 2.0), ("reduce_scatter", lw * 4.0)]
+            parts = [(c, s * model.layers / pp) for c, s in per_layer]
+        for coll, size in parts:
+            u, o = _collective_bytes(coll, size, dp, dp_in)
+            up += u * world
+            out += o * world
+    tokens = float(global_batch * model.seq_len)
+    return WorkCounts(float(result["iteration_time_s"]), int(system.count), flops, l2, hbm, up, out, tokens)
+
+
+def training_energy(model, system: System, precision: str, global_batch: int, layout, recipe,
+                    spec: EnergySpec, result: dict[str, Any] | None = None) -> EnergyResult:
+    """Energy of one training iteration (evaluates the iteration if ``result`` is not given)."""
+    if result is None or "detail" not in result:
+        from xlayer.predict.training import evaluate_training
+        result = evaluate_training(model, system, precision, global_batch, layout.tp, layout.pp, layout.dp,
+                                   layout.cp, layout.vp, layout.micro, layout.sp, layout.recompute, layout.zero,
+                                   layout.dp_overlap, recipe, detail=True, tp_overlap=layout.tp_overlap)
+    counts = training_counts(model, system, precision, global_batch, layout, recipe, result)
+    return energy_from_counts(counts, spec)
+
+
+def case_training_energy(case, layout=None, spec: EnergySpec | None = None,
+                         system: System | None = None) -> EnergyResult:
+    """Energy per iteration of a training case (the layout ``predict_training`` resolves, or
+    ``layout``); ``system`` replaces the case's system (an SCD build), ``spec`` its energy data."""
+    from xlayer.predict.api import resolve_layout
+    from xlayer.predict.training import recipe_for
+    if case.kind != "training":
+        raise InputError("kind", case.kind, "energy per iteration needs kind: training")
+    system = system or case.system_spec()
+    spec = spec or energy_spec_for(system.accelerator)
+    if spec is None:
+        raise InputError("system.accelerator", system.accelerator.name,
+                         f"no energy data; parts with energy data: {', '.join(sorted(energy_data()['gpus']))}")
+    if layout is None:
+        layout, _ = resolve_layout(case)
+    return training_energy(case.model, system, case.precision, case.batch.global_, layout,
+                           recipe_for(case.model, case.precision), spec)
+
+
+def prediction_energy(case, pred) -> Optional[EnergyResult]:
+    """Energy of the iteration a :class:`~xlayer.predict.api.TrainingPrediction` describes,
+    or None when the case's accelerator has no energy data (for ``xlayer predict``)."""
+    spec = energy_spec_for(case.system_spec().accelerator)
+    if spec is None:
+        return None
+    return case_training_energy(case, pred.layout, spec)
+
+
+# ------------------------------------------------------------------------------------------
+# inference: one decode step
+
+@dataclass
+class DecodeStep:
+    time_s: float
+    tokens: float
+    counts: WorkCounts
+    breakdown_s: dict[str, float]
+    bound: str
+    method: str
+    notes: list[str] = field(default_factory=list)
+
+
+def decode_step(model, system: System, tp: int, pp: int, batch: int, context: float,
+                precision: str = "bf16", kv_precision: str = "bf16") -> DecodeStep:
+    """One decode step of ``batch`` sequences at ``context`` tokens on one replica of tp·pp
+    accelerators (``system.count`` = tp·pp).
+
+    Uses the inference operators of ``xlayer.workload.inference_ops`` with the roofline of
+    ``xlayer.cost.roofline`` (per-op overhead: the accelerator's ``kernel_overhead_s``), stages one after another (pipeline adds no
+    speed to one batch). If those modules are missing, falls back to weights + KV bytes over
+    memory bandwidth vs FLOPs over peak, plus the TP all-reduces."""
+    try:
+        return _decode_step_engine(model, system, tp, pp, batch, context, precision, kv_precision)
+    except (ImportError, AttributeError, TypeError):  # pragma: no cover - inference modules absent or changed
+        return _decode_step_simple(model, system, tp, pp, batch, context, precision, kv_precision)
+
+
+def _decode_step_engine(model, system: System, tp: int, pp: int, batch: int, context: float,
+                        precision: str, kv_precision: str) -> DecodeStep:
+    from xlayer.cost.roofline import comm_cost, op_cost
+    from xlayer.workload.inference_ops import AttentionSegment, embedding_ops, inference_layer, output_ops
+    acc = system.accelerator
+    ov = None  # the accelerator's own kernel_overhead_s
+    seg = [AttentionSegment(batch, 1, context)]
+    layer = inference_layer(model, seg, tp, precision, kv_precision, "flash")
+    ops = [op_cost(o, acc, ov) for o in layer.ops]
+    comms = [comm_cost(c, tp, system) for c in layer.comms]
+    emb = [op_cost(o, acc, ov) for o in embedding_ops(model, layer.tokens)]
+    outs, out_comms = output_ops(model, batch, tp)
+    last = [op_cost(o, acc, ov) for o in outs]
+    last_c = [comm_cost(c, tp, system) for c in out_comms]
+    L = model.layers
+    bd = {"compute": 0.0, "memory": 0.0, "overhead": 0.0, "comm.tp": 0.0, "comm.pp": 0.0}
+    for c in ops + emb + last:
+        mult = L if c in ops else 1
+        roof = max(c.compute_s, c.hbm_s, c.l2_s)
+        bd["compute" if c.compute_s >= max(c.hbm_s, c.l2_s) else "memory"] += roof * mult
+        bd["overhead"] += c.overhead_s * mult
+    bd["comm.tp"] = sum(c.time_s for c in comms) * L + sum(c.time_s for c in last_c)
+    from xlayer.cost.collectives import collective_time_s
+    from xlayer.workload.operators import ACT_BYTES
+    act = batch * model.hidden * ACT_BYTES
+    if pp > 1:
+        n_in = ranks_in_domain(2, tp, system.scale_up_size)
+        bd["comm.pp"] = float(collective_time_s("send_recv", act, 2, n_in, system.scale_up, system.scale_out)) * (pp - 1)
+    t = sum(bd.values())
+    gp = precision if precision in ("fp8", "fp4") else "bf16"
+    n_acc = tp * pp
+    # per-accelerator op values × tp ranks (each layer runs on one stage's tp ranks)
+    flops = (sum(c.flops for c in ops) * L + sum(c.flops for c in emb + last)) * tp
+    hbm = (sum(c.bytes for c in ops) * L + sum(c.bytes for c in emb + last)) * tp
+    try:
+        l2_bw = acc.level("l2").achievable_bytes_per_s
+    except KeyError:
+        l2_bw = 0.0
+    l2 = (sum(c.l2_s for c in ops) * L + sum(c.l2_s for c in emb + last)) * tp * l2_bw
+    up = out = 0.0
+    tp_in = ranks_in_domain(tp, 1, system.scale_up_size)
+    for c in layer.comms:
+        u, o = _collective_bytes(c.collective, float(c.bytes), tp, tp_in)
+        up, out = up + u * tp * L, out + o * tp * L
+    if pp > 1:
+        if ranks_in_domain(2, tp, system.scale_up_size) >= 2:
+            up += act * (pp - 1)
+        else:
+            out += act * (pp - 1)
+    counts = WorkCounts(t, n_acc, {gp: flops}, l2, hbm, up, out, float(batch))
+    bound = max(bd, key=bd.get)
+    return DecodeStep(t, float(batch), counts, bd, bound, "xlayer.workload.inference_ops + cost.roofline")
+
+
+def _decode_step_simple(model, system: System, tp: int, pp: int, batch: int, context: float,
+                        precision: str, kv_precision: str) -> DecodeStep:
+    """t = max((W + KV)/(n·BW_hbm), F/(n·R)) + L·2 TP all-reduces + (pp−1) sends."""
+    from xlayer.cost.collectives import collective_time_s
+    acc = system.accelerator
+    n = tp * pp
+    bpe = {"fp8": 1.0, "int8": 1.0, "fp4": 0.5, "int4": 0.5}.get(precision, 2.0)
+    kvb = {"fp8": 1.0, "int8": 1.0, "int4": 0.5}.get(kv_precision, 2.0)
+    params = model.layers * model.layer_params() + model.vocab * model.hidden * (1 if model.tied_embeddings else 2)
+    W = params * bpe
+    KV = batch * context * model.layers * 2 * model.kv_dim * kvb
+    F = 2.0 * params * batch + 4.0 * batch * context * model.layers * model.q_dim
+    t_mem = (W + KV) / (n * acc.hbm.achievable_bytes_per_s)
+    t_cmp = F / (n * acc.peak(precision) * acc.matmul_efficiency)
+    tp_in = ranks_in_domain(tp, 1, system.scale_up_size)
+    ar = float(collective_time_s("all_reduce", batch * model.hidden * 2.0, tp, tp_in, system.scale_up, system.scale_out))
+    bd = {"memory": t_mem if t_mem >= t_cmp else 0.0, "compute": t_cmp if t_cmp > t_mem else 0.0,
+          "comm.tp": 2 * model.layers * ar, "comm.pp": (pp - 1) * system.scale_out.latency_s}
+    t = sum(bd.values())
+    counts = WorkCounts(t, n, {precision: F}, 0.0, W + KV, 0.0, 0.0, float(batch))
+    return DecodeStep(t, float(batch), counts, bd, max(bd, key=bd.get), "simple: (weights+KV)/bandwidth")
+

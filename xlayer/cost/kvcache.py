@@ -1,0 +1,57 @@
+"""Memory of inference on one accelerator: weights, KV cache, activation workspace.
+
+* Weights: layer matrices at ``weight_bytes_per_param(precision)`` split over tp, norms
+  replicated at 2 B, layers split over pp stages (the first ⌈L/p⌉ layers on the busiest
+  stage); the 16-bit token embedding V·h/t on the first stage and the untied output layer
+  V·h/t on the last (pp = 1: both on the one stage).
+* KV cache (Pope et al. 2022, "Efficiently Scaling Transformer Inference", §2): per token
+  and sequence 2·L_stage·(g/t)·d·kv_bytes (K and V of every layer of the stage).
+* Workspace: the live tensors of one layer's forward for T tokens (16-bit): residual
+  stream and normalized input 2·T·h each, QKV output T·(q+2kv)/t, FC1 output T·f₁/t and the
+  activation output T·f/t, plus fp32 logits of the sampled rows V/t·4 on the last stage.
+"""
+from __future__ import annotations
+
+import math
+
+from xlayer.workload.inference_ops import kv_bytes_per_element, weight_bytes_per_param
+from xlayer.workload.model import ModelSpec
+from xlayer.workload.operators import ACT_BYTES
+
+
+def stage_layers(layers: int, pp: int) -> int:
+    """Layers on the busiest pipeline stage: ⌈L/p⌉."""
+    return math.ceil(layers / pp)
+
+
+def weight_bytes(model: ModelSpec, tp: int, pp: int, precision: str) -> dict[str, float]:
+    """Weights held by the busiest stage, split into layers and embedding/output."""
+    wb = weight_bytes_per_param(precision)
+    per_layer = (model.layer_params() - model.norm_params()) * wb / tp + model.norm_params() * ACT_BYTES
+    layers = stage_layers(model.layers, pp) * per_layer
+    tok = model.vocab * model.hidden * ACT_BYTES / tp
+    out = 0.0 if model.tied_embeddings else tok
+    final_norm = model.hidden * ACT_BYTES
+    edge = tok + out + final_norm if pp == 1 else max(tok, out + final_norm)
+    return {"weights.layers": layers, "weights.embedding_output": edge}
+
+
+def kv_bytes_per_token(model: ModelSpec, tp: int, pp: int, kv_precision: str) -> float:
+    """KV-cache bytes per cached token of one sequence on the busiest stage:
+    2·⌈L/p⌉·(g/t)·d·kv_bytes."""
+    return 2.0 * stage_layers(model.layers, pp) * model.kv_dim / tp * kv_bytes_per_element(kv_precision)
+
+
+def kv_cache_bytes(model: ModelSpec, tp: int, pp: int, kv_precision: str, seqs: float, tokens: float) -> float:
+    """KV cache of ``seqs`` sequences of ``tokens`` cached tokens each."""
+    return seqs * tokens * kv_bytes_per_token(model, tp, pp, kv_precision)
+
+
+def workspace_bytes(model: ModelSpec, tokens: float, rows_out: float, tp: int) -> float:
+    """Peak transient activations of one layer forward over ``tokens`` tokens (see module
+    docstring) plus fp32 logits of ``rows_out`` sampled rows."""
+    h, f = model.hidden, model.ffn_hidden
+    f1 = f * (2 if model.gated else 1) * (model.top_k if model.moe else 1)
+    f2 = f * (model.top_k if model.moe else 1)
+    live = 2 * h + (model.q_dim + 2 * model.kv_dim) / tp + f1 / tp + f2 / tp
+    return ACT_BYTES * tokens * live + 4.0 * rows_out * model.vocab / tp

@@ -1,0 +1,331 @@
+"""Layout search: every valid parallel layout of a model on a system, ranked.
+
+The space is the divisor grid of :func:`~xlayer.explore.vectorized.layout_grid` (tp, pp, cp,
+vp, micro; dp = count/(tp·pp·cp)) crossed with the categorical fields sp, recompute and ZeRO
+stage. Each categorical group is evaluated in one call of
+:func:`~xlayer.explore.vectorized.evaluate_layouts`, i.e. the same
+:func:`~xlayer.predict.training.evaluate_training` the scalar path uses, on numpy arrays.
+
+Counts reported: *considered* = every enumerated combination; *valid* = those that pass the
+rules of :func:`~xlayer.mapping.layout.check_layout`; *fitting* = valid and
+``memory_bytes <= HBM capacity``. Two categorical combinations are not enumerated because
+the model gives them exactly the same numbers as another one (said in ``notes``):
+``sp`` with ``tp = 1`` (nothing to shard; Megatron-LM also requires tp > 1 for SP) and
+``recompute: selective`` with flash attention (the kernel already recomputes its core, so
+selective = none, see :func:`~xlayer.workload.operators.recompute_ops`).
+
+Ranking metrics (all per iteration of the given global batch):
+``time`` = iteration_time_s (ascending); ``tokens_per_s_per_gpu`` = global·seq/(time·count)
+(descending); ``cost`` = accelerator-hours per million tokens = count·time/3600/(global·seq/10⁶)
+(ascending). For one case (fixed count and batch) all three give the same order; they differ
+across the points of a sweep.
+"""
+from __future__ import annotations
+
+import time as _time
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Optional
+
+import numpy as np
+
+from xlayer.errors import InputError
+from xlayer.explore.vectorized import NUMERIC, evaluate_layouts, layout_grid, valid_mask
+from xlayer.hardware.spec import System
+from xlayer.mapping.layout import Layout
+from xlayer.predict.training import GIB, Recipe, recipe_for
+from xlayer.workload.model import ModelSpec
+
+RANKS = ("time", "tokens_per_s_per_gpu", "cost")
+RECOMPUTE = ("none", "selective", "full")
+ZERO = (0, 1, 2, 3)
+LAYOUT_FIELDS = ("tp", "pp", "dp", "cp", "vp", "micro", "sp", "recompute", "zero")
+DEFAULT_MAX_VP = 8
+DEFAULT_MAX_CP = 8
+
+
+def rank_key(table: Mapping[str, np.ndarray], rank: str) -> np.ndarray:
+    """The value sorted ascending for ``rank`` (tokens/s/GPU is negated: larger is better)."""
+    if rank == "time":
+        return np.asarray(table["iteration_time_s"], dtype=float)
+    if rank == "tokens_per_s_per_gpu":
+        return -np.asarray(table["tokens_per_s_per_gpu"], dtype=float)
+    if rank == "cost":
+        return np.asarray(table["gpu_hours_per_mtok"], dtype=float)
+    raise InputError("--rank", rank, f"valid: {', '.join(RANKS)}")
+
+
+def pareto_front(x: Iterable[float], y: Iterable[float]) -> np.ndarray:
+    """Indices of the points not dominated when both x and y are minimised, sorted by x.
+
+    A point is on the front when no other point has x ≤ its x and y < its y (ties in x keep
+    the lowest y only)."""
+    x = np.asarray(list(x) if not isinstance(x, np.ndarray) else x, dtype=float)
+    y = np.asarray(list(y) if not isinstance(y, np.ndarray) else y, dtype=float)
+    ok = np.flatnonzero(np.isfinite(x) & np.isfinite(y))
+    order = ok[np.lexsort((y[ok], x[ok]))]
+    keep = []
+    best = np.inf
+    for i in order:
+        if y[i] < best:
+            keep.append(i)
+            best = y[i]
+    return np.asarray(keep, dtype=np.int64)
+
+
+@dataclass
+class SearchResult:
+    """Every valid layout of a search, sorted: fitting ones first, by the rank metric."""
+
+    considered: int
+    valid: int
+    fitting: int
+    capacity_bytes: float
+    rank: str
+    table: dict[str, np.ndarray]
+    notes: list[str] = field(default_factory=list)
+    elapsed_s: float = 0.0
+    dp_overlap: bool = False
+    tp_overlap: bool = True
+
+    def __len__(self) -> int:
+        return int(self.table["tp"].size)
+
+    def layout(self, i: int) -> Layout:
+        t = self.table
+        return Layout(tp=int(t["tp"][i]), pp=int(t["pp"][i]), dp=int(t["dp"][i]), cp=int(t["cp"][i]),
+                      vp=int(t["vp"][i]), micro=int(t["micro"][i]), sp=bool(t["sp"][i]),
+                      recompute=str(t["recompute"][i]), zero=int(t["zero"][i]),
+                      dp_overlap=self.dp_overlap, tp_overlap=self.tp_overlap)
+
+    def row(self, i: int) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in self.table.items():
+            x = v[i]
+            out[k] = x.item() if hasattr(x, "item") else x
+        out["memory_gib"] = out["memory_bytes"] / GIB
+        return out
+
+    def best_index(self) -> Optional[int]:
+        """Index of the best fitting layout (None when nothing fits)."""
+        return 0 if self.fitting else None
+
+    def position_of(self, metric_value: float) -> int:
+        """1-based rank a layout with this metric value would take among the fitting ones."""
+        key = rank_key(self.table, self.rank)[: self.fitting]
+        return int(np.sum(key < metric_value - 1e-12 * abs(metric_value))) + 1
+
+    def pareto(self, x: str = "memory_bytes", y: str = "iteration_time_s", fitting_only: bool = True) -> np.ndarray:
+        n = self.fitting if fitting_only else len(self)
+        return pareto_front(self.table[x][:n], self.table[y][:n])
+
+
+def _fixed_dict(fixed: Optional[Mapping[str, Any]]) -> dict[str, Any]:
+    out = {}
+    for k, v in (fixed or {}).items():
+        if v is None:
+            continue
+        if k not in LAYOUT_FIELDS:
+            raise InputError(f"fixed.{k}", v, f"valid layout fields: {', '.join(LAYOUT_FIELDS)}")
+        out[k] = v
+    return out
+
+
+def candidate_grid(model: ModelSpec, system: System, global_batch: int, fixed: Optional[Mapping[str, Any]] = None,
+                   tp_beyond_domain: bool = False, max_vp: int = DEFAULT_MAX_VP,
+                   max_cp: int = DEFAULT_MAX_CP) -> dict[str, np.ndarray]:
+    """The numeric grid (tp, pp, dp, cp, vp, micro) with the fixed numeric fields applied.
+
+    A fixed tp beyond the scale-up domain, vp above ``max_vp`` or cp above ``max_cp`` widens
+    the grid so that the fixed value is enumerated."""
+    fx = _fixed_dict(fixed)
+    if "tp" in fx and fx["tp"] > system.scale_up_size:
+        tp_beyond_domain = True
+    max_vp = max(max_vp, int(fx.get("vp", 1)))
+    max_cp = max(max_cp, int(fx.get("cp", 1)))
+    grid = layout_grid(model, system.count, global_batch, system.scale_up_size, tp_beyond_domain, max_vp, max_cp)
+    keep = np.ones(grid["tp"].size, dtype=bool)
+    for k in NUMERIC:
+        if k in fx:
+            keep &= grid[k] == int(fx[k])
+    return {k: v[keep] for k, v in grid.items()}
+
+
+def _categories(fixed: Mapping[str, Any], recipe: Recipe) -> tuple[list[bool], list[str], list[int], list[str]]:
+    notes = []
+    sps = [bool(fixed["sp"])] if "sp" in fixed else [False, True]
+    if "recompute" in fixed:
+        rcs = [str(fixed["recompute"])]
+    elif recipe.attention == "flash":
+        rcs = ["none", "full"]
+        notes.append("recompute=selective not enumerated: with flash attention it equals none in the model")
+    else:
+        rcs = list(RECOMPUTE)
+    zeros = [int(fixed["zero"])] if "zero" in fixed else list(ZERO)
+    if "sp" not in fixed:
+        notes.append("sp=on enumerated only with tp > 1")
+    return sps, rcs, zeros, notes
+
+
+def search_layouts(model: ModelSpec, system: System, precision: str, global_batch: int, *,
+                   recipe: Optional[Recipe] = None, rank: str = "time",
+                   fixed: Optional[Mapping[str, Any]] = None, tp_beyond_domain: bool = False,
+                   max_vp: int = DEFAULT_MAX_VP, max_cp: int = DEFAULT_MAX_CP,
+                   dp_overlap: bool = False, tp_overlap: bool = True,
+                   capacity_bytes: Optional[float] = None) -> SearchResult:
+    """Enumerate, evaluate (vectorized), filter by memory and rank every layout.
+
+    ``fixed`` holds layout fields that may not change (e.g. a sweep that pins ``tp``).
+    ``capacity_bytes`` defaults to the accelerator's HBM capacity."""
+    t0 = _time.perf_counter()
+    if rank not in RANKS:
+        raise InputError("--rank", rank, f"valid: {', '.join(RANKS)}")
+    recipe = recipe or recipe_for(model, precision)
+    fx = _fixed_dict(fixed)
+    capacity = float(system.accelerator.hbm.capacity_bytes if capacity_bytes is None else capacity_bytes)
+    grid = candidate_grid(model, system, global_batch, fx, tp_beyond_domain, max_vp, max_cp)
+    ok = valid_mask(model, system.count, global_batch, **grid) if grid["tp"].size else np.zeros(0, bool)
+    sps, rcs, zeros, notes = _categories(fx, recipe)
+    has_tp = grid["tp"] > 1
+    considered = valid = 0
+    parts: list[dict[str, np.ndarray]] = []
+    for sp in sps:
+        rows = ok & has_tp if (sp and "sp" not in fx) else ok
+        n_enum = int(has_tp.sum()) if (sp and "sp" not in fx) else int(grid["tp"].size)
+        sub = {k: v[rows] for k, v in grid.items()}
+        n = int(rows.sum())
+        for rc in rcs:
+            for z in zeros:
+                considered += n_enum
+                valid += n
+                if n == 0:
+                    continue
+                r = evaluate_layouts(model, system, precision, global_batch, sub, sp, rc, z, recipe,
+                                     dp_overlap=dp_overlap, tp_overlap=tp_overlap)
+                part = dict(sub)
+                part["sp"] = np.full(n, sp)
+                part["recompute"] = np.full(n, rc, dtype=object)
+                part["zero"] = np.full(n, z, dtype=np.int64)
+                part["iteration_time_s"] = r["iteration_time_s"]
+                part["memory_bytes"] = r["memory_bytes"]
+                part["mfu"] = r["mfu"]
+                parts.append(part)
+    cols = list(NUMERIC) + ["sp", "recompute", "zero", "iteration_time_s", "memory_bytes", "mfu"]
+    if parts:
+        table = {k: np.concatenate([p[k] for p in parts]) for k in cols}
+    else:
+        table = {k: np.zeros(0, dtype=object if k == "recompute" else (bool if k == "sp" else float))
+                 for k in cols}
+        for k in NUMERIC + ("zero",):
+            table[k] = table[k].astype(np.int64)
+    tokens = float(global_batch * model.seq_len)
+    t = table["iteration_time_s"]
+    table["fits"] = table["memory_bytes"] <= capacity
+    table["tokens_per_s_per_gpu"] = tokens / (t * system.count)
+    table["gpu_hours_per_mtok"] = system.count * t / 3600.0 / (tokens / 1e6)
+    table["energy_j"] = system.accelerator.tdp_w * system.count * t
+    rc_code = np.array([RECOMPUTE.index(x) for x in table["recompute"]], dtype=np.int64)
+    order = np.lexsort((table["micro"], table["tp"], table["pp"], table["cp"], table["vp"],
+                        table["sp"].astype(np.int64), rc_code, table["zero"], rank_key(table, rank),
+                        ~table["fits"]))
+    table = {k: v[order] for k, v in table.items()}
+    fitting = int(table["fits"].sum())
+    return SearchResult(considered=considered, valid=valid, fitting=fitting, capacity_bytes=capacity, rank=rank,
+                        table=table, notes=notes, elapsed_s=_time.perf_counter() - t0,
+                        dp_overlap=dp_overlap, tp_overlap=tp_overlap)
+
+
+# ---- a case ---------------------------------------------------------------------------------
+
+def layout_diff(a: Layout, b: Layout) -> dict[str, tuple[Any, Any]]:
+    """Fields in which two layouts differ: {field: (a value, b value)}."""
+    return {k: (getattr(a, k), getattr(b, k)) for k in LAYOUT_FIELDS if getattr(a, k) != getattr(b, k)}
+
+
+def describe_diff(diff: Mapping[str, tuple[Any, Any]]) -> str:
+    if not diff:
+        return "same layout"
+    return ", ".join(f"{k} {a}→{b}" for k, (a, b) in diff.items())
+
+
+@dataclass
+class CaseSearch:
+    """A search for a case, with the top layouts' full predictions and the case's own layout."""
+
+    case_id: str
+    result: SearchResult
+    top: list[Any]                       # TrainingPrediction of the top N fitting layouts
+    case_prediction: Any = None          # TrainingPrediction of the case's layout (if it has one)
+    case_error: Optional[str] = None     # why the case's layout could not be predicted
+    case_position: Optional[int] = None  # its rank among the fitting layouts
+
+    def to_dict(self) -> dict[str, Any]:
+        r = self.result
+        rows = []
+        for i, pred in enumerate(self.top):
+            row = r.row(i)
+            rows.append({"rank": i + 1, "layout": pred.layout.model_dump(), "describe": pred.layout.describe(),
+                         "iteration_time_s": pred.iteration_time_s, "memory_gib": pred.memory_bytes / GIB,
+                         "mfu": pred.mfu, "tokens_per_s_per_gpu": row["tokens_per_s_per_gpu"],
+                         "gpu_hours_per_mtok": row["gpu_hours_per_mtok"], "energy_j": row["energy_j"],
+                         "time_breakdown_s": pred.time_breakdown_s,
+                         "memory_breakdown_gib": {k: v / GIB for k, v in pred.memory_breakdown_bytes.items()}})
+        out: dict[str, Any] = {
+            "id": self.case_id, "rank": r.rank,
+            "counts": {"considered": r.considered, "valid": r.valid, "fitting": r.fitting},
+            "capacity_gib": r.capacity_bytes / GIB, "elapsed_s": r.elapsed_s, "notes": r.notes, "top": rows,
+        }
+        if self.case_prediction is not None or self.case_error is not None:
+            c: dict[str, Any] = {}
+            if self.case_prediction is not None:
+                p = self.case_prediction
+                c = {"layout": p.layout.model_dump(), "describe": p.layout.describe(),
+                     "iteration_time_s": p.iteration_time_s, "memory_gib": p.memory_bytes / GIB,
+                     "fits_memory": p.fits_memory, "mfu": p.mfu, "position": self.case_position}
+                if self.top:
+                    d = layout_diff(p.layout, self.top[0].layout)
+                    c["differs"] = {k: [a, b] for k, (a, b) in d.items()}
+                    c["speedup_of_best"] = p.iteration_time_s / self.top[0].iteration_time_s
+            else:
+                c["error"] = self.case_error
+            out["case_layout"] = c
+        return out
+
+
+def case_has_layout(case) -> bool:
+    return "parallel" in case.model_fields_set
+
+
+def search_case(case, top: int = 5, rank: str = "time", tp_beyond_domain: bool = False,
+                max_vp: int = DEFAULT_MAX_VP, max_cp: int = DEFAULT_MAX_CP,
+                compare: bool = True) -> CaseSearch:
+    """Search every layout for the case's model, system and global batch; predict the top N
+    with :func:`~xlayer.predict.api.predict_training` (full breakdowns) and, when the case
+    states a layout, predict that one too and place it in the ranking."""
+    from xlayer.predict.api import predict_training
+
+    if case.kind != "training":
+        raise InputError("kind", case.kind, "search needs kind: training")
+    P = case.parallel
+    if P.ep not in (None, 1):
+        raise InputError("parallel.ep", P.ep, "expert parallelism is not modelled yet; use ep: 1")
+    dp_overlap = bool(P.dp_overlap) if P.dp_overlap is not None else False
+    tp_overlap = bool(P.tp_overlap) if P.tp_overlap is not None else True
+    res = search_layouts(case.model, case.system_spec(), case.precision, case.batch.global_, rank=rank,
+                         tp_beyond_domain=tp_beyond_domain, max_vp=max_vp, max_cp=max_cp,
+                         dp_overlap=dp_overlap, tp_overlap=tp_overlap)
+    preds = [predict_training(case, res.layout(i)) for i in range(min(top, res.fitting))]
+    out = CaseSearch(case_id=case.id, result=res, top=preds)
+    if compare and case_has_layout(case):
+        try:
+            p = predict_training(case)
+        except InputError as exc:
+            out.case_error = str(exc)
+        else:
+            out.case_prediction = p
+            if p.fits_memory:
+                tokens = case.batch.global_ * case.model.seq_len
+                val = {"time": p.iteration_time_s,
+                       "tokens_per_s_per_gpu": -tokens / (p.iteration_time_s * case.system.count),
+                       "cost": case.system.count * p.iteration_time_s / 3600.0 / (tokens / 1e6)}[rank]
+                out.case_position = res.position_of(val)
+    return out

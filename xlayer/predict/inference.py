@@ -1,0 +1,492 @@
+"""Inference prediction: prefill (time to first token), decode step (time per output token),
+static-batch generation, memory, per-operator boundedness, and a serving estimate.
+
+Composition (formulas of every term in ``docs/inference-model.md``):
+
+* one forward pass = Σ over pipeline stages of [layers on the stage × (Σ operator roofline
+  times + 2 TP all-reduces)] + embedding (first stage) + output layer (last stage)
+  + (p−1) point-to-point sends of the activation. For one batch the stages run one after
+  another, so pipeline parallelism adds no speed to a single batch's latency.
+* prefill: the whole prompt of every sequence (b·n tokens) with flash attention;
+* decode step: one token per sequence (b tokens), every weight read once, the KV cache of
+  every sequence read once (decode attention);
+* static generation: prefill + (output_len − 1) decode steps at the mean context
+  prompt + output_len/2 (the KV read grows linearly with the context);
+* serving (continuous batching, chunked prefill): each step decodes B sequences and
+  prefills B·I/O prompt tokens in the same pass (a sequence of I input and O output tokens
+  enters every O steps per B), weights read once per step.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from xlayer.cost.collectives import collective_time_s, ranks_in_domain
+from xlayer.cost.kvcache import kv_bytes_per_token, stage_layers, weight_bytes, workspace_bytes
+from xlayer.cost.roofline import (OpCost, comm_cost, crossover, inference_calibration, op_cost,
+                                  tp_collective_time_s)
+from xlayer.errors import InputError
+from xlayer.hardware.spec import System
+from xlayer.predict.case import Case
+from xlayer.workload.inference_ops import (AttentionSegment, embedding_ops, inference_layer, output_ops)
+from xlayer.workload.model import ModelSpec
+from xlayer.workload.operators import ACT_BYTES
+
+GIB = 2.0 ** 30
+
+
+# --------------------------------------------------------------------------------------
+# configuration resolved from a case
+
+@dataclass(frozen=True)
+class InferenceSetup:
+    model: ModelSpec
+    system: System
+    tp: int
+    pp: int
+    dp: int
+    precision: str
+    kv_precision: str
+    attention: str
+    batch: int  # sequences per model replica
+    prompt_len: int
+    context_len: int
+    output_len: int | None
+    decode_context: float
+    assumptions: tuple[str, ...]
+
+
+def resolve_inference(case: Case) -> InferenceSetup:
+    """Check the case and fill open choices (each default taken is listed)."""
+    if case.kind != "inference":
+        raise InputError("kind", case.kind, "predict_inference needs kind: inference")
+    m, P, r = case.model, case.parallel, case.request
+    notes: list[str] = list(m.defaults_taken)
+    tp, pp = P.tp, P.pp
+    count = case.system.count
+    if m.kv_heads % tp:
+        divs = [d for d in range(1, m.kv_heads + 1) if m.kv_heads % d == 0]
+        raise InputError("parallel.tp", tp, f"tp={tp} does not divide kv_heads={m.kv_heads}; valid: {divs}")
+    if m.heads % tp:
+        raise InputError("parallel.tp", tp, f"tp={tp} does not divide heads={m.heads}")
+    if m.ffn_hidden % tp:
+        raise InputError("parallel.tp", tp, f"tp={tp} does not divide ffn_hidden={m.ffn_hidden}")
+    if pp > m.layers:
+        raise InputError("parallel.pp", pp, f"pp={pp} exceeds layers={m.layers}")
+    if P.cp not in (None, 1):
+        raise InputError("parallel.cp", P.cp, "context parallelism is not modelled for inference; use cp: 1")
+    if P.ep not in (None, 1):
+        raise InputError("parallel.ep", P.ep, "expert parallelism is not modelled yet; use ep: 1")
+    if count % (tp * pp):
+        raise InputError("system.count", count, f"tp*pp={tp * pp} must divide the accelerator count")
+    dp = P.dp or count // (tp * pp)
+    if dp * tp * pp != count:
+        raise InputError("parallel.dp", P.dp, f"dp*tp*pp must equal system.count={count}")
+    if dp > 1 and P.dp is None:
+        notes.append(f"parallel.dp={dp} (replicas: system.count/(tp*pp)); request.batch split over them")
+    batch = math.ceil(r.batch / dp)
+    total_ctx = r.context_len + r.prompt_len + (r.output_len or 0)
+    if m.max_seq_len is not None and total_ctx > m.max_seq_len:
+        raise InputError("request", total_ctx,
+                         f"context_len + prompt_len + output_len = {total_ctx} exceeds model.max_seq_len={m.max_seq_len}")
+    if r.prompt_len == 0 and r.context_len == 0 and not r.output_len:
+        raise InputError("request", "{...}", "give prompt_len > 0, or context_len/output_len for decode")
+    kv = case.kv_precision
+    if kv is None:
+        kv = "fp16" if case.precision == "fp16" else "bf16"
+        notes.append(f"kv_precision={kv} (16-bit KV cache unless stated)")
+    attention = m.attention or "flash"
+    if m.attention is None:
+        notes.append("model.attention=flash (fused attention in inference engines)")
+    if r.context_len > 0:
+        dctx = float(r.context_len)
+    elif r.output_len:
+        dctx = r.prompt_len + r.output_len / 2.0
+        notes.append(f"decode context {dctx:g} = prompt_len + output_len/2 (mean over the generation)")
+    else:
+        dctx = float(r.prompt_len)
+        notes.append(f"request.output_len not stated: decode step at context = prompt_len = {r.prompt_len}")
+    notes.append(f"per-kernel overhead {case.system_spec().accelerator.kernel_overhead_s * 1e6:g} us (catalog)")
+    return InferenceSetup(m, case.system_spec(), tp, pp, dp, case.precision, kv, attention, batch,
+                          r.prompt_len, r.context_len, r.output_len, dctx, tuple(notes))
+
+
+# --------------------------------------------------------------------------------------
+# one forward pass
+
+@dataclass
+class PassResult:
+    """One forward pass (prefill, decode step, or mixed serving step)."""
+
+    name: str
+    time_s: float
+    tokens: float
+    layer_ops: list[OpCost]  # one layer: operators then collectives
+    extras: list[OpCost]  # embedding, output layer, logits gather
+    layers: int
+    breakdown_s: dict[str, float]
+
+    def op_rows(self) -> list[dict[str, Any]]:
+        """Every operator with its share of the pass (layer ops × layers)."""
+        rows = []
+        for c in self.layer_ops:
+            total = c.time_s * self.layers
+            rows.append(_row(c, self.name, total / self.time_s, per_layer=True))
+        for c in self.extras:
+            rows.append(_row(c, self.name, c.time_s / self.time_s, per_layer=False))
+        return rows
+
+    def bound_shares(self) -> dict[str, float]:
+        """Share of the pass time by bound: each operator's roofline time goes to its bound,
+        its fixed per-kernel cost to ``kernel overhead``."""
+        out: dict[str, float] = {}
+        for r in self.op_rows():
+            ov = r["overhead_s"] / r["time_s"] * r["share"] if r["time_s"] else 0.0
+            out[r["bound"]] = out.get(r["bound"], 0.0) + r["share"] - ov
+            if ov:
+                out["kernel overhead"] = out.get("kernel overhead", 0.0) + ov
+        return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+    @property
+    def bound(self) -> str:
+        """The roofline bound (compute, hbm, l2, interconnect) holding the largest share."""
+        return next(k for k in self.bound_shares() if k != "kernel overhead")
+
+
+def _row(c: OpCost, phase: str, share: float, per_layer: bool) -> dict[str, Any]:
+    return {"phase": phase, "name": c.name, "kind": c.kind, "time_s": c.time_s, "flops": c.flops,
+            "bytes": c.bytes, "intensity": (c.flops / c.bytes if c.bytes else None), "bound": c.bound,
+            "compute_s": c.compute_s, "hbm_s": c.hbm_s, "l2_s": c.l2_s, "comm_s": c.comm_s,
+            "overhead_s": c.overhead_s, "overhead_dominated": c.overhead_dominated, "share": share,
+            "per_layer": per_layer}
+
+
+def forward_pass(s: InferenceSetup, segments: list[AttentionSegment], name: str,
+                 system: System | None = None) -> PassResult:
+    """Latency of one forward pass of ``segments`` through all stages (module docstring)."""
+    system = system or s.system
+    acc = system.accelerator
+    m = s.model
+    layer = inference_layer(m, segments, s.tp, s.precision, s.kv_precision, s.attention)
+    ops = [op_cost(o, acc) for o in layer.ops] + [comm_cost(c, s.tp, system) for c in layer.comms]
+    T = layer.tokens
+    rows_out = sum(seg.seqs for seg in segments)
+    emb = [op_cost(o, acc) for o in embedding_ops(m, T)]
+    outs, out_comms = output_ops(m, rows_out, s.tp)
+    last = [op_cost(o, acc) for o in outs] + [comm_cost(c, s.tp, system) for c in out_comms]
+    extras = emb + last
+    p2p = 0.0
+    if s.pp > 1:
+        n_in = ranks_in_domain(2, s.tp, system.scale_up_size)
+        p2p = float(collective_time_s("send_recv", T * m.hidden * ACT_BYTES, 2, n_in,
+                                      system.scale_up, system.scale_out))
+        extras = extras + [OpCost("pp_send_recv", "collective", p2p * (s.pp - 1), 0.0, 0.0, 0.0,
+                                  p2p * (s.pp - 1), 0.0, 0.0, T * m.hidden * ACT_BYTES * (s.pp - 1),
+                                  "interconnect")]
+    L = m.layers
+    bd: dict[str, float] = {}
+    for c in ops:
+        key = "tp_collective_time_s" if c.kind == "collective" else f"inference_op_time.{c.kind}"
+        bd[key] = bd.get(key, 0.0) + c.time_s * L
+    bd["embedding_ops"] = sum(c.time_s for c in emb)
+    bd["output_ops"] = sum(c.time_s for c in last)
+    if s.pp > 1:
+        bd["pp_send_recv"] = p2p * (s.pp - 1)
+    total = sum(bd.values())
+    return PassResult(name, total, T, ops, extras, L, bd)
+
+
+def stage_pass_time_s(s: InferenceSetup, segments: list[AttentionSegment], system: System | None = None) -> float:
+    """Time of the busiest pipeline stage for one pass (⌈L/p⌉ layers + its edge work): the
+    pace of a full pipeline in steady state."""
+    full = forward_pass(s, segments, "stage", system)
+    per_layer = sum(c.time_s for c in full.layer_ops)
+    edge = max(full.breakdown_s["embedding_ops"], full.breakdown_s["output_ops"]) if s.pp > 1 else \
+        full.breakdown_s["embedding_ops"] + full.breakdown_s["output_ops"]
+    p2p = full.breakdown_s.get("pp_send_recv", 0.0) / max(1, s.pp - 1)
+    return stage_layers(s.model.layers, s.pp) * per_layer + edge + (p2p if s.pp > 1 else 0.0)
+
+
+# --------------------------------------------------------------------------------------
+# memory
+
+def memory_bytes(s: InferenceSetup, seqs: float, cached_tokens: float, pass_tokens: float) -> dict[str, float]:
+    """Weights + KV cache of ``seqs`` sequences × ``cached_tokens`` + workspace of the largest
+    pass (``pass_tokens`` tokens), busiest stage."""
+    mb = weight_bytes(s.model, s.tp, s.pp, s.precision)
+    mb["kv_cache_bytes"] = seqs * cached_tokens * kv_bytes_per_token(s.model, s.tp, s.pp, s.kv_precision)
+    mb["workspace_bytes"] = workspace_bytes(s.model, pass_tokens, seqs, s.tp)
+    return mb
+
+
+def max_batch_fitting(s: InferenceSetup, cached_tokens: float, pass_tokens_per_seq: float, budget: float) -> int:
+    """Largest number of sequences whose weights + KV + workspace fit ``budget`` bytes."""
+    w = sum(weight_bytes(s.model, s.tp, s.pp, s.precision).values())
+    per_seq = (cached_tokens * kv_bytes_per_token(s.model, s.tp, s.pp, s.kv_precision)
+               + workspace_bytes(s.model, pass_tokens_per_seq, 1, s.tp))
+    return max(0, int((budget - w) // per_seq))
+
+
+# --------------------------------------------------------------------------------------
+# the prediction
+
+@dataclass
+class InferencePrediction:
+    case_id: str
+    setup: InferenceSetup
+    prefill: PassResult | None
+    decode: PassResult
+    generation_time_s: float | None
+    memory_breakdown_bytes: dict[str, float]
+    capacity_bytes: float
+    crossover: dict[str, dict[str, int | None]]
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def memory_bytes(self) -> float:
+        return sum(self.memory_breakdown_bytes.values())
+
+    @property
+    def assumptions(self) -> list[str]:
+        return list(self.setup.assumptions)
+
+    def to_dict(self) -> dict[str, Any]:
+        s = self.setup
+        phases = {}
+        for p in (self.prefill, self.decode):
+            if p is None:
+                continue
+            phases[p.name] = {"time_s": p.time_s, "tokens": p.tokens, "bound": p.bound,
+                              "bound_shares": p.bound_shares(), "time_breakdown_s": p.breakdown_s,
+                              "ops": p.op_rows()}
+        return {
+            "id": self.case_id, "kind": "inference",
+            "layout": {"tp": s.tp, "pp": s.pp, "dp": s.dp},
+            "precision": s.precision, "kv_precision": s.kv_precision, "attention": s.attention,
+            "request": {"batch_per_replica": s.batch, "prompt_len": s.prompt_len, "context_len": s.context_len,
+                        "output_len": s.output_len, "decode_context": s.decode_context},
+            "phases": phases, "generation_time_s": self.generation_time_s,
+            "memory_gib": self.memory_bytes / GIB, "capacity_gib": self.capacity_bytes / GIB,
+            "memory_breakdown_gib": {k: v / GIB for k, v in self.memory_breakdown_bytes.items()},
+            "crossover_batch": self.crossover, "assumptions": self.assumptions, "metrics": self.metrics,
+        }
+
+
+def _decode_segments(s: InferenceSetup, batch: Any, context: float) -> list[AttentionSegment]:
+    return [AttentionSegment(batch, 1, context)]
+
+
+def _prefill_segments(s: InferenceSetup, batch: Any) -> list[AttentionSegment]:
+    return [AttentionSegment(batch, s.prompt_len, s.context_len)]
+
+
+def predict_inference(case: Case) -> InferencePrediction:
+    """Predict prefill, decode and generation of an inference case."""
+    s = resolve_inference(case)
+    acc = s.system.accelerator
+    prefill = forward_pass(s, _prefill_segments(s, s.batch), "prefill") if s.prompt_len > 0 else None
+    decode = forward_pass(s, _decode_segments(s, s.batch, s.decode_context), "decode")
+
+    # memory: KV of the longest context the request reaches, workspace of the largest pass
+    max_ctx = s.context_len + s.prompt_len + (s.output_len or 0)
+    pass_tokens = max(s.batch * s.prompt_len, s.batch)
+    mem = memory_bytes(s, s.batch, max_ctx, pass_tokens)
+    cap = acc.hbm.capacity_bytes
+    need = sum(mem.values())
+    if need > cap:
+        fit = max_batch_fitting(s, max_ctx, max(1, s.prompt_len), cap)
+        raise InputError("request.batch", case.request.batch,
+                         f"weights + KV cache + workspace need {need / GIB:.1f} GiB per accelerator, "
+                         f"HBM holds {cap / GIB:.1f} GiB (over by {(need - cap) / GIB:.1f} GiB); "
+                         + (f"at most {fit * s.dp} sequences fit" if fit > 0 else
+                            "the weights alone do not fit: raise tp/pp or lower the precision"))
+
+    gen = None
+    metrics: dict[str, float] = {}
+    if prefill is not None:
+        metrics["prefill_time_s"] = prefill.time_s
+    metrics["decode_step_time_s"] = decode.time_s
+    metrics["decode_tokens_per_s"] = 1.0 / decode.time_s
+    if s.output_len:
+        gen = (prefill.time_s if prefill else 0.0) + max(0, s.output_len - 1) * decode.time_s
+        metrics["output_tokens_per_s_per_gpu"] = s.batch * s.output_len / gen / (s.tp * s.pp)
+    metrics["peak_memory_gib"] = need / GIB
+
+    def dec_build(x):
+        return inference_layer(s.model, _decode_segments(s, x, s.decode_context), s.tp, s.precision,
+                               s.kv_precision, s.attention).ops
+    cross = {"decode": crossover(dec_build, acc)}
+    if s.prompt_len > 0:
+        def pre_build(x):
+            return inference_layer(s.model, _prefill_segments(s, x), s.tp, s.precision, s.kv_precision,
+                                   s.attention).ops
+        cross["prefill"] = crossover(pre_build, acc)
+    return InferencePrediction(case.id, s, prefill, decode, gen, mem, cap, cross, metrics)
+
+
+# --------------------------------------------------------------------------------------
+# serving estimate
+
+@dataclass
+class ServingEstimate:
+    case_id: str
+    input_len: int
+    output_len: int
+    max_batch: int
+    limit: str
+    tokens_per_s_per_gpu: float
+    tpot_s: float
+    step_bound: str
+    memory_breakdown_bytes: dict[str, float]
+    budget_bytes: float
+    curve: list[dict[str, float]]
+    assumptions: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.case_id, "input_len": self.input_len, "output_len": self.output_len,
+                "max_batch": self.max_batch, "limit": self.limit,
+                "tokens_per_s_per_gpu": self.tokens_per_s_per_gpu, "tpot_s": self.tpot_s,
+                "step_bound": self.step_bound,
+                "memory_breakdown_gib": {k: v / GIB for k, v in self.memory_breakdown_bytes.items()},
+                "budget_gib": self.budget_bytes / GIB, "curve": self.curve, "assumptions": self.assumptions}
+
+
+def serving_step(s: InferenceSetup, B: float, input_len: int, output_len: int) -> tuple[float, PassResult]:
+    """TPOT of continuous batching at B concurrent sequences (module docstring): the busiest
+    stage's pass over B/p decoding sequences + their share of prefill tokens, times p."""
+    Bm = B / s.pp
+    segs = [AttentionSegment(Bm, 1, input_len + output_len / 2.0)]
+    if input_len > 0:
+        segs.append(AttentionSegment(Bm / output_len, input_len, 0.0))
+    stage = stage_pass_time_s(s, segs)
+    full = forward_pass(s, segs, "serving")
+    return s.pp * stage, full
+
+
+def serving_estimate(case: Case, input_len: int | None = None, output_len: int | None = None,
+                     max_batch: int | None = None, tpot_slo_s: float | None = None) -> ServingEstimate:
+    """Largest batch whose weights + KV cache (+ workspace) fit the serving memory budget,
+    and the tokens/s per GPU and TPOT of continuous batching at that batch."""
+    s = resolve_inference(case)
+    r = case.request
+    I = input_len if input_len is not None else r.prompt_len
+    O = output_len if output_len is not None else (r.output_len or 0)
+    if O <= 0:
+        raise InputError("--output-len", O, "the serving estimate needs output_len > 0 (option or request.output_len)")
+    if s.model.max_seq_len is not None and I + O > s.model.max_seq_len:
+        raise InputError("--input-len", I + O, f"input + output = {I + O} exceeds model.max_seq_len={s.model.max_seq_len}")
+    cal = inference_calibration()
+    cap = s.system.accelerator.hbm.capacity_bytes
+    budget = cap * cal.serving_memory_fraction
+    notes = list(s.assumptions) + [
+        f"memory budget {cal.serving_memory_fraction:.0%} of HBM (vLLM gpu_memory_utilization default)",
+        f"each sequence reserves KV for input + output = {I + O} tokens",
+        f"chunked prefill: {I}/{O} prompt tokens per decoded token share every step"]
+    pass_per_seq = 1.0 + I / O
+    b_mem = max_batch_fitting(s, I + O, pass_per_seq, budget) * s.pp // 1
+    w = sum(weight_bytes(s.model, s.tp, s.pp, s.precision).values())
+    if b_mem < 1:
+        raise InputError("system", f"{s.tp}x{s.pp} {s.system.accelerator.name}",
+                         f"weights need {w / GIB:.1f} GiB per accelerator and one sequence's KV "
+                         f"{(I + O) * kv_bytes_per_token(s.model, s.tp, s.pp, s.kv_precision) / GIB:.2f} GiB; "
+                         f"the budget is {budget / GIB:.1f} GiB (over by "
+                         f"{(w + (I + O) * kv_bytes_per_token(s.model, s.tp, s.pp, s.kv_precision) - budget) / GIB:.1f} GiB)"
+                         ": raise tp/pp or lower the precision")
+    limit = "HBM capacity: KV cache (weights + KV + workspace fill the budget)"
+    B = b_mem
+    if max_batch is not None and max_batch < B:
+        B, limit = max_batch, f"engine max batch {max_batch}"
+    # throughput curve over batch sizes
+    grid = sorted({int(x) for x in np.unique(np.round(np.geomspace(1, max(B, 1), 24)))} | {B})
+    curve = []
+    for b in grid:
+        tpot, _ = serving_step(s, b, I, O)
+        curve.append({"batch": b, "tpot_s": tpot, "tokens_per_s_per_gpu": b / tpot / (s.tp * s.pp)})
+    if tpot_slo_s is not None:
+        ok = [c for c in curve if c["tpot_s"] <= tpot_slo_s]
+        if not ok:
+            raise InputError("--tpot-slo", tpot_slo_s, f"even batch 1 takes {curve[0]['tpot_s'] * 1e3:.2f} ms per token")
+        if ok[-1]["batch"] < B:
+            lo, hi = ok[-1]["batch"], next(c["batch"] for c in curve if c["tpot_s"] > tpot_slo_s)
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                if serving_step(s, mid, I, O)[0] <= tpot_slo_s:
+                    lo = mid
+                else:
+                    hi = mid
+            B, limit = lo, f"TPOT SLO {tpot_slo_s * 1e3:g} ms"
+    tpot, step = serving_step(s, B, I, O)
+    mem = memory_bytes(s, B / s.pp, I + O, B / s.pp * pass_per_seq)
+    return ServingEstimate(case.id, I, O, B, limit, B / tpot / (s.tp * s.pp), tpot, step.bound, mem, budget,
+                           curve, notes)
+
+
+# --------------------------------------------------------------------------------------
+# human output
+
+def _fmt_s(t: float) -> str:
+    if t >= 1:
+        return f"{t:.3f} s"
+    if t >= 1e-3:
+        return f"{t * 1e3:.2f} ms"
+    return f"{t * 1e6:.1f} us"
+
+
+def print_inference(pred: InferencePrediction, console) -> None:
+    """Rich, human-readable output of :func:`predict_inference`."""
+    from rich.table import Table
+    s = pred.setup
+    console.print(f"[bold]{pred.case_id}[/bold]  {s.model.name} on {s.system.accelerator.name}  "
+                  f"tp{s.tp} pp{s.pp} dp{s.dp}  weights {s.precision}, KV {s.kv_precision}, {s.attention} attention")
+    line = []
+    if pred.prefill is not None:
+        line.append(f"prefill (TTFT) [bold]{_fmt_s(pred.prefill.time_s)}[/bold] ({pred.prefill.bound}-bound)")
+    line.append(f"decode step (TPOT) [bold]{_fmt_s(pred.decode.time_s)}[/bold] ({pred.decode.bound}-bound, "
+                f"{pred.metrics['decode_tokens_per_s']:.1f} tokens/s per sequence)")
+    console.print("   ".join(line))
+    if pred.generation_time_s is not None:
+        console.print(f"static batch of {s.batch} x {s.output_len} tokens: {_fmt_s(pred.generation_time_s)}, "
+                      f"{pred.metrics['output_tokens_per_s_per_gpu']:,.1f} output tokens/s per GPU")
+    console.print(f"memory {pred.memory_bytes / GIB:.2f} GiB of {pred.capacity_bytes / GIB:.1f} GiB: " +
+                  ", ".join(f"{k} {v / GIB:.2f}" for k, v in pred.memory_breakdown_bytes.items()))
+    for p in (pred.prefill, pred.decode):
+        if p is None:
+            continue
+        t = Table(title=f"{p.name}: {p.tokens:g} tokens, {_fmt_s(p.time_s)}; shares by bound: " +
+                  ", ".join(f"{k} {100 * v:.0f} %" for k, v in p.bound_shares().items()))
+        for col in ("op", "time/layer", "FLOP/B", "bound", "share", "crossover batch"):
+            t.add_column(col, justify="left" if col in ("op", "bound") else "right")
+        cross = pred.crossover.get(p.name, {})
+        for r in p.op_rows():
+            ai = "-" if r["intensity"] is None else f"{r['intensity']:.1f}"
+            cb = "-"
+            if r["name"] in cross:
+                cb = str(cross[r["name"]]) if cross[r["name"]] is not None else "never"
+            t.add_row(r["name"] + ("" if r["per_layer"] else " (once)"), _fmt_s(r["time_s"]), ai,
+                      r["bound"] + ("*" if r["overhead_dominated"] else ""),
+                      f"{100 * r['share']:.1f} %", cb)
+        console.print(t)
+    console.print("bound* : the fixed per-kernel overhead exceeds the roofline term. crossover batch: smallest "
+                  "batch at which the operator's compute time reaches its memory time (same prompt/context)")
+    if pred.assumptions:
+        console.print("assumed: " + "; ".join(pred.assumptions))
+
+
+def print_serving(est: ServingEstimate, console) -> None:
+    from rich.table import Table
+    console.print(f"[bold]{est.case_id}[/bold]  serving, input {est.input_len} / output {est.output_len} tokens")
+    console.print(f"max batch [bold]{est.max_batch}[/bold]   [bold]{est.tokens_per_s_per_gpu:,.0f}[/bold] "
+                  f"output tokens/s per GPU   TPOT [bold]{_fmt_s(est.tpot_s)}[/bold]   step {est.step_bound}-bound")
+    console.print(f"limited by: {est.limit}")
+    console.print(f"memory at max batch (budget {est.budget_bytes / GIB:.1f} GiB): " +
+                  ", ".join(f"{k} {v / GIB:.2f} GiB" for k, v in est.memory_breakdown_bytes.items()))
+    t = Table(title="throughput vs batch")
+    for col in ("batch", "TPOT", "tokens/s/GPU"):
+        t.add_column(col, justify="right")
+    for c in est.curve:
+        t.add_row(str(c["batch"]), _fmt_s(c["tpot_s"]), f"{c['tokens_per_s_per_gpu']:,.0f}")
+    console.print(t)
+    console.print("assumed: " + "; ".join(est.assumptions))
