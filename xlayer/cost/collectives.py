@@ -74,7 +74,11 @@ def collective_time_s(collective: str, size_bytes: Any, n: Any, n_in: Any,
     inner = ring_time_s(_half(collective), size_bytes, n_in, scale_up)
     if collective == "all_reduce":
         outer = ring_time_s("all_reduce", size_bytes / n_in, n_out, scale_out)
-        return 2.0 * inner + outer
+        # a group inside one domain runs NCCL's flat ring or tree, whichever is faster
+        flat = ring_time_s("all_reduce", size_bytes, n_in, scale_up)
+        if isinstance(n_out, np.ndarray):
+            return np.where(n_out == 1, flat, 2.0 * inner + outer)
+        return flat if n_out == 1 else 2.0 * inner + outer
     if collective in ("all_gather", "reduce_scatter", "all_to_all"):
         outer = ring_time_s(collective, size_bytes / n_in, n_out, scale_out)
         return inner + outer

@@ -7,9 +7,8 @@
   FlashDecoding kernel: its compute runs at the sustained tensor-core rate of 16-bit GEMMs
   (split over the KV length, so every SM is busy) and it streams the KV cache from HBM; the
   flash-attention efficiency fit of training (long sequences) does not apply to it.
-* ``tp_collective_time_s``: a collective of a tensor-parallel group. When the group fits in
-  one scale-up domain NCCL's tuner picks the faster of ring and tree (``ring_time_s``);
-  across domains the hierarchical ``collective_time_s`` applies. Small decode messages are
+* ``tp_collective_time_s``: a collective of a tensor-parallel group, ``collective_time_s``
+  (inside one scale-up domain it takes the faster of NCCL's ring and tree). Small decode messages are
   latency-bound: 2·⌈log₂ t⌉·α (tree) instead of 2·(t−1)·α (ring).
 * ``bound``: which roofline term sets an operator's time: ``compute``, ``hbm``, ``l2``, or
   ``interconnect`` (collectives). The fixed per-kernel cost is not a roof: it is reported as
@@ -29,7 +28,7 @@ from typing import Any, Callable
 import numpy as np
 import yaml
 
-from xlayer.cost.collectives import collective_time_s, ranks_in_domain, ring_time_s
+from xlayer.cost.collectives import collective_time_s, ranks_in_domain
 from xlayer.cost.compute import gemm_rate_flops_per_s, op_time
 from xlayer.hardware.spec import Accelerator, System
 from xlayer.workload.inference_ops import DECODE_MAX_NEW
@@ -118,10 +117,7 @@ def tp_collective_time_s(collective: str, size_bytes: float, tp: int, system: Sy
     if tp <= 1:
         return 0.0
     n_in = ranks_in_domain(tp, 1, system.scale_up_size)
-    hier = collective_time_s(collective, size_bytes, tp, n_in, system.scale_up, system.scale_out)
-    if n_in >= tp:
-        return min(hier, ring_time_s(collective, size_bytes, tp, system.scale_up))
-    return float(hier)
+    return float(collective_time_s(collective, size_bytes, tp, n_in, system.scale_up, system.scale_out))
 
 
 def comm_cost(c: Comm, tp: int, system: System) -> OpCost:
