@@ -1,6 +1,7 @@
 """xlayer report: the pipeline schedule, the HTML it writes, the command and the Python API."""
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -109,7 +110,7 @@ def test_report_command_both_kinds_and_errors(tmp_path, shared_validation):
 def test_report_bad_input_names_the_field(tmp_path):
     from xlayer.cli.cmd_report import build
     from xlayer.errors import InputError
-    for args, field in (((["missing.yaml"], None, None), "PATH"), (([str(DEMO)], "sweep", None), "--kind"),
+    for args, field in (((["missing.yaml"], None, None), "PATH"), (([str(DEMO)], "sweep", None), "SWEEP_OUTPUT_DIR"),
                         (([str(DEMO)], None, tmp_path / "none.json"), "--hf-config"),
                         (([str(DEMO), str(DEMO)], "predict", None), "CASE")):
         paths, kind, hf = args
@@ -167,3 +168,101 @@ def test_python_search_gives_frames_and_a_report(tmp_path):
     assert len(s.all_frame()) == s.result.valid
     html = xlayer.report(s, tmp_path / "s.html").read_text()
     assert 'data-chart="search-pareto"' in html
+
+
+# ---- sweep reports ---------------------------------------------------------------------
+
+SWEEP_BASE = {"id": "small", "kind": "training",
+              "model": {"name": "gpt-small", "layers": 8, "hidden": 1024, "heads": 16, "vocab": 32000,
+                        "seq_len": 1024},
+              "system": {"accelerator": "A100-SXM-40GB", "count": 8},
+              "batch": {"global": 16}, "precision": "bf16"}
+
+
+def small_sweep(out: Path) -> Path:
+    """Six points (3 counts x 2 HBM capacities; 0.3 GiB is too small for some), local backend."""
+    from xlayer.explore.sweep import run_sweep, sweep_from_dict
+    sw = sweep_from_dict({"name": "report-sweep", "base": SWEEP_BASE, "chunk_size": 2,
+                          "parameters": {"system.count": [8, 16, 32], "hardware.hbm_capacity_gib": [0.3, 40]}})
+    run_sweep(sw, out, backend="local", workers=1)
+    return out
+
+
+def test_sweep_report_pareto_plots_and_tables(tmp_path):
+    pytest.importorskip("xlayer.explore.sweep")
+    from xlayer.explore.pareto import front_rows
+    from xlayer.explore.sweep import read_results
+    out = small_sweep(tmp_path / "sweep")
+    df = read_results(out)
+    assert len(df) == 6 and set(df["status"]) == {"ok", "no_fit"}  # both kinds of point are drawn
+    r = run("report", str(out), "--out", str(tmp_path / "sw.html"))  # the kind is detected from the folder
+    assert r.returncode == 0, r.stderr
+    assert "sweep report" in r.stdout
+    html = (tmp_path / "sw.html").read_text()
+    charts = _charts(html)
+    assert set(charts) == {"sweep-pareto-accelerators", "sweep-pareto-memory", "sweep-pareto-energy",
+                           "sweep-pareto-cost"}
+    assert "<script" not in html.lower() and not re.search(r'(src|href)\s*=\s*"(https?:)?//', html)
+    ok = df[df["status"] == "ok"]
+    for x, name in (("accelerators", "sweep-pareto-accelerators"), ("memory_gib", "sweep-pareto-memory"),
+                    ("energy_j", "sweep-pareto-energy")):
+        body = charts[name]
+        # one marker per point with a layout; the front's points are those of xlayer pareto
+        assert body.count("<circle") == len(df)
+        front = front_rows(df, x)
+        assert body.count("Pareto front") >= 1 and "<polyline" in body
+        for pid in front["point_id"]:
+            assert f"point {pid} (" in body
+        assert f"{len(front)} of {len(ok)} fitting points are on the front" in html
+    # front table: the accelerator-count front, in order; every point in the big table
+    front = front_rows(df, "accelerators")
+    ftab = re.search(r'<table id="front">(.*?)</table>', html, flags=re.S).group(1)
+    assert [int(x) for x in re.findall(r'<tr><td class="n">(\d+)</td>', ftab)] == list(front["point_id"])
+    ptab = re.search(r'<table id="points">(.*?)</table>', html, flags=re.S).group(1)
+    assert ptab.count("<tr") == len(df) + 1 and "no_fit" in ptab
+    best = ok["iteration_time_s"].min()
+    assert f"{best * 1e3:.2f} ms" in html
+    # the kind can be named; a case file is not a sweep folder
+    from xlayer.cli.cmd_report import build, guess_kind
+    assert guess_kind([str(out)]) == "sweep"
+    assert build([str(out)], tmp_path / "k.html", "sweep", None)[0] == "sweep"
+    r = run("report", str(DEMO), "--kind", "sweep", "--out", str(tmp_path / "x.html"))
+    assert r.returncode == 2 and r.stderr.startswith("error: SWEEP_OUTPUT_DIR")
+
+
+def test_sweep_report_of_an_unfinished_sweep(tmp_path):
+    pytest.importorskip("xlayer.explore.sweep")
+    import pandas as pd
+
+    from xlayer.report import sweep_report
+    html = sweep_report(pd.DataFrame(), {"name": "empty", "points": 4})
+    assert "No finished points" in html and "<svg" not in html
+
+
+def test_progress_callbacks_and_quiet_json(tmp_path):
+    """The hooks the progress bars use: one call per categorical group of a search, the skipped
+    count of a resumed sweep and one call per written chunk; --json output has no progress."""
+    pytest.importorskip("xlayer.explore.sweep")
+    import yaml
+
+    from xlayer.api import load_case
+    from xlayer.explore.search import search_case
+    from xlayer.explore.sweep import load_sweep, run_sweep
+    calls = []
+    search_case(load_case(DEMO), top=1, progress=lambda d, n: calls.append((d, n)))
+    assert calls and [d for d, _ in calls] == sorted(d for d, _ in calls) and calls[-1][0] == calls[-1][1]
+    f = tmp_path / "s.yaml"
+    f.write_text(yaml.safe_dump({"name": "p", "base": SWEEP_BASE, "chunk_size": 2,
+                                 "parameters": {"system.count": [8, 16, 32]}}))
+    checked = []
+    sw = load_sweep(f, progress=lambda d, n: checked.append(d))
+    assert checked == [1, 2, 3]
+    started, done = [], []
+    run_sweep(sw, tmp_path / "o", workers=1, started=lambda s, n: started.append((s, n)),
+              progress=lambda k, n: done.append(k))
+    assert started == [(0, 3)] and sum(done) == 3
+    started.clear()
+    run_sweep(sw, tmp_path / "o", resume=True, started=lambda s, n: started.append((s, n)))
+    assert started == [(3, 0)]
+    r = run("sweep", str(f), "--out", str(tmp_path / "j"), "--workers", "1", "--json")
+    assert r.returncode == 0 and r.stderr == "" and json.loads(r.stdout)["evaluated"] == 3

@@ -37,6 +37,11 @@ def _reports(tmp: Path) -> dict[str, tuple[Path, set[str]]]:
     if importlib.util.find_spec("xlayer.explore.search") is not None:
         out["search"] = (build([str(DEMO)], tmp / "search.html", "search", None, top=5)[1],
                          {"search-top", "search-pareto"})
+    if importlib.util.find_spec("xlayer.explore.sweep") is not None:
+        from test_report import small_sweep
+        out["sweep"] = (build([str(small_sweep(tmp / "sweep"))], tmp / "sweep.html", None, None)[1],
+                        {"sweep-pareto-accelerators", "sweep-pareto-memory", "sweep-pareto-energy",
+                         "sweep-pareto-cost"})
     case = ROOT.parent / "shared" / "validation" / "training"
     if case.is_dir():
         out["validate"] = (build([str(case)], tmp / "validate.html", "validate", None, progress=False)[1],
@@ -46,6 +51,7 @@ def _reports(tmp: Path) -> dict[str, tuple[Path, set[str]]]:
 
 def test_every_report_renders_without_console_errors(browser, tmp_path):
     reports = _reports(tmp_path)
+    assert {"predict", "search", "sweep"} <= set(reports)
     for kind, (path, expected) in reports.items():
         info = inspect(browser, path)
         assert info["console_errors"] == [], (kind, info["console_errors"])

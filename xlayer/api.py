@@ -150,9 +150,11 @@ def validate(paths: str | Path | Iterable[str | Path],
 
 
 def report(result: Any, out: str | Path, case: Case | None = None) -> Path:
-    """Write the HTML report of a :class:`Prediction` or :class:`ValidationResult` (or the
-    ``validate`` dict) to ``out``; returns the path."""
+    """Write the HTML report of a :class:`Prediction`, :class:`ValidationResult` (or the
+    ``validate`` dict), :class:`Search`, or a sweep output folder to ``out``; returns the path."""
     from xlayer import report as rep
+    if isinstance(result, (str, Path)) and Path(result).is_dir():
+        return rep.write(rep.sweep_report(result), out)
     if isinstance(result, Search):
         return rep.write(rep.search_report(case or load_case_of(result), result._cs), out)
     if isinstance(result, ValidationResult):
@@ -164,7 +166,8 @@ def report(result: Any, out: str | Path, case: Case | None = None) -> Path:
         if c is None:
             raise InputError("case", None, "a training report needs the case (pass case=...)")
         return rep.write(rep.training_report(c, result), out)
-    raise InputError("result", type(result).__name__, "give a Prediction or a ValidationResult")
+    raise InputError("result", type(result).__name__,
+                     "give a Prediction, a ValidationResult, a Search or a sweep output folder")
 
 
 def load_case_of(s: "Search") -> Case:

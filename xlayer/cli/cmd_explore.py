@@ -21,6 +21,14 @@ err = Console(stderr=True)
 GIB = 2.0 ** 30
 
 
+def _bar():
+    """A transient progress bar on stderr (drawn only on a terminal; never on stdout)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=err, transient=True, redirect_stdout=False, redirect_stderr=False,
+                    disable=not err.is_terminal)
+
+
 def _fail(exc: InputError) -> None:
     print(f"error: {exc}", file=sys.stderr)
     raise typer.Exit(2)
@@ -143,8 +151,13 @@ def register(app: typer.Typer) -> None:
             if rank not in RANKS:
                 raise InputError("--rank", rank, f"valid: {', '.join(RANKS)}")
             c = load_case(case)
-            cs = search_case(c, top=top, rank=rank, tp_beyond_domain=tp_beyond_domain, max_vp=max_vp,
-                             max_cp=max_cp)
+            kw = dict(top=top, rank=rank, tp_beyond_domain=tp_beyond_domain, max_vp=max_vp, max_cp=max_cp)
+            if json_out:
+                cs = search_case(c, **kw)
+            else:
+                with _bar() as prog:
+                    task = prog.add_task("searching layouts", total=None)
+                    cs = search_case(c, **kw, progress=lambda d, n: prog.update(task, completed=d, total=n))
         except InputError as exc:
             _fail(exc)
         if pareto_plot is not None:
@@ -182,12 +195,27 @@ def register(app: typer.Typer) -> None:
         try:
             if backend not in ("local", "ray"):
                 raise InputError("--backend", backend, "local or ray")
-            sw = load_sweep(sweep_file)  # every point is checked here, before any work
             dest = out_dir or sweep_file.with_name(sweep_file.stem + "-results")
-            if not json_out:
+            if json_out:
+                sw = load_sweep(sweep_file)  # every point is checked here, before any work
+                summary = run_sweep(sw, dest, backend=backend, resume=resume, workers=workers, address=address)
+            else:
+                with _bar() as prog:
+                    check = prog.add_task("checking points", total=None)
+                    sw = load_sweep(sweep_file,
+                                    progress=lambda d, n: prog.update(check, completed=d, total=n))
                 err.print(f"{sw.name}: {len(sw.points)} points in {len(sw.chunks())} chunks -> {dest} "
                           f"({backend})")
-            summary = run_sweep(sw, dest, backend=backend, resume=resume, workers=workers, address=address)
+                with _bar() as prog:
+                    task = prog.add_task(f"sweep {sw.name}", total=len(sw.points))
+
+                    def started(skipped: int, todo: int) -> None:
+                        if skipped:
+                            prog.update(task, completed=skipped,
+                                        description=f"sweep {sw.name} ({skipped} already done, skipped)")
+
+                    summary = run_sweep(sw, dest, backend=backend, resume=resume, workers=workers, address=address,
+                                        started=started, progress=lambda k, n: prog.advance(task, k))
         except InputError as exc:
             _fail(exc)
         df = read_results(dest)

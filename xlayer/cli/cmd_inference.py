@@ -25,6 +25,17 @@ def _fail(exc: InputError) -> None:
     raise typer.Exit(2)
 
 
+def _spinner(text: str):
+    """A transient spinner on stderr while a study runs (drawn only on a terminal; stdout untouched)."""
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    console = Console(stderr=True)
+    prog = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
+                    transient=True, redirect_stdout=False, redirect_stderr=False, disable=not console.is_terminal)
+    prog.add_task(text, total=None)
+    return prog
+
+
 def roofline_points(pred) -> list[dict]:
     """Operators of the prefill and decode passes (one layer + output layer) as roofline points:
     intensity = FLOP / HBM byte, attained = FLOP / time (kernel overhead included)."""
@@ -94,7 +105,8 @@ def register(app: typer.Typer) -> None:
         """Same inference workloads across HBM2e → HBM4 (same compute): latency and bounds."""
         from xlayer.predict.dram_study import run_dram_study
         try:
-            path = run_dram_study(memory_csv, out_dir, stacks)
+            with _spinner("DRAM study: HBM2e → HBM4"):
+                path = run_dram_study(memory_csv, out_dir, stacks)
         except InputError as exc:
             _fail(exc)
         out.print(f"wrote {path}")

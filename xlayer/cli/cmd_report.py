@@ -4,6 +4,7 @@ case or of a validation run.
     xlayer report CASE.yaml --out report.html [--hf-config config.json]
     xlayer report PATH... --out report.html --kind validate
     xlayer report CASE.yaml --out report.html --kind search [--top N]
+    xlayer report SWEEP_OUTPUT_DIR --out report.html [--kind sweep]
 """
 from __future__ import annotations
 
@@ -24,10 +25,18 @@ def _available(kind: str) -> bool:
     return mod is None or importlib.util.find_spec(mod) is not None
 
 
+def _is_sweep_output(path: str) -> bool:
+    p = Path(path)
+    return p.is_dir() and ((p / "sweep.json").is_file() or any(p.glob("part-*.parquet")))
+
+
 def guess_kind(paths: list[str]) -> str:
-    """One case file → predict; several paths or a folder → validate."""
+    """One case file → predict; one folder written by ``xlayer sweep`` → sweep; several paths
+    or another folder → validate."""
     if len(paths) == 1 and Path(paths[0]).is_file():
         return "predict"
+    if len(paths) == 1 and _is_sweep_output(paths[0]):
+        return "sweep"
     return "validate"
 
 
@@ -60,7 +69,8 @@ def build(paths: list[str], out: Path, kind: Optional[str], hf_config: Optional[
         if progress:
             from rich.console import Console
             from rich.progress import Progress
-            with Progress(console=Console(stderr=True), transient=True) as prog:
+            console = Console(stderr=True)
+            with Progress(console=console, transient=True, disable=not console.is_terminal) as prog:
                 task = prog.add_task("validating", total=len(files))
                 result = validate_files(files, progress=lambda f: prog.advance(task))
         else:
@@ -73,16 +83,24 @@ def build(paths: list[str], out: Path, kind: Optional[str], hf_config: Optional[
         from xlayer.explore.search import search_case
         case = load_case(paths[0], hf_config=hf_config)
         return kind, rep.write(rep.search_report(case, search_case(case, top=top)), out)
-    raise InputError("--kind", kind, "sweep reports are not implemented yet; valid: predict, validate, search")
+    # sweep
+    if hf_config is not None:
+        raise InputError("--hf-config", str(hf_config), "only a predict report takes a Hugging Face config")
+    if len(paths) != 1 or not _is_sweep_output(paths[0]):
+        raise InputError("SWEEP_OUTPUT_DIR", " ".join(paths),
+                         "a sweep report takes one folder written by xlayer sweep (sweep.json, part-*.parquet)")
+    return kind, rep.write(rep.sweep_report(paths[0]), out)
 
 
 def register(app: typer.Typer) -> None:
     @app.command()
-    def report(paths: List[str] = typer.Argument(..., help="a case YAML (predict) or case files/folders (validate)"),
+    def report(paths: List[str] = typer.Argument(..., help="a case YAML (predict, search), case files/folders "
+                                                            "(validate) or a sweep's output folder (sweep)"),
                out: Path = typer.Option(Path("report.html"), "--out", "-o", help="HTML file to write"),
                kind: Optional[str] = typer.Option(None, "--kind",
-                                                  help="predict | validate | search (default: one file → "
-                                                       "predict, else validate)"),
+                                                  help="predict | validate | search | sweep (default: one "
+                                                       "file → predict, a sweep output folder → sweep, else "
+                                                       "validate)"),
                hf_config: Optional[Path] = typer.Option(None, "--hf-config",
                                                         help="Hugging Face config.json replacing the case's model"),
                top: int = typer.Option(10, "--top", help="search: how many best layouts to show")

@@ -619,8 +619,24 @@ def scd_study(out: Path = typer.Option(ROOT / "docs" / "studies" / "scd", "--out
               doc: Path = typer.Option(ROOT / "docs" / "studies" / "scd.md", "--doc", help="markdown report to write"),
               spec: Optional[Path] = typer.Option(None, "--spec", help="SCD spec YAML (default: the imec concept)")) -> None:
     """SCD vs DGX H100 / DGX B200 / GB200 NVL72: GPT-3 175B training, Llama 2 70B decode, tornado."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    # one step per line the study logs: training and decode per system, then the tornado rows;
+    # the bar is drawn on stderr (terminals only) and the logged lines still go to stdout
+    steps = 2 * (1 + 2 * len(GPUS)) + 1 + len(TORNADO)
+    console = Console(stderr=True)
+    prog = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console, transient=True, redirect_stdout=sys.stdout.isatty(), redirect_stderr=False,
+                    disable=not console.is_terminal)
+    task = prog.add_task("SCD study", total=steps)
+
+    def log(line: str) -> None:
+        print(line)
+        prog.advance(task)
+
     try:
-        res = run_study(out, doc, spec)
+        with prog:
+            res = run_study(out, doc, spec, log=log)
     except InputError as exc:
         _fail(exc)
     print(f"wrote {out}/ (training.csv, decode.csv, tornado.csv, scd_study.json, {', '.join(res['plots'])}) "

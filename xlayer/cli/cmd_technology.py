@@ -23,6 +23,17 @@ def _fail(exc: InputError) -> None:
     raise typer.Exit(2)
 
 
+def _spinner(text: str):
+    """A transient spinner on stderr while a study runs (drawn only on a terminal; stdout untouched)."""
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    console = Console(stderr=True)
+    prog = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
+                    transient=True, redirect_stdout=False, redirect_stderr=False, disable=not console.is_terminal)
+    prog.add_task(text, total=None)
+    return prog
+
+
 def synth(node: str = typer.Option(..., "--node", help="logic node: N12, N7, N5 (4N), N3, N2, A14, A10"),
           area_mm2: float = typer.Option(..., "--area-mm2", help="die area budget (mm²)"),
           power_w: float = typer.Option(..., "--power-w", help="power budget (W)"),
@@ -67,7 +78,8 @@ def study_a(out: Path = typer.Option(Path("docs/studies"), "--out", help="folder
     """Study A: A100 → H100 → B200 → GB200 NVL72 waterfall for GPT-3 175B (one factor at a time)."""
     from xlayer.technology.studies import STUDY_A_NAME, run_study_a
     try:
-        r = run_study_a(out)
+        with _spinner("study A: A100 → GB200 waterfall"):
+            r = run_study_a(out)
     except InputError as exc:
         _fail(exc)
     for s in r["steps"]:
@@ -81,7 +93,8 @@ def study_b(out: Path = typer.Option(Path("docs/studies"), "--out", help="folder
     """Study B: synthesize a chip per node (12 nm → 1 nm) at fixed area/power; time GPT-3 175B."""
     from xlayer.technology.studies import STUDY_B_NAME, run_study_b
     try:
-        r = run_study_b(out)
+        with _spinner("study B: synthesizing a chip per node"):
+            r = run_study_b(out)
     except InputError as exc:
         _fail(exc)
     for row in r["rows"]:

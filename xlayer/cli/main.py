@@ -119,7 +119,7 @@ def validate(paths: List[str] = typer.Argument(..., help="case files or folders"
         print(json.dumps(result, indent=1))
         return
     from rich.progress import Progress
-    with Progress(console=err, transient=True) as prog:
+    with Progress(console=err, transient=True, disable=not err.is_terminal) as prog:
         task = prog.add_task("validating", total=len(files))
         result = validate_files(files, progress=lambda f: prog.advance(task))
     t = Table(title="predicted vs measured")

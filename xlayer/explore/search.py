@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import time as _time
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional
 
 import numpy as np
 
@@ -171,11 +171,13 @@ def search_layouts(model: ModelSpec, system: System, precision: str, global_batc
                    fixed: Optional[Mapping[str, Any]] = None, tp_beyond_domain: bool = False,
                    max_vp: int = DEFAULT_MAX_VP, max_cp: int = DEFAULT_MAX_CP,
                    dp_overlap: bool = False, tp_overlap: bool = True,
-                   capacity_bytes: Optional[float] = None) -> SearchResult:
+                   capacity_bytes: Optional[float] = None,
+                   progress: Optional[Callable[[int, int], None]] = None) -> SearchResult:
     """Enumerate, evaluate (vectorized), filter by memory and rank every layout.
 
     ``fixed`` holds layout fields that may not change (e.g. a sweep that pins ``tp``).
-    ``capacity_bytes`` defaults to the accelerator's HBM capacity."""
+    ``capacity_bytes`` defaults to the accelerator's HBM capacity. ``progress(done, total)``
+    is called after each categorical group (sp, recompute, ZeRO) has been evaluated."""
     t0 = _time.perf_counter()
     if rank not in RANKS:
         raise InputError("--rank", rank, f"valid: {', '.join(RANKS)}")
@@ -188,6 +190,7 @@ def search_layouts(model: ModelSpec, system: System, precision: str, global_batc
     has_tp = grid["tp"] > 1
     considered = valid = 0
     parts: list[dict[str, np.ndarray]] = []
+    n_groups, done = len(sps) * len(rcs) * len(zeros), 0
     for sp in sps:
         rows = ok & has_tp if (sp and "sp" not in fx) else ok
         n_enum = int(has_tp.sum()) if (sp and "sp" not in fx) else int(grid["tp"].size)
@@ -197,7 +200,10 @@ def search_layouts(model: ModelSpec, system: System, precision: str, global_batc
             for z in zeros:
                 considered += n_enum
                 valid += n
+                done += 1
                 if n == 0:
+                    if progress:
+                        progress(done, n_groups)
                     continue
                 r = evaluate_layouts(model, system, precision, global_batch, sub, sp, rc, z, recipe,
                                      dp_overlap=dp_overlap, tp_overlap=tp_overlap)
@@ -209,6 +215,8 @@ def search_layouts(model: ModelSpec, system: System, precision: str, global_batc
                 part["memory_bytes"] = r["memory_bytes"]
                 part["mfu"] = r["mfu"]
                 parts.append(part)
+                if progress:
+                    progress(done, n_groups)
     cols = list(NUMERIC) + ["sp", "recompute", "zero", "iteration_time_s", "memory_bytes", "mfu"]
     if parts:
         table = {k: np.concatenate([p[k] for p in parts]) for k in cols}
@@ -297,10 +305,11 @@ def case_has_layout(case) -> bool:
 
 def search_case(case, top: int = 5, rank: str = "time", tp_beyond_domain: bool = False,
                 max_vp: int = DEFAULT_MAX_VP, max_cp: int = DEFAULT_MAX_CP,
-                compare: bool = True) -> CaseSearch:
+                compare: bool = True, progress: Optional[Callable[[int, int], None]] = None) -> CaseSearch:
     """Search every layout for the case's model, system and global batch; predict the top N
     with :func:`~xlayer.predict.api.predict_training` (full breakdowns) and, when the case
-    states a layout, predict that one too and place it in the ranking."""
+    states a layout, predict that one too and place it in the ranking. ``progress(done, total)``
+    follows the categorical groups of :func:`search_layouts`."""
     from xlayer.predict.api import predict_training
 
     if case.kind != "training":
@@ -312,7 +321,7 @@ def search_case(case, top: int = 5, rank: str = "time", tp_beyond_domain: bool =
     tp_overlap = bool(P.tp_overlap) if P.tp_overlap is not None else True
     res = search_layouts(case.model, case.system_spec(), case.precision, case.batch.global_, rank=rank,
                          tp_beyond_domain=tp_beyond_domain, max_vp=max_vp, max_cp=max_cp,
-                         dp_overlap=dp_overlap, tp_overlap=tp_overlap)
+                         dp_overlap=dp_overlap, tp_overlap=tp_overlap, progress=progress)
     preds = [predict_training(case, res.layout(i)) for i in range(min(top, res.fitting))]
     out = CaseSearch(case_id=case.id, result=res, top=preds)
     if compare and case_has_layout(case):

@@ -244,8 +244,10 @@ def _check_name(name: str) -> None:
                "precision, " + ", ".join(HARDWARE))
 
 
-def sweep_from_dict(data: Any, origin: str = "sweep", base_dir: Optional[Path] = None) -> Sweep:
-    """Validate a parsed sweep file and expand its points; every point is checked (see :func:`plan`)."""
+def sweep_from_dict(data: Any, origin: str = "sweep", base_dir: Optional[Path] = None,
+                    progress: Optional[Callable[[int, int], None]] = None) -> Sweep:
+    """Validate a parsed sweep file and expand its points; every point is checked (see :func:`plan`,
+    which calls ``progress``)."""
     if not isinstance(data, dict):
         raise _err(origin, type(data).__name__, "a sweep file must be a YAML mapping with base and parameters")
     for k in data:
@@ -310,11 +312,11 @@ def sweep_from_dict(data: Any, origin: str = "sweep", base_dir: Optional[Path] =
                max_vp=int(data.get("max_vp", DEFAULT_MAX_VP)), max_cp=int(data.get("max_cp", DEFAULT_MAX_CP)),
                chunk_size=chunk_size, parameters={k: params[k] for k in params}, points=points, seed=seed,
                samples=samples, origin=origin)
-    plan(sw)
+    plan(sw, progress)
     return sw
 
 
-def load_sweep(path: str | Path) -> Sweep:
+def load_sweep(path: str | Path, progress: Optional[Callable[[int, int], None]] = None) -> Sweep:
     p = Path(path)
     if not p.exists():
         raise _err("SWEEP", str(path), "file not found")
@@ -324,7 +326,7 @@ def load_sweep(path: str | Path) -> Sweep:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else "?"
         raise _err(p.name, where, f"malformed YAML ({getattr(exc, 'problem', exc)})") from None
-    return sweep_from_dict(data, p.stem, p.parent)
+    return sweep_from_dict(data, p.stem, p.parent, progress)
 
 
 # ---- one point --------------------------------------------------------------------------------
@@ -503,11 +505,14 @@ def check_point(spec: dict[str, Any], point: dict[str, Any], index: int) -> Poin
     return pt
 
 
-def plan(sw: Sweep) -> None:
-    """Check every point before any work: the case it makes and that it has a valid layout."""
+def plan(sw: Sweep, progress: Optional[Callable[[int, int], None]] = None) -> None:
+    """Check every point before any work: the case it makes and that it has a valid layout.
+    ``progress(done, total)`` is called after each point."""
     spec = sw.spec()
     for i, point in enumerate(sw.points):
         check_point(spec, point, i)
+        if progress:
+            progress(i + 1, len(sw.points))
 
 
 def evaluate_point(spec: dict[str, Any], point: dict[str, Any], index: int) -> dict[str, Any]:
@@ -701,8 +706,13 @@ def _pending(sw: Sweep, done: set[int]) -> list[tuple[int, list[tuple[int, dict]
 
 def run_sweep(sw: Sweep, out: str | Path, backend: str = "local", resume: bool = False,
               workers: Optional[int] = None, address: Optional[str] = None,
-              progress: Optional[Callable[[int, int], None]] = None) -> RunSummary:
-    """Evaluate every unfinished point, writing one Parquet file per finished chunk."""
+              progress: Optional[Callable[[int, int], None]] = None,
+              started: Optional[Callable[[int, int], None]] = None) -> RunSummary:
+    """Evaluate every unfinished point, writing one Parquet file per finished chunk.
+
+    ``started(skipped, to_evaluate)`` is called once the output folder is ready (``skipped``:
+    points already written, with ``resume``); ``progress(points, to_evaluate)`` after each
+    chunk is written, with the number of points in that chunk."""
     t0 = time.perf_counter()
     out = Path(out)
     if backend not in ("local", "ray"):
@@ -714,6 +724,8 @@ def run_sweep(sw: Sweep, out: str | Path, backend: str = "local", resume: bool =
     spec = sw.spec()
     files: list[Path] = []
     n_todo = sum(len(items) for _, items in todo)
+    if started:
+        started(len(done & set(range(len(sw.points)))), n_todo)
 
     def finished(k: int, rows: list[dict]) -> None:
         files.append(write_part(out, k, rows, schema, run))

@@ -6,7 +6,9 @@
   and the assumptions taken.
 * ``validate_report(result)`` — the ``validate_files`` object: predicted-vs-measured log-log
   scatter with a ±10 % band, error per source and per metric, every case.
-* ``search_report(...)`` / sweeps: only when ``xlayer.explore.search`` / ``.sweep`` exist.
+* ``search_report(case, cs)`` — a layout search (``xlayer.explore.search.search_case``).
+* ``sweep_report(folder_or_frame, meta)`` — a sweep's Parquet results: Pareto plots of
+  iteration time against accelerator count, memory, energy and cost, the front and every point.
 
 Numbers are converted to display units only here; the charts read the same fields that
 ``xlayer predict --json`` / ``xlayer validate --json`` print.
@@ -382,3 +384,201 @@ def search_report(case, cs) -> str:
     return page(f"xlayer search: {case.id}",
                 f"{case.model.name} on {case.system.count} × {case.system.accelerator}, global batch "
                 f"{case.batch.global_}, ranked by {d['rank']}", body)
+
+
+# ---- sweep -----------------------------------------------------------------------------
+
+# (column, label, tick format, caption words) of the Pareto charts; time is always the y axis
+SWEEP_AXES = (
+    ("accelerators", "accelerators", lambda v: f"{v:g}", "accelerator count"),
+    ("memory_gib", "memory per accelerator (GiB)", lambda v: f"{v:g}", "memory per accelerator"),
+    ("energy_j", "energy per iteration (J, TDP × count × time)", lambda v: si(v, "J"), "energy per iteration"),
+    ("gpu_hours_per_mtok", "accelerator-hours per million tokens", lambda v: f"{v:g}", "cost"),
+)
+SWEEP_CHART = {"accelerators": "sweep-pareto-accelerators", "memory_gib": "sweep-pareto-memory",
+               "energy_j": "sweep-pareto-energy", "gpu_hours_per_mtok": "sweep-pareto-cost"}
+
+
+def load_sweep_output(folder: str | Path) -> tuple[Any, dict[str, Any]]:
+    """(results DataFrame, sweep.json metadata) of a folder written by ``xlayer sweep``."""
+    import json
+
+    from xlayer.explore.sweep import read_results
+    p = Path(folder)
+    meta: dict[str, Any] = {}
+    if (p / "sweep.json").is_file():
+        meta = json.loads((p / "sweep.json").read_text())
+    return read_results(p), meta
+
+
+def is_sweep_output(path: str | Path) -> bool:
+    p = Path(path)
+    return p.is_dir() and ((p / "sweep.json").is_file() or any(p.glob("part-*.parquet")))
+
+
+def _finite(v: Any) -> bool:
+    try:
+        return v is not None and math.isfinite(float(v))
+    except (TypeError, ValueError):
+        return False
+
+
+def _sweep_layout(r: dict[str, Any]) -> str:
+    if not _finite(r.get("tp")):
+        return "-"
+    vp = int(r["vp"])
+    return (f"tp{int(r['tp'])} pp{int(r['pp'])}" + (f"x{vp}" if vp > 1 else "") + f" dp{int(r['dp'])}" +
+            (f" cp{int(r['cp'])}" if int(r["cp"]) > 1 else "") + (" sp" if bool(r["sp"]) else "") +
+            f" rc={r['recompute']} z{int(r['zero'])} mb{int(r['micro'])}")
+
+
+def _cell(v: Any) -> str:
+    if isinstance(v, float):
+        return "-" if math.isnan(v) else f"{v:.4g}"
+    return "-" if v is None else str(v)
+
+
+def _sweep_axes(df) -> list[tuple[str, str, Any, str]]:
+    """The Pareto x axes this result set can draw: the column exists and has positive values."""
+    import numpy as np
+    axes = []
+    for col, label, fmt, words in SWEEP_AXES:
+        if col in df.columns:
+            v = np.asarray(df[col], dtype=float)
+            if np.any(np.isfinite(v) & (v > 0)):
+                axes.append((col, label, fmt, words))
+    return axes
+
+
+def _sweep_front(ok, x: str) -> list[int]:
+    """Row positions of ``ok`` on the (x, iteration time) front, sorted by x."""
+    from xlayer.explore.search import pareto_front
+    return [int(i) for i in pareto_front(ok[x].to_numpy(dtype=float), ok["iteration_time_s"].to_numpy(dtype=float))]
+
+
+def _point_tip(r: dict[str, Any], params: Sequence[str], x: str) -> str:
+    vals = ", ".join(f"{p}={_cell(r[p])}" for p in params if p in r)
+    return (f"point {int(r['point_id'])} ({vals}): {_sweep_layout(r)}; {x} {_cell(r[x])}, "
+            f"{fmt_time(float(r['iteration_time_s']))}")
+
+
+def sweep_pareto_chart(df, params: Sequence[str], axis: tuple[str, str, Any, str]) -> tuple[str, list[int]]:
+    """Log-log scatter of iteration time against ``axis`` for every point with a layout, the
+    points whose best layout fits memory and the staircase of their Pareto front; returns the
+    SVG and the front's positions in the fitting rows."""
+    x, label, fmt, words = axis
+    ok_mask = (df["status"] == "ok") & df["fits"].astype(bool) if "fits" in df.columns else df["status"] == "ok"
+    ok = df[ok_mask].reset_index(drop=True)
+    nofit = df[(df["status"] == "no_fit")].reset_index(drop=True)
+    front = _sweep_front(ok, x) if len(ok) else []
+    on_front = set(front)
+    pts = []
+    step = max(1, len(ok) // 3000)  # at most ~3000 points on the page
+    for i in range(0, len(ok), step):
+        if i not in on_front:
+            r = ok.iloc[i].to_dict()
+            pts.append(Point(float(r[x]), float(r["iteration_time_s"]), "point", _point_tip(r, params, x)))
+    for i in range(0, len(nofit), max(1, len(nofit) // 1000)):
+        r = nofit.iloc[i].to_dict()
+        if _finite(r[x]) and _finite(r["iteration_time_s"]):
+            pts.append(Point(float(r[x]), float(r["iteration_time_s"]), "does not fit memory",
+                             _point_tip(r, params, x) + " (does not fit)"))
+    fx = [float(ok.iloc[i][x]) for i in front]
+    fy = [float(ok.iloc[i]["iteration_time_s"]) for i in front]
+    for i in front:
+        r = ok.iloc[i].to_dict()
+        pts.append(Point(float(r[x]), float(r["iteration_time_s"]), "Pareto front", _point_tip(r, params, x)))
+    stairs: list[tuple[float, float]] = []
+    for k in range(len(front)):
+        if k:
+            stairs.append((fx[k], fy[k - 1]))
+        stairs.append((fx[k], fy[k]))
+    xs = [p.x for p in pts] or [1.0]
+    ys = [p.y for p in pts] or [1.0]
+    svg = log_scatter(SWEEP_CHART[x], f"Iteration time vs {words}", pts, label, "iteration time (s)",
+                      series=[Series("front", "#D55E00", points=stairs)] if stairs else (),
+                      x_range=log_range(xs, pad=0.08), y_range=log_range(ys, pad=0.08),
+                      colors={"point": "#6b8fbf", "does not fit memory": "#c9ced6", "Pareto front": "#D55E00"},
+                      width=900, height=500, x_fmt=fmt, y_fmt=lambda v: fmt_time(v))
+    return svg, front
+
+
+def sweep_report(results: Any, meta: dict[str, Any] | None = None, source: str = "") -> str:
+    """The HTML page for a sweep's results (``xlayer.explore.sweep.read_results``, or the folder
+    itself): Pareto plots of iteration time against accelerator count, memory per accelerator,
+    energy and cost (each when the results have the column), the front and every point."""
+    if isinstance(results, (str, Path)):
+        source = source or str(results)
+        results, meta = load_sweep_output(results)
+    df = results
+    meta = meta or {}
+    name = str(meta.get("name") or "sweep")
+    n_def = int(meta.get("points") or len(df))
+    params = [p for p in (meta.get("parameters") or []) if p in df.columns]
+    if not params:
+        from xlayer.explore.sweep import RESULT_COLUMNS
+        params = [c for c in df.columns if c not in RESULT_COLUMNS]
+    if not len(df):
+        body = [cards([("points defined", f"{n_def:,}"), ("points finished", "0")]),
+                "<p>No finished points yet (no part-*.parquet file).</p>"]
+        return page(f"xlayer sweep: {name}", source or name, body)
+    status = df["status"].value_counts().to_dict() if "status" in df.columns else {}
+    ok = df[(df["status"] == "ok") & df["fits"].astype(bool)].reset_index(drop=True)
+    best = ok.loc[ok["iteration_time_s"].idxmin()].to_dict() if len(ok) else None
+    body = [cards([("points defined", f"{n_def:,}"), ("points finished", f"{len(df):,}"),
+                   ("fit memory (ok)", f"{int(status.get('ok', 0)):,}"),
+                   ("no fitting layout", f"{int(status.get('no_fit', 0)):,}"),
+                   ("no valid layout", f"{int(status.get('no_valid', 0)):,}"),
+                   ("fastest iteration", fmt_time(float(best["iteration_time_s"])) if best else "-"),
+                   ("evaluation time", f"{float(df['eval_s'].sum()):.1f} s" if "eval_s" in df.columns else "-")])]
+    axes = _sweep_axes(df)
+    fronts: dict[str, set[int]] = {}
+    primary = None
+    if len(ok) and axes:
+        body.append("<h2>Pareto fronts</h2>")
+        for axis in axes:
+            svg, front = sweep_pareto_chart(df, params, axis)
+            fronts[axis[0]] = {int(ok.iloc[i]["point_id"]) for i in front}
+            body.append(figure(svg, f"chart-{SWEEP_CHART[axis[0]]}",
+                               f"Every point's best layout: iteration time against {axis[3]}, both minimised. "
+                               f"{len(front)} of {len(ok)} fitting points are on the front (no other point is "
+                               "better on both axes); grey points have no layout that fits memory (their "
+                               "least-memory layout is shown)."))
+        primary = "accelerators" if df["accelerators"].nunique() > 1 else "memory_gib"
+        if primary not in fronts:
+            primary = next(iter(fronts))
+    lead = ["point_id"] + params
+    extra = [c for c in ("accelerators",) if c not in params]
+
+    def row_cells(r: dict[str, Any]) -> list[str]:
+        return ([_cell(r[c]) for c in lead] + [str(r.get("status", "-")), _sweep_layout(r)] +
+                [_cell(r[c]) for c in extra] +
+                [fmt_time(float(r["iteration_time_s"])) if _finite(r["iteration_time_s"]) else "-",
+                 f"{_cell(r['memory_gib'])} / {_cell(r['capacity_gib'])}",
+                 f"{100 * float(r['mfu']):.1f}" if _finite(r.get("mfu")) else "-",
+                 si(float(r["energy_j"]), "J") if _finite(r.get("energy_j")) else "-",
+                 _cell(r.get("gpu_hours_per_mtok"))])
+
+    heads = lead + ["status", "best layout"] + extra + ["iteration", "memory / capacity GiB", "MFU %",
+                                                         "energy", "GPU-h/Mtok"]
+    num = ([True] + [str(df[p].dtype) not in ("object", "string", "bool") for p in params] + [False, False] +
+           [True] * len(extra) + [True] * 5)
+    if primary is not None:
+        by = df.set_index("point_id", drop=False)
+        pid = sorted(fronts[primary], key=lambda p: float(by.loc[p, primary]))
+        body.append(f"<h2>Pareto front: iteration time vs {esc(dict((a[0], a[3]) for a in axes)[primary])}</h2>")
+        body.append(table(heads, [row_cells(by.loc[p].to_dict()) for p in pid], num, table_id="front"))
+    limit = 2000
+    body.append("<h2>Every point</h2>")
+    if len(df) > limit:
+        body.append(f"<p class=\"muted\">The first {limit:,} of {len(df):,} points (by point id).</p>")
+    rows, css = [], []
+    short = {"accelerators": "count", "memory_gib": "memory", "energy_j": "energy", "gpu_hours_per_mtok": "cost"}
+    for r in df.head(limit).to_dict(orient="records"):
+        on = [short[a] for a in fronts if int(r["point_id"]) in fronts[a]]
+        rows.append(row_cells(r) + [", ".join(on) or "-"])
+        css.append("good" if on else ("" if r.get("status") == "ok" else "muted"))
+    body.append(table(heads + ["on front"], rows, num + [False], css=css, table_id="points"))
+    sub = (f"{len(df):,} of {n_def:,} points finished; parameters: {', '.join(params) or '-'}"
+           + (f" · {source}" if source else ""))
+    return page(f"xlayer sweep: {name}", sub, body)
