@@ -15,7 +15,6 @@ those layers (``xlayer.predict.api`` …); calling the package calls the API fun
 from __future__ import annotations
 
 import importlib
-import sys
 import types
 
 _API = ("load_case", "search", "Prediction", "ValidationResult")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from pathlib import Path
 from typing import Optional
 
@@ -15,6 +14,8 @@ from rich.console import Console
 from rich.table import Table
 
 from xlayer.errors import InputError
+from xlayer.cli.common import fail as _fail
+from xlayer.units import format_seconds as _fmt_s
 
 out = Console()
 err = Console(stderr=True)
@@ -29,19 +30,8 @@ def _bar():
                     disable=not err.is_terminal)
 
 
-def _fail(exc: InputError) -> None:
-    print(f"error: {exc}", file=sys.stderr)
-    raise typer.Exit(2)
 
 
-def _fmt_s(t: float) -> str:
-    if t is None or (isinstance(t, float) and math.isnan(t)):
-        return "-"
-    if t >= 1:
-        return f"{t:.3f} s"
-    if t >= 1e-3:
-        return f"{t * 1e3:.2f} ms"
-    return f"{t * 1e6:.1f} us"
 
 
 def _print_search(cs, top: int) -> None:

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Optional
 
@@ -14,15 +13,13 @@ import typer
 from rich.console import Console
 
 from xlayer.errors import InputError
+from xlayer.cli.common import fail as _fail
 
 out = Console()
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MEMORY_CSV = ROOT.parent / "shared" / "reference" / "memory_tech.csv"
 
 
-def _fail(exc: InputError) -> None:
-    print(f"error: {exc}", file=sys.stderr)
-    raise typer.Exit(2)
 
 
 def _spinner(text: str):

@@ -21,14 +21,12 @@ import numpy as np
 import typer
 
 from xlayer.errors import InputError
+from xlayer.cli.common import fail as _fail
 
 GIB = 2.0 ** 30
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _fail(exc: InputError) -> None:
-    print(f"error: {exc}", file=sys.stderr)
-    raise typer.Exit(2)
 
 
 # ------------------------------------------------------------------------------------------
@@ -447,8 +445,6 @@ def _study_markdown(res: dict[str, Any], out_dir: Path, doc_path: Path) -> str:
         rel = out_dir.resolve()
     d, rp = res["scd"]["derived"], res["scd"]["rated_power"]
     rows, drows, tor = res["training"], res["decode"], res["tornado"]
-    by = {r["system"]: r for r in rows}
-    scd = by["SCD concept"]
     shares = [k for k in rows[0] if k.startswith("share_")]
     lines = [
         "# Study: superconducting digital (SCD) vs DGX H100, DGX B200, GB200 NVL72",

@@ -6,21 +6,18 @@ one HBM PHY) exits with status 2 and one line ``error: <field>: <value> is not v
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from xlayer.errors import InputError
+from xlayer.cli.common import fail as _fail
 
 tech_app = typer.Typer(add_completion=False, no_args_is_help=True,
                        help="technology studies: A100 → GB200 waterfall, 12 nm → 1 nm node sweep")
 
 
-def _fail(exc: InputError) -> None:
-    print(f"error: {exc}", file=sys.stderr)
-    raise typer.Exit(2)
 
 
 def _spinner(text: str):

@@ -9,13 +9,15 @@ import json
 import sys
 from importlib import resources
 from pathlib import Path
-from typing import List, Optional
+from typing import List
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from xlayer.errors import InputError
+from xlayer.cli.common import fail as _fail
+from xlayer.units import format_seconds as _fmt_s
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="xlayer: time, memory and bottlenecks of large-model training and inference, "
@@ -26,17 +28,8 @@ err = Console(stderr=True)
 GIB = 2.0 ** 30
 
 
-def _fail(exc: InputError) -> None:
-    print(f"error: {exc}", file=sys.stderr)
-    raise typer.Exit(2)
 
 
-def _fmt_s(t: float) -> str:
-    if t >= 1:
-        return f"{t:.3f} s"
-    if t >= 1e-3:
-        return f"{t * 1e3:.2f} ms"
-    return f"{t * 1e6:.1f} us"
 
 
 def print_training(pred) -> None:

@@ -106,7 +106,6 @@ def run(
     def go():
         from xlayer.localtrain import data as D
         from xlayer.localtrain.methods import MethodConfig, check_method
-        from xlayer.localtrain.nets import resnet
         from xlayer.localtrain.train import TrainConfig, build, train
 
         ms = [check_method(m) for m in _strs(methods)]

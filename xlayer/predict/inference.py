@@ -26,9 +26,9 @@ import numpy as np
 
 from xlayer.cost.collectives import collective_time_s, ranks_in_domain
 from xlayer.cost.kvcache import kv_bytes_per_token, stage_layers, weight_bytes, workspace_bytes
-from xlayer.cost.roofline import (OpCost, comm_cost, crossover, inference_calibration, op_cost,
-                                  tp_collective_time_s)
+from xlayer.cost.roofline import OpCost, comm_cost, crossover, inference_calibration, op_cost
 from xlayer.errors import InputError
+from xlayer.units import format_seconds as _fmt_s
 from xlayer.hardware.spec import System
 from xlayer.predict.case import Case
 from xlayer.workload.inference_ops import (AttentionSegment, embedding_ops, inference_layer, output_ops)
@@ -427,12 +427,6 @@ def serving_estimate(case: Case, input_len: int | None = None, output_len: int |
 # --------------------------------------------------------------------------------------
 # human output
 
-def _fmt_s(t: float) -> str:
-    if t >= 1:
-        return f"{t:.3f} s"
-    if t >= 1e-3:
-        return f"{t * 1e3:.2f} ms"
-    return f"{t * 1e6:.1f} us"
 
 
 def print_inference(pred: InferencePrediction, console) -> None:

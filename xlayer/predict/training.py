@@ -10,7 +10,7 @@ optimizer step. Every term is named after the function that computed it.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,7 +21,7 @@ from xlayer.cost.memory import (communication_buffer_bytes, inflight_chunks, lay
                                 logits_activation_bytes, model_state_bytes)
 from xlayer.cost.pipeline import pipeline_time_s
 from xlayer.hardware.spec import System
-from xlayer.mapping.layout import Layout, layers_on_first_rank, layers_on_last_rank
+from xlayer.mapping.layout import layers_on_first_rank, layers_on_last_rank
 from xlayer.workload.model import ModelSpec
 from xlayer.workload.operators import (ACT_BYTES, embedding_work, layer_work, logits_work,
                                        model_flops_per_iteration, recompute_ops)
