@@ -321,7 +321,8 @@ def training_energy(model, system: System, precision: str, global_batch: int, la
         from xlayer.predict.training import evaluate_training
         result = evaluate_training(model, system, precision, global_batch, layout.tp, layout.pp, layout.dp,
                                    layout.cp, layout.vp, layout.micro, layout.sp, layout.recompute, layout.zero,
-                                   layout.dp_overlap, recipe, detail=True, tp_overlap=layout.tp_overlap)
+                                   layout.dp_overlap, recipe, detail=True, tp_overlap=layout.tp_overlap,
+                                   algorithm=layout.algorithm, backlink_layers=layout.backlink_layers)
     counts = training_counts(model, system, precision, global_batch, layout, recipe, result)
     return energy_from_counts(counts, spec)
 

@@ -96,6 +96,8 @@ def run(
     warmup_epochs: int = typer.Option(0),
     train_batches: Optional[int] = typer.Option(None, help="limit batches per epoch"),
     test_batches: Optional[int] = typer.Option(None, help="limit test batches"),
+    train_subset: Optional[int] = typer.Option(None, help="train on a fixed stratified subset of this many images (subset seed 0)"),
+    test_subset: Optional[int] = typer.Option(None, help="evaluate on a fixed stratified subset of this many test images"),
     threads: Optional[int] = typer.Option(None, help="torch CPU threads"),
     device: str = typer.Option("auto", help="auto, cpu, cuda"),
     out: Path = typer.Option(Path("out/localtrain/run"), help="results folder"),
@@ -112,6 +114,8 @@ def run(
         ks, ss = _ints(k, "K"), _ints(seeds, "seeds")
         dev = _device(device)
         ds = D.load(dataset, data, **({"channels": 1, "size": 28} if dataset == "synthetic" else {}))
+        if train_subset is not None or test_subset is not None:
+            ds = D.subset(ds, train_subset, test_subset)
         jobs = []
         for m in ms:
             for kk in ([1] if m == "backprop" else ks):
@@ -148,7 +152,8 @@ def run(
         out.mkdir(parents=True, exist_ok=True)
         _write_csv(out / "epochs.csv", rows)
         _write_csv(out / "summary.csv", summary)
-        doc = {"command": "run", "dataset": ds.name, "net": net, "summary": summary, "runs": results}
+        doc = {"command": "run", "dataset": ds.name, "net": net, "n_train": len(ds.y_train),
+               "n_test": len(ds.y_test), "summary": summary, "runs": results}
         (out / "summary.json").write_text(json.dumps(doc, indent=2))
         _plot_curves(rows, out / "test_acc.png")
         if as_json:

@@ -182,3 +182,32 @@ def batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool = F
 def n_batches(n: int, batch_size: int, drop_last: bool = False, limit: int | None = None) -> int:
     k = n // batch_size if drop_last else -(-n // batch_size)
     return min(k, limit) if limit is not None else k
+
+
+def _stratified(y: torch.Tensor, n: int, num_classes: int, seed: int) -> torch.Tensor:
+    """Indices of a fixed class-balanced subset of size n (n // classes per class, the
+    remainder to the lowest classes), drawn with its own seed, returned in file order."""
+    if not 1 <= n <= len(y):
+        raise InputError("subset", n, f"valid: 1..{len(y)}")
+    g = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(y), generator=g)
+    picked = []
+    for c in range(num_classes):
+        want = n // num_classes + (1 if c < n % num_classes else 0)
+        idx = order[y[order] == c][:want]
+        if len(idx) < want:
+            raise InputError("subset", n, f"valid: at most {num_classes} x the smallest class count")
+        picked.append(idx)
+    return torch.cat(picked).sort().values
+
+
+def subset(ds: Dataset, n_train: int | None = None, n_test: int | None = None, seed: int = 0) -> Dataset:
+    """The same dataset restricted to fixed stratified subsets (seed independent of the runs')."""
+    xtr, ytr, xte, yte = ds.x_train, ds.y_train, ds.x_test, ds.y_test
+    if n_train is not None:
+        i = _stratified(ytr, n_train, ds.num_classes, seed)
+        xtr, ytr = xtr[i], ytr[i]
+    if n_test is not None:
+        i = _stratified(yte, n_test, ds.num_classes, seed + 1)
+        xte, yte = xte[i], yte[i]
+    return Dataset(ds.name, xtr, ytr, xte, yte, ds.num_classes)

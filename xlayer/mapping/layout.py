@@ -33,6 +33,9 @@ class Layout(BaseModel):
     micro: PositiveInt = 1
     dp_overlap: bool = False
     tp_overlap: bool = True
+    # local learning: pipeline stages as local modules with auxiliary heads; BackLink layers
+    algorithm: Literal["backprop", "local"] = "backprop"
+    backlink_layers: int = Field(0, ge=0)
 
     @property
     def world(self) -> int:
@@ -71,6 +74,13 @@ def check_layout(layout: Layout, model: ModelSpec, count: int, global_batch: int
         raise InputError("batch.global", global_batch,
                          f"must be a multiple of micro*dp={L.micro * L.dp}")
     m = L.microbatches(global_batch)
+    if L.algorithm == "local" and L.vp > 1:
+        raise InputError("parallel.vp", L.vp, "local learning treats each stage as one module; use vp: 1")
+    if L.backlink_layers and L.algorithm != "local":
+        raise InputError("parallel.backlink_layers", L.backlink_layers, "BackLink needs algorithm: local")
+    if L.backlink_layers > model.layers // L.pp:
+        raise InputError("parallel.backlink_layers", L.backlink_layers,
+                         f"at most the layers of one stage ({model.layers // L.pp})")
     if L.vp > 1 and m % L.pp:
         raise InputError("parallel.vp", L.vp,
                          f"the interleaved schedule needs microbatches={m} to be a multiple of pp={L.pp}")

@@ -49,7 +49,8 @@ def _eval(case: Case, layout: Layout, recipe, detail=False):
     system = case.system_spec()
     return evaluate_training(case.model, system, case.precision, case.batch.global_, layout.tp, layout.pp,
                              layout.dp, layout.cp, layout.vp, layout.micro, layout.sp, layout.recompute,
-                             layout.zero, layout.dp_overlap, recipe, detail=detail, tp_overlap=layout.tp_overlap)
+                             layout.zero, layout.dp_overlap, recipe, detail=detail, tp_overlap=layout.tp_overlap,
+                             algorithm=layout.algorithm, backlink_layers=layout.backlink_layers)
 
 
 def resolve_layout(case: Case) -> tuple[Layout, list[str]]:
@@ -77,7 +78,8 @@ def resolve_layout(case: Case) -> tuple[Layout, list[str]]:
         raise InputError("parallel.ep", P.ep, "expert parallelism is not modelled yet; use ep: 1")
     base = dict(tp=P.tp, pp=P.pp, dp=dp, cp=P.cp or 1, vp=P.vp or 1, sp=sp,
                 dp_overlap=bool(P.dp_overlap) if P.dp_overlap is not None else False,
-                tp_overlap=bool(P.tp_overlap) if P.tp_overlap is not None else True)
+                tp_overlap=bool(P.tp_overlap) if P.tp_overlap is not None else True,
+                algorithm=P.algorithm, backlink_layers=P.backlink_layers)
     recipe = recipe_for(case.model, case.precision)
     capacity = case.system_spec().accelerator.hbm.capacity_bytes * MEMORY_HEADROOM
 
@@ -163,6 +165,8 @@ def predict_training(case: Case, layout: Layout | None = None) -> TrainingPredic
     else:
         edge = st["embedding_s"] if busy_is_first else st["logits_s"]
     tb["compute.embedding_logits"] = edge * m
+    if layout.algorithm == "local" and layout.pp > 1 and busy_is_first:
+        tb["compute.local_aux_head"] = float(st["local_aux_s"]) * m
     tb["pipeline_time_s.bubble"] = r["bubble_s"]
     tb["comm.dp_exposed"] = r["dp_exposed_s"]
     if layout.pp > 1 and case.model.tied_embeddings:

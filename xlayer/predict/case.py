@@ -39,6 +39,8 @@ class ParallelSection(_Strict):
     zero: Optional[int] = Field(None, ge=0, le=3)
     dp_overlap: Optional[bool] = None
     tp_overlap: Optional[bool] = None
+    algorithm: Literal["backprop", "local"] = "backprop"
+    backlink_layers: NonNegativeInt = 0
 
 
 class BatchSection(_Strict):

@@ -94,8 +94,20 @@ def params_per_rank(model: ModelSpec, tp, pp, vp, rank: str):
 def evaluate_training(model: ModelSpec, system: System, precision: str, global_batch: int,
                       tp, pp, dp, cp, vp, micro, sp: bool, recompute: str, zero: int,
                       dp_overlap: bool, recipe: Recipe, detail: bool = False,
-                      tp_overlap: bool = True) -> dict[str, Any]:
-    """Time and memory of one iteration (formulas in the module docstrings of xlayer.cost)."""
+                      tp_overlap: bool = True, algorithm: str = "backprop",
+                      backlink_layers: int = 0) -> dict[str, Any]:
+    """Time and memory of one iteration (formulas in the module docstrings of xlayer.cost).
+
+    ``algorithm="local"`` treats each pipeline stage as a local module (local learning,
+    Belilovsky 2020 / Wang 2021; BackLink, Guo 2022): every stage but the last gets an
+    auxiliary LM head (final norm + logits + loss, the cost of ``logits_work``), runs its
+    backward right after its forward (no backward locking), and so holds the activations of
+    one micro-batch; the pipeline only fills through the forward chain:
+    T = m·R_max + (p−1)·F_mean. ``backlink_layers`` = p > 0 adds BackLink: the gradient of
+    stage k+1's loss runs back through the last p layers of stage k (one more backward of p
+    layers per micro-batch, a gradient send back, and those p layers' activations held for a
+    second micro-batch)."""
+    local = algorithm == "local"
     acc = system.accelerator
     D = system.scale_up_size
     up, out = system.scale_up, system.scale_out
@@ -173,14 +185,25 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
         (0.0 if sp else collective_time_s("all_gather", act_bytes, tp, tp_in, up, out))
     p2p_s = _where(pp > 1, 2.0 * vp * p2p_one, 0.0)
 
-    r_first = n_first * per_layer + extra_first + _where(pp == 1, extra_last, 0.0) + p2p_s
+    if local:  # forward sends only (+ BackLink's gradient send), an auxiliary head per stage
+        p2p_s = _where(pp > 1, (2.0 if backlink_layers else 1.0) * p2p_one, 0.0)
+        aux = _where(pp > 1, extra_last + backlink_layers * layer_bwd_total, 0.0)
+    else:
+        aux = 0.0
+    r_first = n_first * per_layer + extra_first + _where(pp == 1, extra_last, 0.0) + p2p_s + aux
     r_last = n_last * per_layer + _where(pp > 1, extra_last, 0.0) + p2p_s
     r_max = np.maximum(r_first, r_last)
-    r_mean = model.layers / pp * per_layer + (extra_first + extra_last) / pp + p2p_s
-    pipe = pipeline_time_s(m, pp, vp, r_max, r_mean)
+    r_mean = model.layers / pp * per_layer + (extra_first + extra_last) / pp + p2p_s + aux * (pp - 1) / pp
+    if local:
+        f_mean = model.layers / pp * layer_fwd_total + p2p_one
+        pipe = pipeline_time_s(m, pp, 1, r_max, f_mean)
+    else:
+        pipe = pipeline_time_s(m, pp, vp, r_max, r_mean)
 
     # data-parallel gradient reduction and optimizer step on the busiest rank
     p_first = params_per_rank(model, tp, pp, vp, "first")
+    if local:  # the auxiliary head: its own V·h/t output layer and final norm
+        p_first = p_first + _where(pp > 1, model.vocab * model.hidden / tp + 2 * model.hidden, 0.0)
     p_last = params_per_rank(model, tp, pp, vp, "last")
     p_rank = np.maximum(p_first, p_last)
     if zero == 0:
@@ -194,7 +217,7 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
     dp_exposed = _where(dp > 1, dp_exposed, 0.0)
     # tied embeddings with pp > 1: the first and last stage hold copies of the word embedding
     # and all-reduce its fp32 gradient after the flush (Megatron-LM allreduce_word_embedding_grads)
-    if model.tied_embeddings:
+    if model.tied_embeddings and not local:
         emb_bytes = model.vocab * model.hidden / tp * 4.0
         emb_sync = collective_time_s("all_reduce", emb_bytes, 2, p2p_in, up, out)
         embedding_sync_s = _where(pp > 1, emb_sync, 0.0)
@@ -207,6 +230,8 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
 
     # memory on the busiest rank (rank 0 holds the most in-flight activations)
     chunks = inflight_chunks(pp, vp, m)
+    if local:  # backward follows forward on the same stage: one micro-batch in flight
+        chunks = 1 + 0 * chunks
     layers_per_chunk = model.layers / (pp * vp)
     act_layer = layer_activation_bytes(model, micro, tp, cp, sp, recompute, recipe.attention, recipe.dropout)
     act = chunks * layers_per_chunk * act_layer
@@ -215,6 +240,9 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
     act_last = n_last * np.minimum(m, 1) * act_layer + logits_activation_bytes(model, micro, tp, cp)
     act_last = _where(pp == 1, 0.0, act_last)
     act = act + _where(pp == 1, logits_activation_bytes(model, micro, tp, cp), 0.0)
+    if local:
+        act = act + _where(pp > 1, logits_activation_bytes(model, micro, tp, cp)
+                           + backlink_layers * act_layer, 0.0)
     states = model_state_bytes(p_rank, dp, zero)
     buffers = communication_buffer_bytes(model, micro, tp, cp, sp, dp)
     mem = states["weights"] + states["gradients"] + states["optimizer"] + np.maximum(act, act_last) + buffers
@@ -250,7 +278,7 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
                       "fsdp_fwd_s": fsdp_fwd_s, "fsdp_bwd_s": fsdp_bwd_s},
             "stages": {"layers_first": n_first, "layers_last": n_last, "rank_first_s": r_first,
                        "rank_last_s": r_last, "rank_mean_s": r_mean, "p2p_s": p2p_s,
-                       "embedding_s": extra_first, "logits_s": extra_last},
+                       "embedding_s": extra_first, "logits_s": extra_last, "local_aux_s": aux},
             "dp_raw_s": dp_raw,
             "memory": {"weights": states["weights"], "gradients": states["gradients"],
                        "optimizer": states["optimizer"], "activations": np.maximum(act, act_last),
