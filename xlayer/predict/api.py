@@ -151,7 +151,7 @@ def predict_training(case: Case, layout: Layout | None = None) -> TrainingPredic
         key = f"compute.{op.kind}"
         by_kind[key] = by_kind.get(key, 0.0) + ops[op.name].time_s
     scale = m * n_busy
-    tb: dict[str, float] = {k: v * scale for k, v in sorted(by_kind.items())}
+    tb: dict[str, float] = {k: float(v * scale) for k, v in sorted(by_kind.items())}
     tb["compute.recompute"] = (lay["recompute_s"] + lay["tp_recompute_s"]) * scale
     tb["comm.tp_exposed"] = (lay["tp_fwd_s"] + lay["tp_bwd_s"]) * scale
     if case.parallel.cp and case.parallel.cp > 1 or layout.cp > 1:
@@ -166,13 +166,16 @@ def predict_training(case: Case, layout: Layout | None = None) -> TrainingPredic
         edge = st["embedding_s"] if busy_is_first else st["logits_s"]
     tb["compute.embedding_logits"] = edge * m
     if layout.algorithm == "local" and layout.pp > 1 and busy_is_first:
-        tb["compute.local_aux_head"] = float(st["local_aux_s"]) * m
+        tb["compute.local_aux_head"] = float(st["local_aux_s"] - st["backlink_s"]) * m
+        if layout.backlink_layers:
+            tb["compute.backlink"] = float(st["backlink_s"]) * m
     tb["pipeline_time_s.bubble"] = r["bubble_s"]
     tb["comm.dp_exposed"] = r["dp_exposed_s"]
     if layout.pp > 1 and case.model.tied_embeddings:
         tb["comm.embedding_grad_sync"] = r["embedding_sync_s"]
     tb["optimizer_step"] = r["optimizer_s"]
     # whatever the split above does not cover (rounding of stage imbalance) is reported
+    tb = {k: float(v) for k, v in tb.items()}
     rest = r["iteration_time_s"] - sum(tb.values())
     if abs(rest) > 1e-12:
         tb["pipeline_time_s.imbalance"] = rest

@@ -187,9 +187,10 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
 
     if local:  # forward sends only (+ BackLink's gradient send), an auxiliary head per stage
         p2p_s = _where(pp > 1, (2.0 if backlink_layers else 1.0) * p2p_one, 0.0)
-        aux = _where(pp > 1, extra_last + backlink_layers * layer_bwd_total, 0.0)
+        backlink_s = _where(pp > 1, backlink_layers * layer_bwd_total, 0.0)
+        aux = _where(pp > 1, extra_last, 0.0) + backlink_s
     else:
-        aux = 0.0
+        aux = backlink_s = 0.0
     r_first = n_first * per_layer + extra_first + _where(pp == 1, extra_last, 0.0) + p2p_s + aux
     r_last = n_last * per_layer + _where(pp > 1, extra_last, 0.0) + p2p_s
     r_max = np.maximum(r_first, r_last)
@@ -278,7 +279,7 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
                       "fsdp_fwd_s": fsdp_fwd_s, "fsdp_bwd_s": fsdp_bwd_s},
             "stages": {"layers_first": n_first, "layers_last": n_last, "rank_first_s": r_first,
                        "rank_last_s": r_last, "rank_mean_s": r_mean, "p2p_s": p2p_s,
-                       "embedding_s": extra_first, "logits_s": extra_last, "local_aux_s": aux},
+                       "embedding_s": extra_first, "logits_s": extra_last, "local_aux_s": aux, "backlink_s": backlink_s},
             "dp_raw_s": dp_raw,
             "memory": {"weights": states["weights"], "gradients": states["gradients"],
                        "optimizer": states["optimizer"], "activations": np.maximum(act, act_last),
