@@ -33,11 +33,13 @@ def main(path: Path = DEFAULT) -> None:
     layout, _ = resolve_layout(case)
     system = case.system_spec()
     recipe = recipe_for(case.model, case.precision)
-    t_full = best_of(lambda: predict_training(case, layout))
+    t_full = best_of(lambda: predict_training(case, layout, energy=False))
+    t_energy = best_of(lambda: predict_training(case, layout))
     t_eval = best_of(lambda: evaluate_training(case.model, system, case.precision, case.batch.global_, layout.tp,
                                                layout.pp, layout.dp, layout.cp, layout.vp, layout.micro, layout.sp,
                                                layout.recompute, layout.zero, layout.dp_overlap, recipe))
-    print(f"predict_training (with breakdown): {t_full * 1e3:.3f} ms per prediction")
+    print(f"predict_training (time + memory, with breakdown): {t_full * 1e3:.3f} ms per prediction")
+    print(f"predict_training (also energy):                   {t_energy * 1e3:.3f} ms per prediction")
     print(f"evaluate_training (scalar core):   {t_eval * 1e3:.3f} ms per prediction")
 
 

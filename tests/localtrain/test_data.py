@@ -86,3 +86,15 @@ def test_real_fashion_mnist():
     assert ds.x_train.shape == (60000, 1, 28, 28) and ds.x_test.shape == (10000, 1, 28, 28)
     assert abs(ds.x_train.float().mean().item() / 255 - 0.2860) < 1e-3
     assert torch.bincount(ds.y_train).tolist() == [6000] * 10
+
+
+def test_stratified_subset_is_fixed_and_balanced():
+    ds = D.synthetic(n_train=400, n_test=200, channels=1, size=8)
+    a = D.subset(ds, 50, 20)
+    b = D.subset(ds, 50, 20)
+    assert torch.equal(a.x_train, b.x_train) and torch.equal(a.y_test, b.y_test)
+    counts = torch.bincount(a.y_train, minlength=10).tolist()
+    assert sum(counts) == 50 and counts == [5] * 10
+    assert len(a.y_test) == 20 and torch.bincount(a.y_test, minlength=10).tolist() == [2] * 10
+    with pytest.raises(InputError):
+        D.subset(ds, 401)

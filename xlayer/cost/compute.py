@@ -44,6 +44,7 @@ class Calibration:
     flash_seq_half: float
     flash_tiles_half: float
     flash_bwd_time_over_fwd: float
+    nccl_ctas: int
 
 
 @lru_cache(maxsize=1)
@@ -104,23 +105,35 @@ class OpTime:
     bytes: Any
 
 
+_BW_CACHE: dict[int, tuple[Accelerator, float, float]] = {}
+
+
+def _bandwidths(acc: Accelerator) -> tuple[float, float]:
+    """(achievable HBM, achievable L2 or 0) bytes/s of ``acc`` (memoised per object)."""
+    hit = _BW_CACHE.get(id(acc))
+    if hit is None or hit[0] is not acc:
+        l2 = next((m.achievable_bytes_per_s for m in acc.memory if m.level == "l2"), 0.0)
+        hit = (acc, acc.hbm.achievable_bytes_per_s, l2)
+        if len(_BW_CACHE) > 256:
+            _BW_CACHE.clear()
+        _BW_CACHE[id(acc)] = hit
+    return hit[1], hit[2]
+
+
 def op_time(op: Op, acc: Accelerator, cal: Calibration | None = None,
             kernel_overhead_s: float | None = None) -> OpTime:
     """Roofline time of ``op`` (see module docstring)."""
     cal = cal or calibration()
     overhead = acc.kernel_overhead_s if kernel_overhead_s is None else kernel_overhead_s
-    hbm_bw = acc.hbm.achievable_bytes_per_s
+    hbm_bw, l2_bw = _bandwidths(acc)
     l2_s: Any = 0.0
     if op.kind == "gemm":
         rate = gemm_rate_flops_per_s(acc, op.precision, cal)
         compute = op.flops / (rate * wave_utilization(op.m, op.n, op.batch, acc.compute_units))
-        try:
-            l2 = acc.level("l2")
+        if l2_bw:
             elem = 1 if op.precision in ("fp8", "int8", "fp4", "int4") else 2
             l2_bytes = op.m * op.n * op.k * op.batch * (1.0 / TILE_M + 1.0 / TILE_N) * elem
-            l2_s = l2_bytes / l2.achievable_bytes_per_s
-        except KeyError:
-            l2_s = 0.0
+            l2_s = l2_bytes / l2_bw
     elif op.kind == "attention":
         rho = flash_relative_efficiency(acc, op.heads, op.seq_q, cal)
         if op.name.endswith(".bwd"):
@@ -129,7 +142,7 @@ def op_time(op: Op, acc: Accelerator, cal: Calibration | None = None,
     else:
         compute = op.flops / acc.vector_flops_per_s
     hbm = op.bytes / hbm_bw
-    if not any(isinstance(x, np.ndarray) for x in (compute, hbm, l2_s)):
+    if not (isinstance(compute, np.ndarray) or isinstance(hbm, np.ndarray) or isinstance(l2_s, np.ndarray)):
         terms = {"compute": compute, "hbm": hbm, "l2": l2_s}
         bound = max(terms, key=terms.get)
         return OpTime(op.name, op.kind, terms[bound] + overhead, compute, hbm, l2_s, bound, op.flops, op.bytes)

@@ -123,8 +123,9 @@ def resolve_layout(case: Case) -> tuple[Layout, list[str]]:
     return chosen, notes + list(recipe.notes)
 
 
-def predict_training(case: Case, layout: Layout | None = None) -> TrainingPrediction:
-    """Predict one training iteration of ``case`` (optionally with an explicit layout)."""
+def predict_training(case: Case, layout: Layout | None = None, energy: bool = True) -> TrainingPrediction:
+    """Predict one training iteration of ``case`` (optionally with an explicit layout).
+    ``energy`` adds the energy metrics (``xlayer.cost.energy.training_energy``)."""
     if case.kind != "training":
         raise InputError("kind", case.kind, "predict_training needs kind: training")
     notes: list[str] = list(case.model.defaults_taken)
@@ -136,7 +137,8 @@ def predict_training(case: Case, layout: Layout | None = None) -> TrainingPredic
     recipe = recipe_for(case.model, case.precision)
     r = _eval(case, layout, recipe, detail=True)
     d = r["detail"]
-    acc = case.system_spec().accelerator
+    system = case.system_spec()
+    acc = system.accelerator
     m = r["microbatches"]
 
     # split the busiest rank's steady state into its parts, per micro-batch × m
@@ -203,9 +205,9 @@ def predict_training(case: Case, layout: Layout | None = None) -> TrainingPredic
     metrics["peak_memory_gib"] = float(r["memory_bytes"] / GIB)
     # energy when the system defines per-operation energies (xlayer/data/energy.yaml)
     from xlayer.cost.energy import energy_spec_for, training_energy
-    spec = energy_spec_for(acc)
+    spec = energy_spec_for(acc) if energy else None
     if spec is not None:
-        e = training_energy(case.model, case.system_spec(), case.precision, case.batch.global_, layout, recipe,
+        e = training_energy(case.model, system, case.precision, case.batch.global_, layout, recipe,
                             spec, result=r)
         metrics["energy_device_j"] = float(e.device_j)
         metrics["energy_wall_j"] = float(e.wall_j)
