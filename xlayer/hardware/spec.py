@@ -66,6 +66,9 @@ class Accelerator(_Frozen):
     matmul_efficiency: float = Field(gt=0.0, le=1.0)
     vector_flops_per_s: PositiveFloat
     kernel_overhead_s: PositiveFloat
+    # compute units a running collective occupies (NCCL/RCCL: one CTA per channel); None =
+    # the calibration default (calibration.yaml: nccl_ctas); 0 for dedicated comm engines
+    comm_compute_units: Optional[int] = Field(None, ge=0)
     memory: tuple[MemoryLevel, ...]
     scale_up: Link
     scale_up_domain: PositiveInt

@@ -272,6 +272,7 @@ def pipeline(
     split: str = typer.Option("published"),
     comm_s: float = typer.Option(0.0, help="delay per cross-device transfer, seconds"),
     repeats: int = typer.Option(3),
+    stat: str = typer.Option("median", help="median or min over the repeats (min: robust on a shared CPU)"),
     times: Optional[Path] = typer.Option(None, help="JSON of ModuleTimes instead of measuring"),
     device: str = typer.Option("auto"),
     threads: Optional[int] = typer.Option(None),
@@ -310,7 +311,7 @@ def pipeline(
             y = torch.randint(0, 10, (batch_size,))
             with _progress() as prog:
                 prog.add_task(f"timing {k} modules", total=None)
-                mt = module_times(learner, x, y, repeats=repeats)
+                mt = module_times(learner, x, y, repeats=repeats, stat=stat)
         results = [simulate(mt, G, m, batches_, comm_s) for m in ("backprop", "local", "backlink")]
         base = results[0].makespan_s
         rows = [{**r.summary(), "reduction_vs_backprop": 1 - r.makespan_s / base} for r in results]

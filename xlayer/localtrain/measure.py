@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 import torch.nn as nn
 
+from xlayer.errors import InputError
 from xlayer.localtrain.methods import LocalLearner, _run, make_optimizer
 
 
@@ -182,7 +183,7 @@ def _sync(device):
         torch.cuda.synchronize()
 
 
-def _timed(fn, device, warmup: int, repeats: int) -> float:
+def _timed(fn, device, warmup: int, repeats: int, stat: str = "median") -> float:
     for _ in range(warmup):
         fn()
     times = []
@@ -192,17 +193,21 @@ def _timed(fn, device, warmup: int, repeats: int) -> float:
         fn()
         _sync(device)
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return min(times) if stat == "min" else statistics.median(times)
 
 
 def module_times(learner: LocalLearner, x: torch.Tensor, y: torch.Tensor,
-                 warmup: int = 1, repeats: int = 3, tail_p: int | None = None) -> ModuleTimes:
+                 warmup: int = 1, repeats: int = 3, tail_p: int | None = None,
+                 stat: str = "median") -> ModuleTimes:
     """Measure forward/backward times of each module, its head and its last ``tail_p`` units.
 
     Each module runs on the (detached) output of the previous one, so the inputs have the
     real shapes. Backward times are measured as (forward + backward) - forward.
-    ``tail_p`` defaults to the learner's p.
+    ``tail_p`` defaults to the learner's p. ``stat``: "median" or "min" over the repeats
+    (min is the robust choice on a CPU shared with other jobs: interference only adds time).
     """
+    if stat not in ("median", "min"):
+        raise InputError("stat", stat, "valid: median, min")
     device = next(learner.parameters()).device
     x, y = x.to(device), y.to(device)
     learner.train()
@@ -222,8 +227,8 @@ def module_times(learner: LocalLearner, x: torch.Tensor, y: torch.Tensor,
             o = _run(units, h_in)
             o.backward(torch.ones_like(o))
 
-        t_f = _timed(fwd, device, warmup, repeats)
-        t_fb = _timed(fwd_bwd, device, warmup, repeats)
+        t_f = _timed(fwd, device, warmup, repeats, stat)
+        t_fb = _timed(fwd_bwd, device, warmup, repeats, stat)
         with torch.no_grad():
             h_out = _run(units, h_in)
         ho = h_out.detach().requires_grad_(True)
@@ -235,8 +240,8 @@ def module_times(learner: LocalLearner, x: torch.Tensor, y: torch.Tensor,
         def aux_fb():
             head.loss(ho, x, y).backward()
 
-        t_af = _timed(aux_f, device, warmup, repeats)
-        t_afb = _timed(aux_fb, device, warmup, repeats)
+        t_af = _timed(aux_f, device, warmup, repeats, stat)
+        t_afb = _timed(aux_fb, device, warmup, repeats, stat)
         n_tail = min(tail_p, len(units)) if k < learner.K - 1 else 0
         if n_tail:
             with torch.no_grad():
@@ -250,7 +255,7 @@ def module_times(learner: LocalLearner, x: torch.Tensor, y: torch.Tensor,
                 o = _run(units[len(units) - n_tail:], t_in)
                 o.backward(torch.ones_like(o))
 
-            t_tail = max(0.0, _timed(tail_fb, device, warmup, repeats) - _timed(tail_f, device, warmup, repeats))
+            t_tail = max(0.0, _timed(tail_fb, device, warmup, repeats, stat) - _timed(tail_f, device, warmup, repeats, stat))
         else:
             t_tail = 0.0
         out.fwd_s.append(t_f)

@@ -71,15 +71,16 @@ def _where(cond, a, b):
     return out if np.ndim(out) else float(out)
 
 
-def overlapped_exposed_s(comm_s, compute_s, sms: int):
+def overlapped_exposed_s(comm_s, compute_s, acc):
     """Time a collective adds when it runs concurrently with ``compute_s`` of kernels.
 
     The part longer than the compute is exposed; during the overlap the collective's NCCL
     kernels occupy ``nccl_ctas`` SMs (one CTA per channel; 24 seen on an H100 in an Nsight
     trace, calibration.yaml), so the concurrent compute runs on the other SMs and stretches
     by overlap · ctas/SMs:  max(0, c − t) + min(c, t) · ctas / SMs."""
-    ctas = calibration().nccl_ctas
-    return np.maximum(0.0, comm_s - compute_s) + np.minimum(comm_s, compute_s) * ctas / sms
+    ctas = calibration().nccl_ctas if acc.comm_compute_units is None else acc.comm_compute_units
+    frac = min(1.0, ctas / acc.compute_units)
+    return np.maximum(0.0, comm_s - compute_s) + np.minimum(comm_s, compute_s) * frac
 
 
 def params_per_rank(model: ModelSpec, tp, pp, vp, rank: str):
@@ -142,7 +143,7 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
     for c in work.bwd_comms:
         t = comm_s(c)
         if c.overlap is not None and tp_overlap:
-            t = overlapped_exposed_s(t, times[c.overlap].time_s, acc.compute_units)
+            t = overlapped_exposed_s(t, times[c.overlap].time_s, acc)
         tp_bwd_s = tp_bwd_s + t
     tp_rc_s = sum(comm_s(c) for c in rc_comms) if rc_comms else 0.0
 
@@ -155,8 +156,8 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
     attn_b = sum(times[o.name].time_s for o in work.bwd if o.name.split(".")[0] in work.attention_core)
     cp_f_raw = collective_time_s("all_gather", kv_bytes, cp, cp_in, up, out)
     cp_b_raw = 2.0 * cp_f_raw
-    cp_fwd_s = _where(cp > 1, overlapped_exposed_s(cp_f_raw, attn_f, acc.compute_units), 0.0)
-    cp_bwd_s = _where(cp > 1, overlapped_exposed_s(cp_b_raw, attn_b, acc.compute_units), 0.0)
+    cp_fwd_s = _where(cp > 1, overlapped_exposed_s(cp_f_raw, attn_f, acc), 0.0)
+    cp_bwd_s = _where(cp > 1, overlapped_exposed_s(cp_b_raw, attn_b, acc), 0.0)
 
     # ZeRO-3 / FSDP: per layer, all-gather the 16-bit weights before forward and backward,
     # reduce-scatter the gradients after backward, each prefetched under the layer's compute
@@ -165,8 +166,8 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
     if zero >= 3:
         ag = collective_time_s("all_gather", layer_w * 2.0, dp, dp_in, up, out)
         rs = collective_time_s("reduce_scatter", layer_w * 4.0, dp, dp_in, up, out)
-        fsdp_fwd_s = overlapped_exposed_s(ag, fwd_s, acc.compute_units)
-        fsdp_bwd_s = overlapped_exposed_s(ag + rs, bwd_s, acc.compute_units)
+        fsdp_fwd_s = overlapped_exposed_s(ag, fwd_s, acc)
+        fsdp_bwd_s = overlapped_exposed_s(ag + rs, bwd_s, acc)
     else:
         fsdp_fwd_s = fsdp_bwd_s = 0.0
 
@@ -225,7 +226,7 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
             collective_time_s("all_gather", p_rank * 2.0, dp, dp_in, up, out)
     else:
         dp_raw = 0.0 * p_rank  # already paid per layer
-    dp_exposed = overlapped_exposed_s(dp_raw, r_max - n_first * layer_fwd_total, acc.compute_units) \
+    dp_exposed = overlapped_exposed_s(dp_raw, r_max - n_first * layer_fwd_total, acc) \
         if dp_overlap else dp_raw
     dp_exposed = _where(dp > 1, dp_exposed, 0.0)
     # tied embeddings with pp > 1: the first and last stage hold copies of the word embedding
