@@ -44,6 +44,7 @@ class Calibration:
     flash_seq_half: float
     flash_tiles_half: float
     flash_bwd_time_over_fwd: float
+    fp8_over_bf16_matmul_efficiency: float
     nccl_ctas: int
 
 
@@ -56,9 +57,13 @@ def calibration() -> Calibration:
 
 
 def gemm_rate_flops_per_s(acc: Accelerator, precision: str, cal: Calibration | None = None) -> float:
-    """Sustained GEMM rate: peak(precision) · matmul_efficiency · sustained/best."""
+    """Sustained GEMM rate: peak(precision) · matmul_efficiency · sustained/best
+    (× the measured fp8/bf16 efficiency ratio when the part has a faster 8/4-bit path)."""
     cal = cal or calibration()
-    return acc.peak(precision) * acc.matmul_efficiency * cal.sustained_over_best_matmul
+    rate = acc.peak(precision) * acc.matmul_efficiency * cal.sustained_over_best_matmul
+    if precision in ("fp8", "fp4", "int8", "int4") and acc.peak(precision) > acc.peak("bf16"):
+        rate *= cal.fp8_over_bf16_matmul_efficiency
+    return rate
 
 
 def flash_relative_efficiency(acc: Accelerator, heads_x_batch: Any, seq_q: Any,

@@ -2,8 +2,9 @@
 
 * ``inference_op_time``: the hierarchical roofline of :func:`xlayer.cost.compute.op_time`
   (t = max(F/R, B_hbm/BW_hbm, B_l2/BW_l2) + t_kernel, t_kernel the catalog's
-  ``kernel_overhead_s``). FP8 GEMMs run at ``fp8_over_bf16_matmul_efficiency`` (0.903,
-  measured best fp8 vs best bf16 GEMM on the H200 kernel file) of the catalog rate. Decode attention (few new tokens per sequence) is a
+  ``kernel_overhead_s``). FP8 GEMMs run at the shared GEMM rate of
+  :func:`xlayer.cost.compute.gemm_rate_flops_per_s` (which applies the measured fp8/bf16
+  efficiency ratio). Decode attention (few new tokens per sequence) is a
   FlashDecoding kernel: its compute runs at the sustained tensor-core rate of 16-bit GEMMs
   (split over the KV length, so every SM is busy) and it streams the KV cache from HBM; the
   flash-attention efficiency fit of training (long sequences) does not apply to it.
@@ -40,7 +41,6 @@ FP8_LIKE = ("fp8", "fp4")
 
 @dataclass(frozen=True)
 class InferenceCalibration:
-    fp8_over_bf16_matmul_efficiency: float
     serving_memory_fraction: float
 
 
@@ -93,8 +93,6 @@ def inference_op_time(op: Op, acc: Accelerator, overhead_s: float | None = None)
     else:
         t = op_time(op, acc, kernel_overhead_s=0.0)
         compute, hbm, l2 = t.compute_s, t.hbm_s, t.l2_s
-        if op.kind == "gemm" and op.precision in FP8_LIKE and acc.peak(op.precision) > acc.peak("bf16"):
-            compute = compute / inference_calibration().fp8_over_bf16_matmul_efficiency
     roof = np.maximum(np.maximum(compute, hbm), l2)
     roof = roof if np.ndim(roof) else float(roof)
     return {"compute_s": compute, "hbm_s": hbm, "l2_s": l2, "overhead_s": ov, "time_s": roof + ov}
