@@ -92,6 +92,7 @@ class EnergySpec(_Frozen):
 
 @lru_cache(maxsize=1)
 def energy_data() -> dict[str, Any]:
+    """The parsed energy data file (read once; treat as read-only)."""
     return yaml.safe_load(DATA_FILE.read_text())
 
 
