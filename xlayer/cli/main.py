@@ -140,13 +140,25 @@ def validate(paths: List[str] = typer.Argument(..., help="case files or folders"
 
 @app.command()
 def demo() -> None:
-    """Predict GPT-3 175B on 1024 A100-80GB (the embedded example) and print the breakdown."""
+    """Predict GPT-3 175B on 1024 A100-80GB (the embedded example), print the breakdown and
+    the best layouts a search finds."""
     from xlayer.predict.api import predict_training
     from xlayer.predict.case import load_case
     path = resources.files("xlayer") / "examples" / "gpt3-175b-1024xa100.yaml"
     with resources.as_file(path) as p:
         c = load_case(p)
     print_training(predict_training(c))
+    from xlayer.explore.search import search_case
+    cs = search_case(c, top=3, compare=False)
+    r = cs.result
+    t = Table(title=f"best layouts for this model and cluster (xlayer search: {r.considered:,} layouts, "
+                    f"{r.valid:,} valid, {r.fitting:,} fit)")
+    for col in ("rank", "layout", "iteration", "MFU", "memory GiB"):
+        t.add_column(col)
+    for i, pred in enumerate(cs.top):
+        t.add_row(str(i + 1), pred.layout.describe(), _fmt_s(pred.iteration_time_s), f"{100 * pred.mfu:.1f} %",
+                  f"{pred.memory_bytes / GIB:.1f}")
+    out.print(t)
 
 
 @app.command()
