@@ -14,23 +14,11 @@ from rich.console import Console
 
 from xlayer.errors import InputError
 from xlayer.cli.common import fail as _fail
+from xlayer.cli.common import spinner as _spinner
 
 out = Console()
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MEMORY_CSV = ROOT.parent / "shared" / "reference" / "memory_tech.csv"
-
-
-
-
-def _spinner(text: str):
-    """A transient spinner on stderr while a study runs (drawn only on a terminal; stdout untouched)."""
-    from rich.console import Console
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-    console = Console(stderr=True)
-    prog = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
-                    transient=True, redirect_stdout=False, redirect_stderr=False, disable=not console.is_terminal)
-    prog.add_task(text, total=None)
-    return prog
 
 
 def roofline_points(pred) -> list[dict]:

@@ -13,22 +13,10 @@ import typer
 
 from xlayer.errors import InputError
 from xlayer.cli.common import fail as _fail
+from xlayer.cli.common import spinner as _spinner
 
 tech_app = typer.Typer(add_completion=False, no_args_is_help=True,
                        help="technology studies: A100 → GB200 waterfall, 12 nm → 1 nm node sweep")
-
-
-
-
-def _spinner(text: str):
-    """A transient spinner on stderr while a study runs (drawn only on a terminal; stdout untouched)."""
-    from rich.console import Console
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-    console = Console(stderr=True)
-    prog = Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
-                    transient=True, redirect_stdout=False, redirect_stderr=False, disable=not console.is_terminal)
-    prog.add_task(text, total=None)
-    return prog
 
 
 def synth(node: str = typer.Option(..., "--node", help="logic node: N12, N7, N5 (4N), N3, N2, A14, A10"),
