@@ -50,3 +50,15 @@ def test_module_times_shapes():
     assert len(t.fwd_s) == len(t.bwd_s) == len(t.tail_bwd_s) == 2
     assert all(v >= 0 for v in t.fwd_s + t.bwd_s + t.aux_fwd_s + t.aux_bwd_s)
     assert t.tail_bwd_s[-1] == 0.0
+
+
+def test_module_times_min_statistic():
+    import pytest
+    from xlayer.errors import InputError
+    torch.manual_seed(0)
+    learner = LocalLearner(resnet("resnet8", 1, 8), MethodConfig("backlink", 2, 1, split="even"))
+    x, y = torch.rand(2, 1, 8, 8), torch.randint(0, 10, (2,))
+    t = module_times(learner, x, y, warmup=0, repeats=2, stat="min")
+    assert len(t.fwd_s) == 2 and all(v >= 0 for v in t.fwd_s + t.bwd_s)
+    with pytest.raises(InputError):
+        module_times(learner, x, y, stat="mean")
