@@ -7,6 +7,8 @@ bands (``log_scatter``), and a Gantt chart (``gantt``).
 """
 from __future__ import annotations
 
+from xlayer.units import format_seconds
+
 import html
 import math
 from dataclasses import dataclass, field
@@ -155,13 +157,10 @@ def si(v: float, unit: str = "", digits: int = 3) -> str:
 
 
 def fmt_time(t: float) -> str:
+    """Seconds for charts: ``xlayer.units.format_seconds`` with a plain 0 and a µ sign."""
     if t == 0:
         return "0"
-    if t >= 1:
-        return f"{t:.3f} s"
-    if t >= 1e-3:
-        return f"{t * 1e3:.2f} ms"
-    return f"{t * 1e6:.1f} µs"
+    return format_seconds(t).replace(" us", " µs")
 
 
 # ---- charts --------------------------------------------------------------------------

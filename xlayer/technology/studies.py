@@ -306,6 +306,11 @@ def plot_waterfall(steps: list[Step], out: Path, name: str) -> list[Path]:
     ax.set_xticks(range(len(steps)))
     ax.set_xticklabels(labels, rotation=75, ha="right", fontsize=7)
     ax.set_title("GPT-3 175B, 1024 GPUs: one factor at a time")
+    return _save(plt, fig, out, name)
+
+
+def _save(plt, fig, out: Path, name: str) -> list[Path]:
+    """Write ``fig`` as <name>.png and <name>.svg in ``out`` and close it."""
     fig.tight_layout()
     paths = []
     for ext in ("png", "svg"):
@@ -345,14 +350,7 @@ def plot_nodes(rows: list[dict[str, Any]], out: Path, name: str) -> list[Path]:
     ax.set_ylabel("iteration time (s)")
     ax.set_title("GPT-3 175B on 1024 synthesized chips")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    paths = []
-    for ext in ("png", "svg"):
-        p = out / f"{name}.{ext}"
-        fig.savefig(p, dpi=120)
-        paths.append(p)
-    plt.close(fig)
-    return paths
+    return _save(plt, fig, out, name)
 
 
 # ------------------------------------------------------------------------------------------
