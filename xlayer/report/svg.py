@@ -7,12 +7,12 @@ bands (``log_scatter``), and a Gantt chart (``gantt``).
 """
 from __future__ import annotations
 
-from xlayer.units import format_seconds
-
 import html
 import math
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence
+
+from xlayer.units import format_seconds
 
 # Okabe-Ito + Tableau-like colours, readable on white and for most colour-blind readers
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442",
