@@ -22,12 +22,13 @@ def kernels():
 
 def test_large_gemms_within_10pct(kernels):
     acc = get_accelerator("H200-SXM-141GB")
-    floor = calibration().eager_isolated_kernel_s
+    cal = calibration().isolated()
+    floor = cal.eager_isolated_kernel_s
     errs = []
     for g in kernels["gemm"]:
         if g["m"] < 2048 or g["time_s"] < 6e-5:
             continue
-        t = op_time(gemm("g", g["m"], g["k"], g["n"], "bf16"), acc, kernel_overhead_s=floor).time_s
+        t = op_time(gemm("g", g["m"], g["k"], g["n"], "bf16"), acc, cal, kernel_overhead_s=floor).time_s
         errs.append(abs(t / g["time_s"] - 1))
     assert sum(errs) / len(errs) < 0.10
 
@@ -40,11 +41,12 @@ def test_small_gemms_are_memory_or_overhead_bound(kernels):
 
 def test_flash_attention_within_8pct(kernels):
     acc = get_accelerator("H200-SXM-141GB")
-    floor = calibration().eager_isolated_kernel_s
+    cal = calibration().isolated()
+    floor = cal.eager_isolated_kernel_s
     errs = []
     for a in kernels["attention"]:
         flops = 4 * a["b"] * a["heads"] * a["s"] ** 2 * a["d"] * 0.5
         op = Op("flash_attn", "attention", flops, 0.0, heads=a["b"] * a["heads"], seq_q=a["s"], seq_kv=a["s"])
-        t = op_time(op, acc, kernel_overhead_s=floor).time_s
+        t = op_time(op, acc, cal, kernel_overhead_s=floor).time_s
         errs.append(abs(t / a["fwd_s"] - 1))
     assert sum(errs) / len(errs) < 0.08

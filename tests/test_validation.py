@@ -10,10 +10,10 @@ import pytest
 from xlayer.validate.runner import collect_case_files, validate_files
 
 BARS = {  # metric: (MAPE %, max |error| %)
-    "iteration_time_s": (13.0, 32.0),
-    "layer_forward_time_s": (8.0, 9.0),
-    "layer_backward_time_s": (10.0, 11.0),
-    "layer_fwd_bwd_time_s": (9.2, 10.0),
+    "iteration_time_s": (8.5, 27.5),
+    "layer_forward_time_s": (4.0, 4.5),
+    "layer_backward_time_s": (5.0, 6.0),
+    "layer_fwd_bwd_time_s": (4.5, 5.5),
 }
 
 

@@ -64,6 +64,10 @@ class Accelerator(_Frozen):
     tdp_w: PositiveFloat
     peak_flops_per_s: dict[Precision, Optional[PositiveFloat]]
     matmul_efficiency: float = Field(gt=0.0, le=1.0)
+    # True for parts whose clock is capped by board power under sustained tensor-core load
+    # (every GPU): the steady-state GEMM rate is calibration.yaml's sustained_over_best_matmul
+    # of the best (burst) rate; False runs at the burst rate (isolated_over_best_matmul)
+    power_limited_matmul: bool = True
     vector_flops_per_s: PositiveFloat
     kernel_overhead_s: PositiveFloat
     # compute units a running collective occupies (NCCL/RCCL: one CTA per channel); None =
