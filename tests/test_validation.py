@@ -10,10 +10,10 @@ import pytest
 from xlayer.validate.runner import collect_case_files, validate_files
 
 BARS = {  # metric: (MAPE %, max |error| %)
-    "iteration_time_s": (8.5, 27.5),
-    "layer_forward_time_s": (4.0, 4.5),
-    "layer_backward_time_s": (5.0, 6.0),
-    "layer_fwd_bwd_time_s": (4.5, 5.5),
+    "iteration_time_s": (7.5, 26.5),
+    "layer_forward_time_s": (1.5, 2.0),
+    "layer_backward_time_s": (3.0, 5.5),
+    "layer_fwd_bwd_time_s": (1.6, 3.2),
 }
 
 

@@ -13,10 +13,28 @@ inside the domain, all-reduce of S/n_in across the n/n_in domains on each accele
 NIC, all-gather inside. The achieved bandwidth therefore depends on the message size through
 the latency terms; the algorithm is the faster of ring and tree (as NCCL's tuner picks).
 
+Where the link carries a measured nccl-tests curve for the collective (``Link.measured``:
+bus bandwidth against message size on 8 GPUs of the domain, xlayer/hardware/nccl_curves.yaml)
+the measurement sets the time (`curve_time_s`, `ring_time_s`):
+
+    t_curve(S, n) = f(n)/f(8) · t_8(max(S, S_min)),  f = 2(n−1)/n (all-reduce), (n−1)/n (else)
+    t = max(t_formula, t_curve − h),  h = t_curve(S_min) − t_formula(S_min)
+
+t_8 = f(8)·S/busbw is the measured time on 8 GPUs, interpolated linearly in log t – log S
+between the measured sizes, extended above the largest size at its bandwidth. nccl-tests launches every collective from the host without a CUDA
+graph, and below ~1 MiB its times are a flat 28–41 µs whatever the size (lower with one
+process per GPU than with one process driving 8): host launch cost, which a training step
+(the host runs ahead of the GPU) or a graph-captured decode step does not wait for. h is that
+host share, taken at the smallest measured size (64 KiB), where the kernel itself is
+latency-bound and the α–β formula stands for it; it is removed at every size. Above a few MiB
+the curve carries what the formula misses: NCCL's protocol switches (LL/LL128/Simple) and
+their lower bandwidth at medium sizes, synchronisation cost, and NVLink SHARP on Hopper.
+
 Arguments may be numpy arrays.
 """
 from __future__ import annotations
 
+import bisect
 import math
 from typing import Any
 
@@ -29,8 +47,77 @@ def _bw(link: Link) -> float:
     return link.bandwidth_bytes_per_s * link.efficiency
 
 
+_LOG_CACHE: dict[tuple[int, str], tuple] = {}
+
+
+def _factor(collective: str, n: Any) -> Any:
+    """nccl-tests busbw factor: 2(n−1)/n for all-reduce, (n−1)/n otherwise."""
+    return (2.0 if collective == "all_reduce" else 1.0) * (n - 1.0) / n
+
+
+def _curve_arrays(curve, collective: str) -> tuple:
+    """(curve, log sizes, log times on ``curve.ranks`` ranks) with the times made
+    non-decreasing (a larger message never takes less time; measured noise can say otherwise
+    by a fraction of a percent)."""
+    key = (id(curve), collective)
+    hit = _LOG_CACHE.get(key)
+    if hit is None or hit[0] is not curve:
+        f = _factor(collective, float(curve.ranks))
+        times = [f * sz / bw for sz, bw in zip(curve.sizes_bytes, curve.busbw_bytes_per_s)]
+        for i in range(1, len(times)):
+            times[i] = max(times[i], times[i - 1])
+        logs = tuple(math.log(x) for x in curve.sizes_bytes)
+        logt = tuple(math.log(t) for t in times)
+        hit = (curve, logs, logt, np.asarray(logs), np.asarray(logt))
+        _LOG_CACHE[key] = hit
+    return hit
+
+
+def curve_time_s(collective: str, size_bytes: Any, n: Any, curve) -> Any:
+    """Time of a collective on ``n`` ranks from a measured curve: the measured time on
+    ``curve.ranks`` ranks, interpolated linearly in log–log between the measured sizes
+    (held at the smallest size's below it, at the largest size's bandwidth above it),
+    scaled by f(n)/f(ranks) (see module docstring)."""
+    _, logs, logt, logs_a, logt_a = _curve_arrays(curve, collective)
+    f_ref = _factor(collective, float(curve.ranks))
+    if not isinstance(n, np.ndarray) and not isinstance(size_bytes, np.ndarray):
+        if n <= 1:
+            return 0.0
+        x = math.log(max(float(size_bytes), curve.sizes_bytes[0]))
+        if x >= logs[-1]:
+            lt = logt[-1] + x - logs[-1]
+        else:
+            i = bisect.bisect_right(logs, x) - 1
+            lt = logt[i] + (x - logs[i]) * (logt[i + 1] - logt[i]) / (logs[i + 1] - logs[i])
+        return _factor(collective, float(n)) / f_ref * math.exp(lt)
+    x = np.log(np.maximum(np.asarray(size_bytes, dtype=float), curve.sizes_bytes[0]))
+    lt = np.where(x >= logs_a[-1], logt_a[-1] + x - logs_a[-1], np.interp(x, logs_a, logt_a))
+    n = np.asarray(n, dtype=float) if np.ndim(n) else float(n)
+    t = _factor(collective, np.maximum(n, 1.0)) / f_ref * np.exp(lt)
+    return np.where(n > 1, t, 0.0) if np.ndim(t) else float(t)
+
+
 def ring_time_s(collective: str, size_bytes: Any, n: Any, link: Link) -> Any:
-    """Flat ring over one kind of link (see module docstring)."""
+    """Flat collective over one kind of link: the measured curve where the link has one for
+    ``collective``, else ring (and tree for all-reduce) with latency (module docstring)."""
+    curve = link.measured.get(collective) if link.measured else None
+    if curve is None:
+        return _formula_time_s(collective, size_bytes, n, link)
+    s_min = curve.sizes_bytes[0]
+    if not isinstance(n, np.ndarray) and not isinstance(size_bytes, np.ndarray):
+        if n <= 1:
+            return 0.0
+        host = curve_time_s(collective, s_min, n, curve) - _ring_scalar(collective, s_min, float(n), link)
+        t_curve = curve_time_s(collective, size_bytes, n, curve) - max(host, 0.0)
+        return max(_ring_scalar(collective, float(size_bytes), float(n), link), t_curve)
+    host = curve_time_s(collective, s_min, n, curve) - _formula_time_s(collective, s_min, n, link)
+    t_curve = curve_time_s(collective, size_bytes, n, curve) - np.maximum(host, 0.0)
+    t = np.maximum(_formula_time_s(collective, size_bytes, n, link), t_curve)
+    return t if np.ndim(t) else float(t)
+
+
+def _formula_time_s(collective: str, size_bytes: Any, n: Any, link: Link) -> Any:
+    """Ring (and tree for all-reduce) with per-step latency (module docstring)."""
     if not isinstance(n, np.ndarray) and not isinstance(size_bytes, np.ndarray):
         return _ring_scalar(collective, float(size_bytes), float(n), link)
     n = np.asarray(n, dtype=float) if np.ndim(n) else float(n)

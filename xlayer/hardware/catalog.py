@@ -15,6 +15,31 @@ from xlayer.errors import InputError, closest
 from xlayer.hardware.spec import Accelerator
 
 CATALOG_DIR = Path(__file__).with_name("catalog")
+CURVES_FILE = Path(__file__).with_name("nccl_curves.yaml")
+CURVE_SIZES_BYTES = tuple(65536.0 * 2 ** i for i in range(15))   # 64 KiB .. 1 GiB
+
+
+@lru_cache(maxsize=1)
+def nccl_curves() -> dict[str, dict]:
+    """Named sets of measured collective curves (``nccl_curves.yaml``), as Link.measured dicts."""
+    out: dict[str, dict] = {}
+    for name, entry in yaml.safe_load(CURVES_FILE.read_text()).items():
+        out[name] = {coll: {"sizes_bytes": CURVE_SIZES_BYTES,
+                            "busbw_bytes_per_s": tuple(v * 1e9 for v in c["busbw_gb_per_s"])}
+                     for coll, c in entry.items() if coll != "about"}
+    return out
+
+
+def _resolve_curves(data: dict) -> dict:
+    """A link's ``measured: <name>`` becomes the named curves."""
+    for key in ("scale_up", "scale_out"):
+        link = data.get(key)
+        if isinstance(link, dict) and isinstance(link.get("measured"), str):
+            curves = nccl_curves()
+            if link["measured"] not in curves:
+                raise RuntimeError(f"unknown curve set {link['measured']!r}; known: {sorted(curves)}")
+            data[key] = {**link, "measured": curves[link["measured"]]}
+    return data
 
 
 def _key(name: str) -> str:
@@ -26,7 +51,7 @@ def load_catalog() -> dict[str, Accelerator]:
     """All catalog parts by canonical name."""
     parts: dict[str, Accelerator] = {}
     for path in sorted(CATALOG_DIR.glob("*.yaml")):
-        data = yaml.safe_load(path.read_text())
+        data = _resolve_curves(yaml.safe_load(path.read_text()))
         try:
             acc = Accelerator.model_validate(data)
         except ValidationError as exc:  # a broken catalog file is our bug, say which

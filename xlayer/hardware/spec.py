@@ -37,19 +37,40 @@ class MemoryLevel(_Frozen):
         return self.bandwidth_bytes_per_s * self.efficiency
 
 
+class BusBandwidthCurve(_Frozen):
+    """Measured NCCL bus bandwidth of one collective against its message size (nccl-tests
+    ``busbw``: algbw · 2(n−1)/n for all-reduce, · (n−1)/n for all-gather and reduce-scatter;
+    size = the whole buffer), on ``ranks`` accelerators of one scale-up domain."""
+
+    sizes_bytes: tuple[PositiveFloat, ...]
+    busbw_bytes_per_s: tuple[PositiveFloat, ...]
+    ranks: PositiveInt = 8
+
+    @model_validator(mode="after")
+    def _check(self) -> "BusBandwidthCurve":
+        if len(self.sizes_bytes) < 2 or len(self.sizes_bytes) != len(self.busbw_bytes_per_s):
+            raise ValueError("a curve needs >= 2 points and one busbw per size")
+        if any(b <= a for a, b in zip(self.sizes_bytes, self.sizes_bytes[1:])):
+            raise ValueError("sizes_bytes must increase")
+        return self
+
+
 class Link(_Frozen):
     """A network attachment of one accelerator.
 
     ``bandwidth_bytes_per_s`` is per direction per accelerator (NVLink: all links together;
     InfiniBand: the accelerator's own NIC). ``efficiency`` is the fraction of it a large
     collective achieves (NCCL bus bandwidth / link bandwidth, from published measurements);
-    ``latency_s`` is the per-step latency α of a ring/tree algorithm.
+    ``latency_s`` is the per-step latency α of a ring/tree algorithm. ``measured`` holds
+    nccl-tests curves per collective (all_reduce, all_gather, reduce_scatter) where published
+    runs exist; a collective with a curve is timed from it (xlayer.cost.collectives).
     """
 
     name: str
     bandwidth_bytes_per_s: PositiveFloat
     latency_s: PositiveFloat
     efficiency: float = Field(gt=0.0, le=1.0)
+    measured: dict[Literal["all_reduce", "all_gather", "reduce_scatter"], BusBandwidthCurve] = {}
 
 
 class Accelerator(_Frozen):
