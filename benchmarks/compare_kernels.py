@@ -5,7 +5,9 @@
 For each measured configuration the model builds the same operator list (training:
 xlayer.workload.operators.layer_work, fp16, classic attention, dropout 0.1; inference:
 xlayer.workload.inference_ops.inference_layer for one prefill segment) and times each operator
-with xlayer.cost.compute.op_time on the catalog part the file was measured on. Prints one row
+with xlayer.cost.compute.op_time on the catalog part the file was measured on, at the burst GEMM
+rate (``calibration().isolated()``: the kernels were timed in short CUDA-graph bursts, not at
+the power-capped steady state a training step runs at). Prints one row
 per operator (measured, model, error) and the summed layer per configuration. Nothing here
 feeds the calibration file by itself: it is the evidence behind the constants that cite it.
 """
@@ -48,7 +50,7 @@ def model_ops(cfg: dict, family: str) -> dict:
 def compare(path: Path = DEFAULT) -> list[dict]:
     doc = json.loads(Path(path).read_text())
     acc = get_accelerator(PART.get(doc["device"].get("name"), doc["device"].get("name", "H200-SXM-141GB")))
-    cal = calibration()
+    cal = calibration().isolated()
     rows = []
     for family in ("training", "inference"):
         for cfg in doc[family]:

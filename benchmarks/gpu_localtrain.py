@@ -50,15 +50,19 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--budget-s", type=float, default=330.0)
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--methods", default="backprop,greedy,dgl,backlink")
+    ap.add_argument("--skip-memory", action="store_true")
     args = ap.parse_args()
     t0 = time.time()
     doc: dict = {"about": __doc__, "device": torch.cuda.get_device_name(0), "torch": torch.__version__}
-    doc["memory"] = memory_rows()
-    json.dump(doc, open(args.out, "w"), indent=1)
+    if not args.skip_memory:
+        doc["memory"] = memory_rows()
+        json.dump(doc, open(args.out, "w"), indent=1)
     data = load_fashion_mnist(args.data)
     doc["accuracy"] = []
-    methods = [("backprop", 1), ("greedy", 16), ("dgl", 16), ("backlink", 16)]
-    for seed in (0, 1, 2):
+    methods = [(m, 1 if m == "backprop" else 16) for m in args.methods.split(",")]
+    for seed in (int(x) for x in args.seeds.split(",")):
         for m, k in methods:
             if time.time() - t0 > args.budget_s:
                 break

@@ -21,10 +21,11 @@ the measurement sets the time (`curve_time_s`, `ring_time_s`):
     t = max(t_formula, t_curve − h),  h = t_curve(S_min) − t_formula(S_min)
 
 t_8 = f(8)·S/busbw is the measured time on 8 GPUs, interpolated linearly in log t – log S
-between the measured sizes, extended above the largest size at its bandwidth. nccl-tests launches every collective from the host without a CUDA
-graph, and below ~1 MiB its times are a flat 28–41 µs whatever the size (lower with one
-process per GPU than with one process driving 8): host launch cost, which a training step
-(the host runs ahead of the GPU) or a graph-captured decode step does not wait for. h is that
+between the measured sizes, extended above the largest size at its bandwidth. nccl-tests
+launches every collective from the host without a CUDA graph, and below ~1 MiB its times are
+a flat 28–41 µs whatever the size (lower with one process per GPU than with one process
+driving 8): host launch cost, which a training step (the host runs ahead of the GPU) or a
+graph-captured decode step does not wait for. h is that
 host share, taken at the smallest measured size (64 KiB), where the kernel itself is
 latency-bound and the α–β formula stands for it; it is removed at every size. Above a few MiB
 the curve carries what the formula misses: NCCL's protocol switches (LL/LL128/Simple) and
