@@ -18,7 +18,7 @@ from xlayer.predict.training import evaluate_training, recipe_for
 DEFAULT = Path(__file__).resolve().parents[1] / "xlayer" / "examples" / "gpt3-175b-1024xa100.yaml"
 
 
-def best_of(fn, repeat: int = 5, number: int = 200) -> float:
+def best_of(fn, repeat: int = 15, number: int = 100) -> float:
     best = float("inf")
     for _ in range(repeat):
         t0 = time.perf_counter()

@@ -49,6 +49,7 @@ def _bw(link: Link) -> float:
 
 
 _LOG_CACHE: dict[tuple[int, str], tuple] = {}
+_HOST_CACHE: dict[tuple[int, str, Any], tuple] = {}   # (link id, collective, n) -> (link, host share s)
 
 
 def _factor(collective: str, n: Any) -> Any:
@@ -108,8 +109,13 @@ def ring_time_s(collective: str, size_bytes: Any, n: Any, link: Link) -> Any:
     if not isinstance(n, np.ndarray) and not isinstance(size_bytes, np.ndarray):
         if n <= 1:
             return 0.0
-        host = curve_time_s(collective, s_min, n, curve) - _ring_scalar(collective, s_min, float(n), link)
-        t_curve = curve_time_s(collective, size_bytes, n, curve) - max(host, 0.0)
+        key = (id(link), collective, n)
+        hit = _HOST_CACHE.get(key)
+        if hit is None or hit[0] is not link:
+            host = curve_time_s(collective, s_min, n, curve) - _ring_scalar(collective, s_min, float(n), link)
+            hit = (link, max(host, 0.0))
+            _HOST_CACHE[key] = hit
+        t_curve = curve_time_s(collective, size_bytes, n, curve) - hit[1]
         return max(_ring_scalar(collective, float(size_bytes), float(n), link), t_curve)
     host = curve_time_s(collective, s_min, n, curve) - _formula_time_s(collective, s_min, n, link)
     t_curve = curve_time_s(collective, size_bytes, n, curve) - np.maximum(host, 0.0)
