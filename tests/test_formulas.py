@@ -7,11 +7,11 @@ import pytest
 
 from conftest import gpt
 from xlayer.cost.collectives import collective_time_s, ring_time_s
-from xlayer.cost.memory import inflight_chunks, layer_activation_bytes, model_state_bytes
+from xlayer.cost.memory import inflight_chunks, inflight_chunks_on_rank, layer_activation_bytes, model_state_bytes
 from xlayer.cost.pipeline import pipeline_time_s
 from xlayer.hardware import get_accelerator
 from xlayer.hardware.spec import Link
-from xlayer.mapping.layout import layers_on_first_rank, layers_on_last_rank
+from xlayer.mapping.layout import layers_on_first_rank, layers_on_last_rank, layers_on_middle_rank
 from xlayer.workload.operators import layer_flops_model, layer_work, model_flops_per_iteration
 
 GIB = 2 ** 30
@@ -20,13 +20,16 @@ GIB = 2 ** 30
 def test_gpt_layer_flops_match_narayanan():
     m = gpt()
     b, s, h = 1, 2048, 12288
-    assert layer_flops_model(m, b * s) == pytest.approx(24 * b * s * h * h + 4 * b * s * s * h)
+    # 24·b·s·h² + 4·b·s²·h with full attention (Narayanan); the causal half of the s² term here
+    assert layer_flops_model(m, b * s) == pytest.approx(24 * b * s * h * h + 2 * b * s * s * h)
 
 
 def test_iteration_flops_match_narayanan_eq3():
     m = gpt()
     B, s, l, h, V = 1536, 2048, 96, 12288, 51200
-    expected = 72 * B * s * l * h * h * (1 + s / (6 * h) + V / (12 * l * h))
+    # Narayanan eq. 3 counts full s^2 attention: 72·B·s·l·h²·(1 + s/(6h) + V/(12lh)); xlayer counts
+    # the causal half a causal kernel does, so its s/(6h) term is s/(12h)
+    expected = 72 * B * s * l * h * h * (1 + s / (12 * h) + V / (12 * l * h))
     assert model_flops_per_iteration(m, B) == pytest.approx(expected)
 
 
@@ -36,7 +39,7 @@ def test_gqa_and_gated_ffn_flops():
     qkv = 2 * T * 4096 * (4096 + 2 * 1024)
     proj = 2 * T * 4096 * 4096
     ffn = 3 * 2 * T * 4096 * 14336
-    attn = 4 * T * 8192 * 4096
+    attn = 4 * T * 8192 * 4096 / 2  # causal half
     assert layer_flops_model(m, T) == pytest.approx(qkv + proj + ffn + attn)
 
 
@@ -102,9 +105,33 @@ def test_pipeline_bubble():
 
 
 def test_uneven_layer_split():
-    assert layers_on_first_rank(70, 12, 1) == 6 and layers_on_last_rank(70, 12, 1) == 5
-    assert layers_on_first_rank(126, 8, 8) == 16 and layers_on_last_rank(126, 8, 8) == 15
+    # 70 layers on 12 stages: 70 + embedding + loss = 72 slots, 6 per stage, the first and the
+    # last stage give one slot each to the embedding and the loss (Megatron-Core's
+    # account_for_embedding/loss_in_pipeline_split)
+    assert layers_on_first_rank(70, 12, 1) == 5 and layers_on_last_rank(70, 12, 1) == 5
+    assert layers_on_middle_rank(70, 12, 1) == 6
+    # 126 layers on 8 x 8 chunks: 128 slots, 2 per chunk, 16 per rank, first/last 15
+    assert layers_on_first_rank(126, 8, 8) == 15 and layers_on_last_rank(126, 8, 8) == 15
+    assert layers_on_middle_rank(126, 8, 8) == 16
+    # 126 on 16 x 8 = 128 chunks: one slot per chunk
+    assert (layers_on_first_rank(126, 16, 8), layers_on_middle_rank(126, 16, 8), layers_on_last_rank(126, 16, 8)) \
+        == (7, 8, 7)
     assert layers_on_first_rank(105, 35, 3) == 3 == layers_on_last_rank(105, 35, 3)
+    # not dividing either way: round-robin extras to the first chunks (9 layers on 8 stages)
+    assert (layers_on_first_rank(9, 8, 1), layers_on_middle_rank(9, 8, 1), layers_on_last_rank(9, 8, 1)) == (2, 1, 1)
+    # every layer on exactly one rank
+    for L, p, v in ((70, 12, 1), (126, 8, 8), (126, 16, 8), (80, 4, 5), (9, 8, 1)):
+        assert layers_on_first_rank(L, p, v) + layers_on_last_rank(L, p, v) + (p - 2) * layers_on_middle_rank(L, p, v) \
+            <= L + 0 and layers_on_first_rank(L, p, v) + layers_on_last_rank(L, p, v) \
+            + (p - 2) * layers_on_middle_rank(L, p, v) >= L - (p - 2)
+
+
+def test_inflight_chunks_per_rank():
+    # interleaved: rank 0 holds v*p + p - 1 chunks, the last rank (v-1)*p + 1
+    assert inflight_chunks_on_rank(4, 4, 64, 0) == 4 * 4 + 4 - 1
+    assert inflight_chunks_on_rank(4, 4, 64, 3) == 3 * 4 + 1
+    # 1F1B: rank r holds p - r micro-batches
+    assert inflight_chunks_on_rank(8, 1, 64, 0) == 8 and inflight_chunks_on_rank(8, 1, 64, 7) == 1
 
 
 def test_inflight_chunks():

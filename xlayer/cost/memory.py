@@ -16,14 +16,21 @@ GRAD_BYTES = 4  # fp32 main gradients (Megatron-LM accumulates and reduces in fp
 OPTIMIZER_BYTES = 12  # fp32 master weights + Adam first and second moments
 
 
-def model_state_bytes(params: Any, dp: Any, zero: int) -> dict[str, Any]:
-    """Weights 2 B, gradients 4 B, optimizer 12 B per parameter (18 B in all, Korthikanti
-    2022 Fig. 1); ZeRO-1 shards the optimizer over dp, ZeRO-2 also the gradients, ZeRO-3 (FSDP)
-    also the weights (Rajbhandari 2020, Fig. 1)."""
+def grad_bytes_per_param(precision: str) -> float:
+    """fp32 main gradients (Megatron-LM accumulates and reduces in fp32), for every precision."""
+    return float(GRAD_BYTES)
+
+
+def model_state_bytes(params: Any, dp: Any, zero: int, precision: str = "bf16") -> dict[str, Any]:
+    """Mixed precision: weights 2 B, gradients 4 B, optimizer 12 B per parameter (18 B in all,
+    Korthikanti 2022 Fig. 1). fp32 training: weights 4 B, gradients 4 B, Adam moments 8 B (no
+    separate master copy): 16 B. ZeRO-1 shards the optimizer over dp, ZeRO-2 also the
+    gradients, ZeRO-3 (FSDP) also the weights (Rajbhandari 2020, Fig. 1)."""
+    w, o = (4.0, 8.0) if precision == "fp32" else (float(WEIGHT_BYTES), float(OPTIMIZER_BYTES))
     return {
-        "weights": params * WEIGHT_BYTES / (dp if zero >= 3 else 1),
-        "gradients": params * GRAD_BYTES / (dp if zero >= 2 else 1),
-        "optimizer": params * OPTIMIZER_BYTES / (dp if zero >= 1 else 1),
+        "weights": params * w / (dp if zero >= 3 else 1),
+        "gradients": params * grad_bytes_per_param(precision) / (dp if zero >= 2 else 1),
+        "optimizer": params * o / (dp if zero >= 1 else 1),
     }
 
 
@@ -50,7 +57,7 @@ def layer_activation_bytes(model: ModelSpec, b: Any, tp: Any, cp: Any, sp: bool,
     drop = 1.0 if dropout > 0 else 0.0
     f = model.ffn_hidden
     f1 = f * (2 if model.gated else 1)
-    moe = model.top_k if model.moe else 1
+    moe = model.top_k if model.is_moe else 1
     total = (2 * rows * h + 2 * rows * h + 2 * T * (model.q_dim + 2 * model.kv_dim) / tp
              + 2 * T * model.q_dim / tp + drop * rows * h + 2 * rows * h
              + moe * (2 * rows * h + 2 * T * f1 / tp + 2 * T * f / tp) + drop * rows * h)
@@ -70,6 +77,17 @@ def inflight_chunks(pp: Any, vp: Any, microbatches: Any) -> Any:
     layers (Korthikanti 2022 §4.2.3: the factor 1 + (p−1)/(p·v))."""
     one_f_one_b = np.minimum(microbatches, pp)
     interleaved = np.minimum(microbatches * vp, vp * pp + pp - 1)
+    out = np.where(vp > 1, interleaved, one_f_one_b)
+    return out if np.ndim(out) else int(out)
+
+
+def inflight_chunks_on_rank(pp: Any, vp: Any, microbatches: Any, rank: Any) -> Any:
+    """Model chunks whose activations pipeline rank ``rank`` holds at its peak (Megatron-LM
+    schedules): 1F1B min(m, p − r) micro-batches (of one chunk = all its layers);
+    interleaved min(m·v, 2(p − r − 1) + (v − 1)·p + 1) chunks — rank 0 holds v·p + p − 1,
+    the last rank (v − 1)·p + 1."""
+    one_f_one_b = np.minimum(microbatches, pp - rank) * vp  # in chunk units (v = 1: one chunk)
+    interleaved = np.minimum(microbatches * vp, 2 * (pp - rank - 1) + (vp - 1) * pp + 1)
     out = np.where(vp > 1, interleaved, one_f_one_b)
     return out if np.ndim(out) else int(out)
 

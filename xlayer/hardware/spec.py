@@ -10,8 +10,8 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
 
-Precision = Literal["fp32", "tf32", "bf16", "fp16", "fp8", "fp4", "int8", "int4"]
-PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "bf16", "fp16", "fp8", "fp4", "int8", "int4")
+Precision = Literal["fp32", "tf32", "bf16", "fp16", "fp8", "mxfp8", "nvfp4", "fp4", "int8", "int4"]
+PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "bf16", "fp16", "fp8", "mxfp8", "nvfp4", "fp4", "int8", "int4")
 MemoryLevelName = Literal["register", "l1", "l2", "hbm"]
 
 
@@ -99,6 +99,8 @@ class Accelerator(_Frozen):
     scale_up_domain: PositiveInt
     scale_out: Link
     sources: dict[str, str]
+    # a board power limit below the TDP (a power-capped part, system.overrides.power_limit_w)
+    power_limit_w: Optional[PositiveFloat] = None
 
     @model_validator(mode="after")
     def _check(self) -> "Accelerator":
@@ -125,6 +127,7 @@ class Accelerator(_Frozen):
         """Dense peak FLOP/s for ``precision``; lower precisions fall back to the next wider
         one the part supports (fp8 on A100 runs as 16-bit)."""
         order = {"fp4": ["fp4", "fp8", "bf16", "fp16"], "fp8": ["fp8", "bf16", "fp16"],
+                 "mxfp8": ["mxfp8"], "nvfp4": ["nvfp4"],
                  "int8": ["int8", "fp8", "bf16"], "int4": ["int4", "int8", "fp8", "bf16"],
                  "bf16": ["bf16", "fp16"], "fp16": ["fp16", "bf16"], "tf32": ["tf32", "fp32"],
                  "fp32": ["fp32"]}[precision]

@@ -62,9 +62,10 @@ def check_layout(layout: Layout, model: ModelSpec, count: int, global_batch: int
     if L.world != count:
         raise InputError("parallel", f"tp*pp*dp*cp={L.world}",
                          f"tp*pp*dp*cp={L.world} but system.count={count}")
-    if L.pp * L.vp > model.layers:
+    if L.pp * L.vp > model.layers and not edges_as_stages(model.layers, L.pp, L.vp):
         raise InputError("parallel.pp", L.pp,
-                         f"pp*vp={L.pp * L.vp} exceeds layers={model.layers}")
+                         f"pp*vp={L.pp * L.vp} exceeds layers={model.layers} (or layers+2={model.layers + 2} "
+                         f"with the embedding and loss as stages, when pp*vp divides it)")
     if L.vp > 1 and L.pp == 1:
         raise InputError("parallel.vp", L.vp, "vp > 1 needs pp > 1 (interleaving splits pipeline stages)")
     if model.seq_len % (2 * L.cp if L.cp > 1 else 1):
@@ -78,27 +79,55 @@ def check_layout(layout: Layout, model: ModelSpec, count: int, global_batch: int
         raise InputError("parallel.vp", L.vp, "local learning treats each stage as one module; use vp: 1")
     if L.backlink_layers and L.algorithm != "local":
         raise InputError("parallel.backlink_layers", L.backlink_layers, "BackLink needs algorithm: local")
+    if L.vp > 1 and L.pp > 1 and layers_on_last_rank(model.layers, L.pp, L.vp) < 1:
+        raise InputError("parallel.vp", L.vp, "the split leaves a pipeline rank without a layer")
     if L.backlink_layers > model.layers // L.pp:
         raise InputError("parallel.backlink_layers", L.backlink_layers,
                          f"at most the layers of one stage ({model.layers // L.pp})")
     if L.vp > 1 and m % L.pp:
         raise InputError("parallel.vp", L.vp,
                          f"the interleaved schedule needs microbatches={m} to be a multiple of pp={L.pp}")
-    if model.moe and L.zero == 3 and False:  # placeholder for EP rules
+    if model.is_moe and L.zero == 3 and False:  # placeholder for EP rules
         pass
 
 
+def edges_as_stages(layers, pp, vp):
+    """True where the split counts the embedding and the loss as one layer each (Megatron-Core
+    ``account_for_embedding_in_pipeline_split`` / ``account_for_loss_in_pipeline_split``): when
+    the layers alone do not divide into the pp·vp chunks but layers + 2 do (126 layers on
+    pp 16 × vp 8 = 128 chunks, or on pp 8 × vp 4). Scalars or numpy arrays."""
+    chunks = pp * vp
+    return ((layers % chunks) != 0) & (((layers + 2) % chunks) == 0)
+
+
+def _split(layers, pp, vp):
+    """(base layers per chunk, extra layers, edge slots): without edge stages the L mod (p·v)
+    extra layers go one each to the first chunks, chunk i on rank i mod p (Megatron's
+    round-robin); with edge stages every chunk holds (L+2)/(p·v) slots and the first chunk of
+    rank 0 and the last chunk of rank p−1 give one slot each to the embedding and the loss."""
+    edges = edges_as_stages(layers, pp, vp)
+    units = layers + 2 * edges
+    return units // (pp * vp), units % (pp * vp), edges
+
+
 def layers_on_first_rank(layers, pp, vp):
-    """Layers held by pipeline rank 0: chunks of ⌊L/(p·v)⌋ layers, the L mod (p·v) extra
-    layers going one each to the first chunks, chunk i on rank i mod p
-    (Megatron's round-robin): v·⌊L/(pv)⌋ + ⌈(L mod pv)/p⌉. Scalars or numpy arrays."""
-    base = layers // (pp * vp)
-    extra = layers % (pp * vp)
-    return vp * base + -(-extra // pp)
+    """Layers held by pipeline rank 0: v·⌊L/(pv)⌋ + ⌈(L mod pv)/p⌉, or v·(L+2)/(pv) − 1 when
+    the embedding is a stage (:func:`edges_as_stages`). Scalars or numpy arrays."""
+    base, extra, edges = _split(layers, pp, vp)
+    return vp * base + -(-extra // pp) - edges
 
 
 def layers_on_last_rank(layers, pp, vp):
-    """Layers held by the last pipeline rank (same split): v·⌊L/(pv)⌋ + ⌊(L mod pv)/p⌋."""
-    base = layers // (pp * vp)
-    extra = layers % (pp * vp)
-    return vp * base + extra // pp
+    """Layers held by the last pipeline rank (same split): v·⌊L/(pv)⌋ + ⌊(L mod pv)/p⌋, or
+    v·(L+2)/(pv) − 1 when the loss is a stage; with pp = 1 all layers."""
+    base, extra, edges = _split(layers, pp, vp)
+    last = vp * base + extra // pp - edges
+    return last + (pp == 1) * edges  # pp = 1: one rank holds both edges and every layer
+
+
+def layers_on_middle_rank(layers, pp, vp):
+    """Most layers held by a rank that is neither first nor last (rank 1 of the round-robin
+    split, or any middle rank with edge stages); 0 when pp ≤ 2."""
+    base, extra, edges = _split(layers, pp, vp)
+    extra_r1 = -(-(extra - 1).clip(0) // pp) if hasattr(extra, "clip") else -(-max(extra - 1, 0) // pp)
+    return (vp * base + extra_r1) * (pp > 2)

@@ -6,9 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from xlayer.errors import InputError
 from xlayer.mapping.layout import Layout, check_layout
-from xlayer.predict.case import Case
+from xlayer.mapping.stack import allowed_zero, check_zero, default_zero, family
+from xlayer.predict.case import Case, require_modelled
 from xlayer.predict.training import GIB, evaluate_training, recipe_for
 
 MEMORY_HEADROOM = 1.0  # a layout "fits" when its footprint is at most the usable HBM
@@ -31,6 +34,9 @@ class TrainingPrediction:
     fits_memory: bool
     capacity_bytes: float
     metrics: dict[str, float] = field(default_factory=dict)
+    # set when the predicted footprint exceeds the accelerator's memory (a measured case ran:
+    # the disagreement is the model's, reported beside the prediction)
+    memory_warning: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -41,7 +47,7 @@ class TrainingPrediction:
             "time_breakdown_s": self.time_breakdown_s,
             "memory_breakdown_gib": {k: v / GIB for k, v in self.memory_breakdown_bytes.items()},
             "layer": self.layer, "ops": self.ops, "assumptions": self.assumptions,
-            "metrics": self.metrics,
+            "metrics": self.metrics, "memory_warning": self.memory_warning,
         }
 
 
@@ -53,19 +59,72 @@ def _eval(case: Case, layout: Layout, recipe, detail=False):
                              algorithm=layout.algorithm, backlink_layers=layout.backlink_layers)
 
 
+def _capacity(case: Case) -> float:
+    return case.system_spec().accelerator.hbm.capacity_bytes * MEMORY_HEADROOM
+
+
+def _search_open_numeric(case: Case, fixed: dict[str, Any], zeros: tuple[int, ...]) -> tuple[Layout, list[str]]:
+    """tp/pp/cp/vp (and dp) left open: the fastest fitting layout of a vectorized search with
+    the stated fields held fixed; when nothing fits, the layout that needs the least memory."""
+    from xlayer.explore.search import search_layouts  # the one vectorized layout enumeration
+
+    P = case.parallel
+    res = search_layouts(case.model, case.system_spec(), case.precision, case.batch.global_, fixed=fixed,
+                         dp_overlap=bool(P.dp_overlap), tp_overlap=P.tp_overlap is not False,
+                         algorithm=P.algorithm)
+    t = res.table
+    allowed = np.isin(t["zero"], zeros)
+    if not allowed.any():
+        raise InputError("parallel", "{...}", f"no valid layout of {case.model.layers} layers on "
+                                              f"{case.system.count} accelerators with the stated fields")
+    fits = allowed & t["fits"]
+    if fits.any():
+        i = int(np.flatnonzero(fits)[0])
+        why = f"fastest fitting of {int(allowed.sum())} valid layouts searched"
+    else:
+        i = int(np.flatnonzero(allowed)[np.argmin(t["memory_bytes"][allowed])])
+        why = "nothing fits memory: the layout needing the least"
+    lay = res.layout(i).model_copy(update={"algorithm": P.algorithm, "backlink_layers": P.backlink_layers})
+    open_fields = [k for k in ("tp", "pp", "dp", "cp", "vp", "micro", "sp", "recompute", "zero") if k not in fixed]
+    notes = [f"parallel.{k}={getattr(lay, k)} ({why})" for k in open_fields]
+    return lay, notes
+
+
 def resolve_layout(case: Case) -> tuple[Layout, list[str]]:
     """Fill the fields the source left null with what a practitioner would choose, and say so.
 
-    dp = count/(tp·pp·cp); sp on when tp > 1; micro-batch 1 with pipelining (most micro-batches,
-    smallest bubble), else the largest divisor of global/dp up to 16 that fits; recompute the
-    cheapest of none → selective → full that fits; ZeRO the lowest stage that fits."""
+    tp, pp, cp or vp open: the fastest fitting layout of a search over them (the stated fields
+    fixed). Otherwise dp = count/(tp·pp·cp), sp on when tp > 1, and the remaining open choices
+    (micro-batch, recompute, ZeRO stage within what the stack allows, :mod:`xlayer.mapping.stack`)
+    are resolved as: the stack's own defaults (Megatron family: distributed optimizer, no
+    recompute, micro-batch 1 with pipelining) when they fit memory; else the fastest candidate
+    that fits; else the one needing the least memory (the prediction then carries a
+    ``memory_warning``)."""
     P = case.parallel
+    fw = case.software.framework
     notes: list[str] = []
     count = case.system.count
     gb = case.batch.global_
+    pp_fixed = P.pp if P.pp is not None else 1
+    zeros = allowed_zero(fw, pp_fixed) if P.pp is not None else allowed_zero(fw, 2) if family(fw) == "deepspeed" \
+        else allowed_zero(fw, 1)
+    if P.zero is not None:
+        check_zero(fw, P.zero, pp_fixed)
+    if any(getattr(P, k) is None for k in ("tp", "pp")) or (P.cp is None and P.dp is None) \
+            or (P.vp is None and P.pp not in (None, 1)):
+        fixed: dict[str, Any] = {k: getattr(P, k) for k in ("tp", "pp", "dp", "cp", "vp", "sp", "recompute", "zero")
+                                 if getattr(P, k) is not None}
+        if P.pp == 1 and P.vp is None:
+            fixed["vp"] = 1
+        if case.batch.micro:
+            fixed["micro"] = case.batch.micro
+        lay, more = _search_open_numeric(case, fixed, zeros)
+        return lay, notes + more + list(recipe_for(case.model, case.precision).notes)
+    cp = P.cp or 1
+    vp = P.vp or 1
     dp = P.dp
     if dp is None:
-        denom = P.tp * P.pp * (P.cp or 1)
+        denom = P.tp * P.pp * cp
         if count % denom:
             raise InputError("parallel", f"tp*pp*cp={denom}", f"tp*pp*cp={denom} does not divide system.count={count}")
         dp = count // denom
@@ -74,52 +133,53 @@ def resolve_layout(case: Case) -> tuple[Layout, list[str]]:
     if sp is None:
         sp = P.tp > 1
         notes.append(f"parallel.sp={sp} (on whenever tp > 1)")
-    if P.ep not in (None, 1):
-        raise InputError("parallel.ep", P.ep, "expert parallelism is not modelled yet; use ep: 1")
-    base = dict(tp=P.tp, pp=P.pp, dp=dp, cp=P.cp or 1, vp=P.vp or 1, sp=sp,
+    base = dict(tp=P.tp, pp=P.pp, dp=dp, cp=cp, vp=vp, sp=sp,
                 dp_overlap=bool(P.dp_overlap) if P.dp_overlap is not None else False,
                 tp_overlap=bool(P.tp_overlap) if P.tp_overlap is not None else True,
                 algorithm=P.algorithm, backlink_layers=P.backlink_layers)
     recipe = recipe_for(case.model, case.precision)
-    capacity = case.system_spec().accelerator.hbm.capacity_bytes * MEMORY_HEADROOM
+    capacity = _capacity(case)
 
-    micro_choices = [case.batch.micro] if case.batch.micro else None
-    if micro_choices is None:
+    if case.batch.micro:
+        micro_choices = [case.batch.micro]
+    else:
         per_dp = gb // dp if gb % dp == 0 else 1
-        if P.pp > 1:
-            micro_choices = [1]
-        else:
-            micro_choices = [d for d in (16, 8, 4, 2, 1) if per_dp % d == 0] or [1]
+        micro_choices = [d for d in (1, 2, 4, 8, 16) if per_dp % d == 0] or [1]
     rc_choices = [P.recompute] if P.recompute else (
         ["none", "selective", "full"] if recipe.attention == "classic" else ["none", "full"])
-    zero_choices = [P.zero] if P.zero is not None else [0, 1, 2, 3]
+    zero_choices = [P.zero] if P.zero is not None else list(zeros)
+    # the stack's own choice for each field the case left open (None: no documented default)
+    default = {"micro": 1 if P.pp > 1 and not case.batch.micro else None,
+               "recompute": "none" if P.recompute is None else None,
+               "zero": default_zero(fw, dp * cp) if P.zero is None else None}
 
-    chosen = None
-    first_valid = None
+    cands = []
     for micro in micro_choices:
         for rc in rc_choices:
             for z in zero_choices:
                 lay = Layout(**base, micro=micro, recompute=rc, zero=z)
                 check_layout(lay, case.model, count, gb)
-                if first_valid is None:
-                    first_valid = lay
-                mem = _eval(case, lay, recipe)["memory_bytes"]
-                if mem <= capacity:
-                    chosen = lay
-                    break
-            if chosen:
-                break
-        if chosen:
-            break
-    if chosen is None:
-        chosen = Layout(**base, micro=micro_choices[-1], recompute=rc_choices[-1], zero=zero_choices[-1])
-        check_layout(chosen, case.model, count, gb)
+                r = _eval(case, lay, recipe)
+                cands.append((lay, float(r["iteration_time_s"]), float(r["memory_bytes"])))
+    is_default = [all(v is None or getattr(c[0], k) == v for k, v in default.items()) for c in cands]
+    fitting = [c for c in cands if c[2] <= capacity]
+    defaults_fit = [c for c, d in zip(cands, is_default) if d and c[2] <= capacity]
+    if defaults_fit:
+        chosen = min(defaults_fit, key=lambda c: c[1])[0]
+        why = "the stack's default" if family(fw) == "megatron" else "fastest that fits memory"
+    elif fitting:
+        chosen = min(fitting, key=lambda c: c[1])[0]
+        why = "fastest that fits memory"
+    else:
+        chosen = min(cands, key=lambda c: c[2])[0]
+        why = "nothing fits memory: the least memory"
     if case.batch.micro is None:
-        notes.append(f"batch.micro={chosen.micro} ({'pipelining: most micro-batches' if P.pp > 1 else 'largest that fits'})")
+        notes.append(f"batch.micro={chosen.micro} ({why})")
     if P.recompute is None:
-        notes.append(f"parallel.recompute={chosen.recompute} (cheapest that fits memory)")
+        notes.append(f"parallel.recompute={chosen.recompute} ({why})")
     if P.zero is None:
-        notes.append(f"parallel.zero={chosen.zero} (lowest stage that fits memory)")
+        stack = f"; {fw}: stages {'/'.join(map(str, zeros))}" if family(fw) != "other" else ""
+        notes.append(f"parallel.zero={chosen.zero} ({why}{stack})")
     return chosen, notes + list(recipe.notes)
 
 
@@ -128,12 +188,14 @@ def predict_training(case: Case, layout: Layout | None = None, energy: bool = Tr
     ``energy`` adds the energy metrics (``xlayer.cost.energy.training_energy``)."""
     if case.kind != "training":
         raise InputError("kind", case.kind, "predict_training needs kind: training")
-    notes: list[str] = list(case.model.defaults_taken)
+    require_modelled(case)
+    notes: list[str] = list(case.model.defaults_taken) + case.assumptions
     if layout is None:
         layout, more = resolve_layout(case)
         notes += more
     else:
         check_layout(layout, case.model, case.system.count, case.batch.global_)
+        check_zero(case.software.framework, layout.zero, layout.pp, "layout.zero")
     recipe = recipe_for(case.model, case.precision)
     r = _eval(case, layout, recipe, detail=True)
     d = r["detail"]
@@ -146,8 +208,10 @@ def predict_training(case: Case, layout: Layout | None = None, energy: bool = Tr
     work = d["work"]
     lay = d["layer"]
     st = d["stages"]
-    n_busy = st["layers_first"] if st["rank_first_s"] >= st["rank_last_s"] else st["layers_last"]
-    busy_is_first = st["rank_first_s"] >= st["rank_last_s"]
+    ranks = {"first": st["rank_first_s"], "last": st["rank_last_s"], "mid": st["rank_mid_s"]}
+    busy = max(ranks, key=lambda k: float(ranks[k]))
+    n_busy = {"first": st["layers_first"], "last": st["layers_last"], "mid": st["layers_mid"]}[busy]
+    busy_is_first = busy == "first"
     by_kind: dict[str, float] = {}
     for op in work.fwd + work.bwd:
         key = f"compute.{op.kind}"
@@ -165,7 +229,7 @@ def predict_training(case: Case, layout: Layout | None = None, energy: bool = Tr
     if layout.pp == 1:
         edge = st["embedding_s"] + st["logits_s"]
     else:
-        edge = st["embedding_s"] if busy_is_first else st["logits_s"]
+        edge = {"first": st["embedding_s"], "last": st["logits_s"], "mid": 0.0}[busy]
     tb["compute.embedding_logits"] = edge * m
     if layout.algorithm == "local" and layout.pp > 1 and busy_is_first:
         tb["compute.local_aux_head"] = float(st["local_aux_s"] - st["backlink_s"]) * m
@@ -173,6 +237,8 @@ def predict_training(case: Case, layout: Layout | None = None, energy: bool = Tr
             tb["compute.backlink"] = float(st["backlink_s"]) * m
     tb["pipeline_time_s.bubble"] = r["bubble_s"]
     tb["comm.dp_exposed"] = r["dp_exposed_s"]
+    if layout.zero >= 3:
+        tb["comm.fsdp_embedding_output"] = r["fsdp_edges_s"]
     if layout.pp > 1 and case.model.tied_embeddings:
         tb["comm.embedding_grad_sync"] = r["embedding_sync_s"]
     tb["optimizer_step"] = r["optimizer_s"]
@@ -220,4 +286,6 @@ def predict_training(case: Case, layout: Layout | None = None, energy: bool = Tr
         memory_breakdown_bytes={k: float(v) for k, v in mb.items()},
         layer={k: float(v) for k, v in lay.items()}, ops=op_rows, assumptions=notes,
         fits_memory=bool(r["memory_bytes"] <= acc.hbm.capacity_bytes),
-        capacity_bytes=acc.hbm.capacity_bytes, metrics=metrics)
+        capacity_bytes=acc.hbm.capacity_bytes, metrics=metrics,
+        memory_warning=None if r["memory_bytes"] <= acc.hbm.capacity_bytes else
+        f"predicted {r['memory_bytes'] / GIB:.1f} GiB per accelerator exceeds its {acc.hbm.capacity_bytes / GIB:.1f} GiB")

@@ -17,12 +17,14 @@ import numpy as np
 
 from xlayer.cost.collectives import collective_time_s, ranks_in_domain
 from xlayer.cost.compute import calibration, op_time
-from xlayer.cost.memory import (communication_buffer_bytes, inflight_chunks, layer_activation_bytes,
-                                logits_activation_bytes, model_state_bytes)
+from xlayer.cost.memory import (WEIGHT_BYTES, communication_buffer_bytes, grad_bytes_per_param, inflight_chunks,
+                                inflight_chunks_on_rank, layer_activation_bytes, logits_activation_bytes,
+                                model_state_bytes)
 from xlayer.cost.pipeline import pipeline_time_s
 from xlayer.hardware.spec import System
-from xlayer.mapping.layout import layers_on_first_rank, layers_on_last_rank
+from xlayer.mapping.layout import layers_on_first_rank, layers_on_last_rank, layers_on_middle_rank
 from xlayer.workload.model import ModelSpec
+from xlayer.workload.precision import gemm_precision
 from xlayer.workload.operators import (ACT_BYTES, embedding_work, layer_work, logits_work,
                                        model_flops_per_iteration, recompute_ops)
 
@@ -123,7 +125,7 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
     acc = system.accelerator
     D = system.scale_up_size
     up, out = system.scale_up, system.scale_out
-    gp = precision if precision in ("fp8", "fp4") else ("fp32" if precision == "fp32" else "bf16")
+    gp = gemm_precision(precision)
     m = global_batch // (micro * dp)
 
     work = layer_work(model, micro, tp, sp, cp, gp, recipe.attention, recipe.dropout)
@@ -161,13 +163,14 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
 
     # ZeRO-3 / FSDP: per layer, all-gather the 16-bit weights before forward and backward,
     # reduce-scatter the gradients after backward, each prefetched under the layer's compute
-    dp_in = ranks_in_domain(dp, tp * cp, D)
+    dpc = dp * cp
+    dpc_in = ranks_in_domain(dpc, tp, D)
     layer_w = (model.layer_params() - model.norm_params()) / tp + model.norm_params()
     if zero >= 3:
-        ag = collective_time_s("all_gather", layer_w * 2.0, dp, dp_in, up, out)
-        rs = collective_time_s("reduce_scatter", layer_w * 4.0, dp, dp_in, up, out)
-        fsdp_fwd_s = overlapped_exposed_s(ag, fwd_s, acc)
-        fsdp_bwd_s = overlapped_exposed_s(ag + rs, bwd_s, acc)
+        ag = collective_time_s("all_gather", layer_w * WEIGHT_BYTES, dpc, dpc_in, up, out)
+        rs = collective_time_s("reduce_scatter", layer_w * grad_bytes_per_param(precision), dpc, dpc_in, up, out)
+        fsdp_fwd_s = _where(dpc > 1, overlapped_exposed_s(ag, fwd_s, acc), 0.0)
+        fsdp_bwd_s = _where(dpc > 1, overlapped_exposed_s(ag + rs, bwd_s, acc), 0.0)
     else:
         fsdp_fwd_s = fsdp_bwd_s = 0.0
 
@@ -185,6 +188,7 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
 
     n_first = layers_on_first_rank(model.layers, pp, vp)
     n_last = layers_on_last_rank(model.layers, pp, vp)
+    n_mid = layers_on_middle_rank(model.layers, pp, vp)
     per_layer = layer_fwd_total + layer_bwd_total
     extra_first = emb_s + emb_comm
     extra_last = logit_f + logit_b
@@ -205,7 +209,8 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
         aux = backlink_s = 0.0
     r_first = n_first * per_layer + extra_first + _where(pp == 1, extra_last, 0.0) + p2p_s + aux
     r_last = n_last * per_layer + _where(pp > 1, extra_last, 0.0) + p2p_s
-    r_max = np.maximum(r_first, r_last)
+    r_mid = _where(pp > 2, n_mid * per_layer + p2p_s + aux, 0.0)
+    r_max = np.maximum(np.maximum(r_first, r_last), r_mid)
     r_mean = model.layers / pp * per_layer + (extra_first + extra_last) / pp + p2p_s + aux * (pp - 1) / pp
     if local:
         f_mean = model.layers / pp * layer_fwd_total + p2p_one
@@ -213,22 +218,40 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
     else:
         pipe = pipeline_time_s(m, pp, vp, r_max, r_mean)
 
-    # data-parallel gradient reduction and optimizer step on the busiest rank
+    # data-parallel gradient reduction and optimizer step on the busiest rank. Gradients are
+    # reduced and ZeRO shards kept over dp·cp (Megatron-Core's data-parallel group "with
+    # context parallel": the cp ranks see different tokens of the same sequences)
     p_first = params_per_rank(model, tp, pp, vp, "first")
     if local:  # the auxiliary head: its own V·h/t output layer and final norm
         p_first = p_first + _where(pp > 1, model.vocab * model.hidden / tp + 2 * model.hidden, 0.0)
     p_last = params_per_rank(model, tp, pp, vp, "last")
-    p_rank = np.maximum(p_first, p_last)
+    p_mid = n_mid * ((model.layer_params() - model.norm_params()) / tp + model.norm_params())
+    p_rank = np.maximum(np.maximum(p_first, p_last), p_mid)
+    gb = grad_bytes_per_param(precision)
     if zero == 0:
-        dp_raw = collective_time_s("all_reduce", p_rank * 4.0, dp, dp_in, up, out)
-    elif zero <= 2:
-        dp_raw = collective_time_s("reduce_scatter", p_rank * 4.0, dp, dp_in, up, out) + \
-            collective_time_s("all_gather", p_rank * 2.0, dp, dp_in, up, out)
+        dp_raw = collective_time_s("all_reduce", p_rank * gb, dpc, dpc_in, up, out)
+    elif zero == 1:
+        dp_raw = collective_time_s("reduce_scatter", p_rank * gb, dpc, dpc_in, up, out) + \
+            collective_time_s("all_gather", p_rank * WEIGHT_BYTES, dpc, dpc_in, up, out)
+    elif zero == 2:
+        # partitioned gradients: no full gradient buffer to accumulate into, so every
+        # micro-batch's gradients are reduce-scattered (DeepSpeed stage 2, Rajbhandari 2020 §5.2)
+        dp_raw = m * collective_time_s("reduce_scatter", p_rank * gb, dpc, dpc_in, up, out) + \
+            collective_time_s("all_gather", p_rank * WEIGHT_BYTES, dpc, dpc_in, up, out)
     else:
         dp_raw = 0.0 * p_rank  # already paid per layer
     dp_exposed = overlapped_exposed_s(dp_raw, r_max - n_first * layer_fwd_total, acc) \
         if dp_overlap else dp_raw
-    dp_exposed = _where(dp > 1, dp_exposed, 0.0)
+    dp_exposed = _where(dpc > 1, dp_exposed, 0.0)
+    # ZeRO-3: the embedding and output layer are gathered and their gradients reduce-scattered
+    # once per micro-batch as well (on the rank that holds them; pp = 1: both)
+    if zero >= 3:
+        emb_w = model.vocab * model.hidden / tp * _where(pp == 1, 2.0 - model.tied_embeddings, 1.0)
+        emb_g = collective_time_s("all_gather", emb_w * WEIGHT_BYTES, dpc, dpc_in, up, out) + \
+            collective_time_s("reduce_scatter", emb_w * gb, dpc, dpc_in, up, out)
+        fsdp_edges_s = _where(dpc > 1, m * emb_g, 0.0)
+    else:
+        fsdp_edges_s = 0.0 * pp
     # tied embeddings with pp > 1: the first and last stage hold copies of the word embedding
     # and all-reduce its fp32 gradient after the flush (Megatron-LM allreduce_word_embedding_grads)
     if model.tied_embeddings and not local:
@@ -237,36 +260,51 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
         embedding_sync_s = _where(pp > 1, emb_sync, 0.0)
     else:
         embedding_sync_s = 0.0 * pp
-    opt_params = p_rank / (dp if zero >= 1 else 1)
+    opt_params = p_rank / (dpc if zero >= 1 else 1)
     optimizer_s = opt_params * optimizer_step_bytes_per_param(precision) / acc.hbm.achievable_bytes_per_s
 
-    iteration_s = pipe["steady_s"] + pipe["bubble_s"] + dp_exposed + embedding_sync_s + optimizer_s
+    iteration_s = pipe["steady_s"] + pipe["bubble_s"] + dp_exposed + fsdp_edges_s + embedding_sync_s + optimizer_s
 
-    # memory on the busiest rank (rank 0 holds the most in-flight activations)
-    chunks = inflight_chunks(pp, vp, m)
-    if local:  # backward follows forward on the same stage: one micro-batch in flight
-        chunks = 1 + 0 * chunks
-    layers_per_chunk = model.layers / (pp * vp)
+    # memory of the first, a middle and the last pipeline rank; the largest is reported.
+    # In flight (Megatron-LM schedules): 1F1B rank r holds min(m, p−r) micro-batches of its
+    # layers; interleaved, rank r warms up 2(p−r−1) + (v−1)·p chunks and holds one more.
     act_layer = layer_activation_bytes(model, micro, tp, cp, sp, recompute, recipe.attention, recipe.dropout)
-    act = chunks * layers_per_chunk * act_layer
+    logits_b = logits_activation_bytes(model, micro, tp, cp)
+
+    def held(rank, n_layers):
+        if local:  # backward follows forward on the same stage: one micro-batch in flight
+            return n_layers * act_layer
+        chunks = inflight_chunks_on_rank(pp, vp, m, rank)
+        return chunks * n_layers / vp * act_layer
+
+    act_first = held(0, n_first)
+    act_mid = _where(pp > 2, held(1, n_mid), 0.0)
+    act_last = _where(pp > 1, held(pp - 1, n_last) + logits_b, 0.0)
+    act_first = act_first + _where(pp == 1, logits_b, 0.0)
+    if local:
+        act_first = act_first + _where(pp > 1, logits_b + backlink_layers * act_layer, 0.0)
+    act = np.maximum(np.maximum(act_first, act_mid), act_last)
     if recompute == "full":  # one layer's full set is alive while it is recomputed
         act = act + layer_activation_bytes(model, micro, tp, cp, sp, "none", recipe.attention, recipe.dropout)
-    act_last = n_last * np.minimum(m, 1) * act_layer + logits_activation_bytes(model, micro, tp, cp)
-    act_last = _where(pp == 1, 0.0, act_last)
-    act = act + _where(pp == 1, logits_activation_bytes(model, micro, tp, cp), 0.0)
-    if local:
-        act = act + _where(pp > 1, logits_activation_bytes(model, micro, tp, cp)
-                           + backlink_layers * act_layer, 0.0)
-    states = model_state_bytes(p_rank, dp, zero)
-    buffers = communication_buffer_bytes(model, micro, tp, cp, sp, dp)
-    mem = states["weights"] + states["gradients"] + states["optimizer"] + np.maximum(act, act_last) + buffers
+    chunks = inflight_chunks(pp, vp, m)
+    states = model_state_bytes(p_rank, dpc, zero, precision)
+    if zero >= 3:  # the layer in flight and the prefetched one gathered, the layer's gradient unsharded
+        layer_w = (model.layer_params() - model.norm_params()) / tp + model.norm_params()
+        emb_w = model.vocab * model.hidden / tp
+        states["weights"] = states["weights"] + _where(dpc > 1, 2.0 * np.maximum(layer_w, emb_w) * WEIGHT_BYTES
+                                                       + np.maximum(layer_w, emb_w) * gb, 0.0)
+    buffers = communication_buffer_bytes(model, micro, tp, cp, sp, dpc)
+    mem = states["weights"] + states["gradients"] + states["optimizer"] + act + buffers
 
     flops_model = model_flops_per_iteration(model, global_batch)
     world = tp * pp * dp * cp
     peak = acc.peak(gp)
     mfu = flops_model / (iteration_s * world * peak)
-    rc_factor = {"none": 0.0, "selective": 0.0, "full": 1.0 / 3.0}[recompute]
-    hfu = mfu * (1.0 + rc_factor)
+    # hardware FLOPs add the recomputed forward work (full: the whole layer forward, selective:
+    # the classic attention core) to the model FLOPs, per layer, as the kernels run it
+    fwd_flops = sum(op.flops for op in work.fwd)
+    rc_flops = sum(op.flops for op in rc_ops) if rc_ops else 0.0
+    hfu = mfu * (1.0 + rc_flops / (3.0 * fwd_flops))
 
     res: dict[str, Any] = {
         "iteration_time_s": iteration_s,
@@ -282,6 +320,7 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
         "dp_exposed_s": dp_exposed,
         "optimizer_s": optimizer_s,
         "embedding_sync_s": embedding_sync_s,
+        "fsdp_edges_s": fsdp_edges_s,
     }
     if detail:
         res["detail"] = {
@@ -290,13 +329,13 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
                       "tp_fwd_s": tp_fwd_s, "tp_bwd_s": tp_bwd_s, "tp_recompute_s": tp_rc_s,
                       "cp_fwd_s": cp_fwd_s, "cp_bwd_s": cp_bwd_s,
                       "fsdp_fwd_s": fsdp_fwd_s, "fsdp_bwd_s": fsdp_bwd_s},
-            "stages": {"layers_first": n_first, "layers_last": n_last, "rank_first_s": r_first,
-                       "rank_last_s": r_last, "rank_mean_s": r_mean, "p2p_s": p2p_s,
+            "stages": {"layers_first": n_first, "layers_last": n_last, "layers_mid": n_mid,
+                       "rank_first_s": r_first, "rank_mid_s": r_mid, "rank_last_s": r_last, "rank_mean_s": r_mean, "p2p_s": p2p_s,
                        "embedding_s": extra_first, "logits_s": extra_last, "local_aux_s": aux, "backlink_s": backlink_s},
             "dp_raw_s": dp_raw,
             "memory": {"weights": states["weights"], "gradients": states["gradients"],
-                       "optimizer": states["optimizer"], "activations": np.maximum(act, act_last),
-                       "activations_first_rank": act, "activation_per_layer": act_layer,
+                       "optimizer": states["optimizer"], "activations": act,
+                       "activations_first_rank": act_first, "activation_per_layer": act_layer,
                        "inflight_chunks": chunks, "comm_buffers": buffers},
             "params_rank": p_rank,
             "params_layers_rank": np.maximum(n_first, n_last) * ((model.layer_params() - model.norm_params()) / tp

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from xlayer.errors import InputError
-from xlayer.predict.case import Case, load_case
+from xlayer.predict.case import Case, load_case, require_modelled
 
 
 def collect_case_files(paths: Iterable[str]) -> list[Path]:
@@ -28,14 +28,22 @@ def collect_case_files(paths: Iterable[str]) -> list[Path]:
 
 def predict_metrics(case: Case) -> dict[str, float]:
     """All metrics the model gives for ``case`` (training or inference)."""
+    return _predict(case)[0]
+
+
+def _predict(case: Case) -> tuple[dict[str, float], str | None]:
+    """(metrics, memory warning or None) of ``case``."""
+    require_modelled(case)
     if case.kind == "training":
         from xlayer.predict.api import predict_training
-        return predict_training(case).metrics
+        p = predict_training(case, energy=False)
+        return p.metrics, p.memory_warning
     try:
         from xlayer.predict.inference import predict_inference
     except ImportError:
         raise NotImplementedError("inference cases are not modelled yet") from None
-    return predict_inference(case).metrics
+    p = predict_inference(case)
+    return p.metrics, getattr(p, "memory_warning", None)
 
 
 def validate_files(files: list[Path], progress: Callable[[Path], None] | None = None) -> dict[str, Any]:
@@ -48,10 +56,10 @@ def validate_files(files: list[Path], progress: Callable[[Path], None] | None = 
         try:
             case = load_case(f)
             case_id, kind, measured = case.id, case.kind, case.measured
-            preds = predict_metrics(case)
+            preds, warning = _predict(case)
             reason = None
         except (InputError, NotImplementedError) as exc:
-            preds, reason = {}, str(exc)
+            preds, reason, warning = {}, str(exc), None
         if not measured:
             rows.append({"id": case_id, "kind": kind, "metric": None, "measured": None,
                          "predicted": None, "error_pct": None, "reason": reason or "no measured values"})
@@ -65,6 +73,8 @@ def validate_files(files: list[Path], progress: Callable[[Path], None] | None = 
                 row["reason"] = reason or f"metric {metric} is not predicted for this case"
             else:
                 row["error_pct"] = 100.0 * (pred - value) / value
+                if warning:
+                    row["memory_warning"] = warning
             rows.append(row)
     return {"cases": rows, "summary": summarize(rows), "by_source": summarize_by_source(rows)}
 

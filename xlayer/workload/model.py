@@ -9,25 +9,70 @@ from __future__ import annotations
 
 from typing import Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
+from pydantic import ConfigDict, Field, model_validator
+
+from xlayer.specs import Count, NonNegativeCount, NullMeansDefault
 
 Activation = Literal["gelu", "relu", "squared_relu", "swiglu", "geglu"]
 GATED = ("swiglu", "geglu")
 
 
-class ModelSpec(BaseModel):
+class MoESpec(NullMeansDefault):
+    """Mixture of experts (validation README, "Mixture of experts"): ``experts`` routed experts
+    per MoE layer of width ``ffn_hidden``, each token visits ``top_k`` of them and every
+    ``shared_experts`` one; the first ``dense_layers`` layers keep a dense FFN."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    experts: Count
+    top_k: Count
+    ffn_hidden: Optional[Count] = None
+    shared_experts: NonNegativeCount = 0
+    dense_layers: NonNegativeCount = 0
+
+    @model_validator(mode="after")
+    def _check(self) -> "MoESpec":
+        if self.top_k > self.experts:
+            raise ValueError(f"top_k={self.top_k} exceeds experts={self.experts}")
+        return self
+
+
+class MLASpec(NullMeansDefault):
+    """Multi-head latent attention (DeepSeek-V2/V3): low-rank query and key/value projections,
+    a decoupled RoPE key shared by all heads."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    q_lora_rank: Optional[Count] = None   # null: a full-rank query projection (DeepSeek-V2-Lite)
+    kv_lora_rank: Count
+    qk_nope_head_dim: Count
+    qk_rope_head_dim: Count
+    v_head_dim: Count
+
+
+class SlidingWindowSpec(NullMeansDefault):
+    """Local attention: ``layers`` of the layers attend to the last ``size`` tokens only."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    size: Count
+    layers: Count
+
+
+class ModelSpec(NullMeansDefault):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str = "model"
-    layers: PositiveInt
-    hidden: PositiveInt
-    heads: PositiveInt
-    kv_heads: Optional[PositiveInt] = None
-    head_dim: Optional[PositiveInt] = None
-    ffn_hidden: Optional[PositiveInt] = None
+    layers: Count
+    hidden: Count
+    heads: Count
+    kv_heads: Optional[Count] = None
+    head_dim: Optional[Count] = None
+    ffn_hidden: Optional[Count] = None
     activation: Activation = "gelu"
-    vocab: PositiveInt
-    seq_len: PositiveInt
+    vocab: Count
+    # the training sequence; an inference case may leave it out (its request sets it)
+    seq_len: Optional[Count] = None
     position: Optional[Literal["learned", "rope", "alibi"]] = None
     bias: Optional[bool] = None
     tied_embeddings: Optional[bool] = None
@@ -35,10 +80,14 @@ class ModelSpec(BaseModel):
     # attention kernel: flash (no s^2 tensors stored) or classic (materialised scores)
     attention: Optional[Literal["flash", "classic"]] = None
     dropout: Optional[float] = Field(None, ge=0.0, lt=1.0)
-    # mixture of experts: experts per MoE layer and experts each token visits
-    experts: PositiveInt = 1
-    top_k: PositiveInt = 1
-    max_seq_len: Optional[PositiveInt] = None
+    # mixture of experts; the flat ``experts`` / ``top_k`` are aliases of moe.experts / moe.top_k
+    moe: Optional[MoESpec] = None
+    experts: Count = 1
+    top_k: Count = 1
+    mtp_layers: NonNegativeCount = 0
+    mla: Optional[MLASpec] = None
+    sliding_window: Optional[SlidingWindowSpec] = None
+    max_seq_len: Optional[Count] = None
     defaults_taken: tuple[str, ...] = ()
 
     @model_validator(mode="after")
@@ -69,8 +118,27 @@ class ModelSpec(BaseModel):
             put("norm", "rmsnorm" if gated else "layernorm", family)
         if self.heads % self.kv_heads:
             raise ValueError(f"kv_heads={self.kv_heads} does not divide heads={self.heads}")
+        if self.moe is None and self.experts > 1:
+            object.__setattr__(self, "moe", MoESpec(experts=self.experts, top_k=self.top_k, ffn_hidden=self.ffn_hidden))
+        elif self.moe is not None:
+            if "experts" in self.model_fields_set and self.experts != self.moe.experts:
+                raise ValueError(f"experts={self.experts} disagrees with moe.experts={self.moe.experts}")
+            if self.moe.ffn_hidden is None:
+                object.__setattr__(self, "moe", self.moe.model_copy(update={"ffn_hidden": self.ffn_hidden}))
+                taken.append(f"model.moe.ffn_hidden={self.ffn_hidden} (the dense ffn_hidden)")
+            object.__setattr__(self, "experts", self.moe.experts)
+            object.__setattr__(self, "top_k", self.moe.top_k)
         if self.top_k > self.experts:
             raise ValueError(f"top_k={self.top_k} exceeds experts={self.experts}")
+        if self.moe is not None and self.moe.dense_layers > self.layers:
+            raise ValueError(f"moe.dense_layers={self.moe.dense_layers} exceeds layers={self.layers}")
+        if self.sliding_window is not None:
+            if self.sliding_window.layers > self.layers:
+                raise ValueError(f"sliding_window.layers={self.sliding_window.layers} exceeds layers={self.layers}")
+            if self.seq_len is not None and self.sliding_window.size > self.seq_len:
+                raise ValueError(f"sliding_window.size={self.sliding_window.size} exceeds seq_len={self.seq_len}")
+        if self.max_seq_len is not None and self.seq_len is not None and self.seq_len > self.max_seq_len:
+            raise ValueError(f"seq_len={self.seq_len} exceeds the model's max_seq_len={self.max_seq_len}")
         object.__setattr__(self, "defaults_taken", tuple(taken))
         return self
 
@@ -92,22 +160,61 @@ class ModelSpec(BaseModel):
         return 3 if self.gated else 2
 
     @property
-    def moe(self) -> bool:
-        return self.experts > 1
+    def is_moe(self) -> bool:
+        return self.moe is not None
+
+    def unmodelled_features(self) -> list[str]:
+        """Architecture features the training/inference cost model does not cover yet."""
+        out = []
+        if self.is_moe:
+            out.append("mixture of experts (model.moe)")
+        if self.mla is not None:
+            out.append("multi-head latent attention (model.mla)")
+        if self.sliding_window is not None:
+            out.append("sliding-window attention (model.sliding_window)")
+        if self.mtp_layers:
+            out.append("multi-token prediction layers (model.mtp_layers)")
+        return out
 
     def attention_params(self) -> int:
-        """QKV and output projection weights (+ biases): h·(q+2kv) + q·h."""
+        """Attention weights of one layer (+ biases).
+
+        MHA/GQA: QKV and output projections h·(q+2kv) + q·h. MLA (DeepSeek-V2 §2.1): query
+        h·r_q + r_q·H·(d_nope+d_rope) (or h·H·(d_nope+d_rope) without a query rank), compressed
+        KV and the shared RoPE key h·(r_kv+d_rope), their up-projection r_kv·H·(d_nope+d_v),
+        output H·d_v·h, plus the two latent RMSNorms r_q + r_kv."""
         h = self.hidden
+        if self.mla is not None:
+            a, H = self.mla, self.heads
+            qk = a.qk_nope_head_dim + a.qk_rope_head_dim
+            q = (h * a.q_lora_rank + a.q_lora_rank * H * qk + a.q_lora_rank) if a.q_lora_rank else h * H * qk
+            kv = h * (a.kv_lora_rank + a.qk_rope_head_dim) + a.kv_lora_rank * H * (a.qk_nope_head_dim + a.v_head_dim)
+            return q + kv + a.kv_lora_rank + H * a.v_head_dim * h
         w = h * (self.q_dim + 2 * self.kv_dim) + self.q_dim * h
         b = (self.q_dim + 2 * self.kv_dim + h) if self.bias else 0
         return w + b
 
+    def expert_params(self, width: int | None = None) -> int:
+        """One FFN (a dense layer's, or one expert of width ``width``): (2 or 3)·h·f (+ biases)."""
+        h, f = self.hidden, (self.ffn_hidden if width is None else width)
+        return self.ffn_matrices * h * f + ((f * (self.ffn_matrices - 1) + h) if self.bias else 0)
+
+    @property
+    def moe_layers(self) -> int:
+        """Layers with an MoE FFN (all but the leading dense ones); 0 for a dense model."""
+        return self.layers - self.moe.dense_layers if self.moe is not None else 0
+
+    def moe_ffn_params(self) -> int:
+        """One MoE layer's FFN: router h·E + (E routed + S shared) experts of width f_e."""
+        m = self.moe
+        return self.hidden * m.experts + (m.experts + m.shared_experts) * self.expert_params(m.ffn_hidden)
+
     def ffn_params(self) -> int:
-        """One expert's FFN: (2 or 3)·h·f (+ biases), times the expert count, plus the router."""
-        h, f = self.hidden, self.ffn_hidden
-        one = self.ffn_matrices * h * f + ((f * (self.ffn_matrices - 1) + h) if self.bias else 0)
-        router = h * self.experts if self.moe else 0
-        return one * self.experts + router
+        """FFN weights per layer, averaged over the layers (dense layers and MoE layers)."""
+        if self.moe is None:
+            return self.expert_params()
+        total = self.moe.dense_layers * self.expert_params() + self.moe_layers * self.moe_ffn_params()
+        return total // self.layers
 
     def norm_params(self) -> int:
         per = 2 * self.hidden if self.norm == "layernorm" else self.hidden
@@ -118,7 +225,7 @@ class ModelSpec(BaseModel):
 
     def embedding_params(self) -> int:
         """Token embedding V·h (+ learned positions s·h); the output layer adds V·h if untied."""
-        pos = self.seq_len * self.hidden if self.position == "learned" else 0
+        pos = (self.seq_len or 0) * self.hidden if self.position == "learned" else 0
         return self.vocab * self.hidden + pos
 
     def output_params(self) -> int:
@@ -126,13 +233,20 @@ class ModelSpec(BaseModel):
         return final_norm + (0 if self.tied_embeddings else self.vocab * self.hidden)
 
     def total_params(self) -> int:
-        return self.layers * self.layer_params() + self.embedding_params() + self.output_params()
+        """All parameters, multi-token-prediction modules excluded (DeepSeek-V3 reports its
+        671 B without the 14 B of its MTP module)."""
+        if self.moe is None:
+            return self.layers * self.layer_params() + self.embedding_params() + self.output_params()
+        per = self.attention_params() + self.norm_params()
+        ffn = self.moe.dense_layers * self.expert_params() + self.moe_layers * self.moe_ffn_params()
+        return self.layers * per + ffn + self.embedding_params() + self.output_params()
 
     def active_params(self) -> int:
-        """Parameters a token touches (MoE: top_k experts instead of all)."""
-        if not self.moe:
+        """Parameters a token touches (MoE: the router, top_k routed and the shared experts)."""
+        if not self.is_moe:
             return self.total_params()
-        dense_ffn = self.ffn_params() - self.hidden * self.experts
-        per_expert = dense_ffn // self.experts
-        active_layer = self.layer_params() - self.ffn_params() + per_expert * self.top_k
-        return self.layers * active_layer + self.embedding_params() + self.output_params()
+        m = self.moe
+        per = self.attention_params() + self.norm_params()
+        moe_ffn = self.hidden * m.experts + (m.top_k + m.shared_experts) * self.expert_params(m.ffn_hidden)
+        ffn = m.dense_layers * self.expert_params() + self.moe_layers * moe_ffn
+        return self.layers * per + ffn + self.embedding_params() + self.output_params()

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from xlayer.workload.model import ModelSpec
+from xlayer.workload.precision import LOW_PRECISION, gemm_input_bytes
 
 Num = Any  # float or numpy array
 
@@ -116,7 +117,7 @@ def layer_work(model: ModelSpec, b: Num, tp: Num, sp: bool, cp: Num, precision: 
     q_n = model.q_dim / tp
     kv_n = model.kv_dim / tp
     gp = precision  # GEMM precision
-    in_b = 1 if precision == "fp8" else ACT_BYTES
+    in_b = gemm_input_bytes(precision) if precision in LOW_PRECISION else ACT_BYTES
     drop = dropout > 0
     mask = 1  # bytes per element of a dropout mask
 
@@ -147,7 +148,7 @@ def layer_work(model: ModelSpec, b: Num, tp: Num, sp: bool, cp: Num, precision: 
                            extra_bytes=(mask * rows * h if drop else 0)))
     fwd.append(elementwise("norm2", rows * h, rows * h, 5.0))
     fc1_n = f / tp * (2 if model.gated else 1)
-    moe_scale = model.top_k if model.moe else 1
+    moe_scale = model.top_k if model.is_moe else 1
     fwd.append(gemm("fc1", T * moe_scale, h, fc1_n, gp, in_bytes=in_b))
     fwd.append(elementwise("activation", T * moe_scale * fc1_n, T * moe_scale * f / tp, 8.0))
     fwd.append(gemm("fc2", T * moe_scale, f / tp, h, gp, in_bytes=in_b))
@@ -219,11 +220,15 @@ def embedding_work(model: ModelSpec, b: Num, tp: Num, cp: Num) -> list[Op]:
 
 def logits_work(model: ModelSpec, b: Num, tp: Num, cp: Num, precision: str) -> tuple[list[Op], list[Op]]:
     """Final norm, output layer (T×h×V/t GEMM, vocabulary split over TP) and the fused
-    vocab-parallel cross-entropy (reads the T×V/t logits twice in fp32). Forward and backward."""
+    vocab-parallel cross-entropy (reads the T×V/t logits twice in fp32). Forward and backward.
+
+    The output layer stays 16-bit under FP8/FP4 recipes: Megatron-Core's ``output_layer`` is a
+    plain ``tensor_parallel.ColumnParallelLinear``, not a Transformer Engine module, so TE's
+    fp8/fp4 autocast does not reach it (megatron/core/models/gpt/gpt_model.py)."""
     T = b * model.seq_len / cp
     h, V = model.hidden, model.vocab
     norm = elementwise("final_norm", T * h, T * h, 5.0)
-    out = gemm("logits", T, h, V / tp, precision)
+    out = gemm("logits", T, h, V / tp, "fp32" if precision == "fp32" else "bf16")
     loss = Op("cross_entropy", "elementwise", 5.0 * T * V / tp, 4.0 * 2 * T * V / tp)
     fwd = [norm, out, loss]
     bwd = [Op("cross_entropy.bwd", "elementwise", 2.0 * T * V / tp, (4.0 + ACT_BYTES) * T * V / tp),
@@ -232,12 +237,14 @@ def logits_work(model: ModelSpec, b: Num, tp: Num, cp: Num, precision: str) -> t
 
 
 def layer_flops_model(model: ModelSpec, tokens: Num) -> Num:
-    """Model FLOPs of one layer's forward for ``tokens`` tokens (no recompute, full s² attention
-    as Megatron counts it): 2·T·(h·(q+2kv) + q·h + m·h·f) + 4·T·s·q (m = 2 or 3 FFN matrices,
-    times top_k for MoE)."""
+    """Model FLOPs of one layer's forward for ``tokens`` tokens (no recompute):
+    2·T·(h·(q+2kv) + q·h + m·h·f·top_k) + 2·T·s·q. The attention term is the causal half of
+    the 4·T·s·q of full attention — what a causal (flash) kernel does, so that MFU and HFU
+    count the same work the kernel times do and never exceed 100 % (Megatron-LM's and PaLM's
+    reported figures count the full 4·T·s·q; at long sequences they are higher than ours)."""
     h, f, s = model.hidden, model.ffn_hidden, model.seq_len
     dense = h * (model.q_dim + 2 * model.kv_dim) + model.q_dim * h + model.ffn_matrices * h * f * model.top_k
-    return 2.0 * tokens * dense + 4.0 * tokens * s * model.q_dim
+    return 2.0 * tokens * dense + 2.0 * tokens * s * model.q_dim
 
 
 def model_flops_per_iteration(model: ModelSpec, sequences: Num) -> Num:
