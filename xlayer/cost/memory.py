@@ -16,12 +16,8 @@ GRAD_BYTES = 4  # fp32 main gradients (Megatron-LM accumulates and reduces in fp
 OPTIMIZER_BYTES = 12  # fp32 master weights + Adam first and second moments
 
 
-def grad_bytes_per_param(precision: str) -> float:
-    """fp32 main gradients (Megatron-LM accumulates and reduces in fp32), for every precision."""
-    return float(GRAD_BYTES)
-
-
-def model_state_bytes(params: Any, dp: Any, zero: int, precision: str = "bf16") -> dict[str, Any]:
+def model_state_bytes(params: Any, dp: Any, zero: int, precision: str = "bf16",
+                      grad_bytes: float = GRAD_BYTES) -> dict[str, Any]:
     """Mixed precision: weights 2 B, gradients 4 B, optimizer 12 B per parameter (18 B in all,
     Korthikanti 2022 Fig. 1). fp32 training: weights 4 B, gradients 4 B, Adam moments 8 B (no
     separate master copy): 16 B. ZeRO-1 shards the optimizer over dp, ZeRO-2 also the
@@ -29,7 +25,7 @@ def model_state_bytes(params: Any, dp: Any, zero: int, precision: str = "bf16") 
     w, o = (4.0, 8.0) if precision == "fp32" else (float(WEIGHT_BYTES), float(OPTIMIZER_BYTES))
     return {
         "weights": params * w / (dp if zero >= 3 else 1),
-        "gradients": params * grad_bytes_per_param(precision) / (dp if zero >= 2 else 1),
+        "gradients": params * grad_bytes / (dp if zero >= 2 else 1),
         "optimizer": params * o / (dp if zero >= 1 else 1),
     }
 

@@ -101,6 +101,8 @@ class Accelerator(_Frozen):
     sources: dict[str, str]
     # a board power limit below the TDP (a power-capped part, system.overrides.power_limit_w)
     power_limit_w: Optional[PositiveFloat] = None
+    # accelerator <-> host memory bandwidth per direction (activation offloading); None: not modelled
+    host_link_bytes_per_s: Optional[PositiveFloat] = None
 
     @model_validator(mode="after")
     def _check(self) -> "Accelerator":

@@ -36,6 +36,9 @@ class Layout(BaseModel):
     # local learning: pipeline stages as local modules with auxiliary heads; BackLink layers
     algorithm: Literal["backprop", "local"] = "backprop"
     backlink_layers: int = Field(0, ge=0)
+    # activations of this many layers kept in host memory between forward and backward
+    # (Megatron-Core cpu_offloading, activations only; pp = 1)
+    offload_layers: int = Field(0, ge=0)
 
     @property
     def world(self) -> int:
@@ -47,7 +50,8 @@ class Layout(BaseModel):
     def describe(self) -> str:
         return (f"tp{self.tp} pp{self.pp}" + (f"x{self.vp}" if self.vp > 1 else "") +
                 f" dp{self.dp}" + (f" cp{self.cp}" if self.cp > 1 else "") +
-                (" sp" if self.sp else "") + f" rc={self.recompute} zero{self.zero} mb{self.micro}")
+                (" sp" if self.sp else "") + f" rc={self.recompute} zero{self.zero} mb{self.micro}" +
+                (f" offload{self.offload_layers}" if self.offload_layers else ""))
 
 
 def check_layout(layout: Layout, model: ModelSpec, count: int, global_batch: int) -> None:
@@ -77,6 +81,9 @@ def check_layout(layout: Layout, model: ModelSpec, count: int, global_batch: int
     m = L.microbatches(global_batch)
     if L.algorithm == "local" and L.vp > 1:
         raise InputError("parallel.vp", L.vp, "local learning treats each stage as one module; use vp: 1")
+    if L.offload_layers and (L.pp > 1 or L.offload_layers > model.layers):
+        raise InputError("parallel.offload_layers", L.offload_layers,
+                         f"activation offloading needs pp=1 and at most layers={model.layers}")
     if L.backlink_layers and L.algorithm != "local":
         raise InputError("parallel.backlink_layers", L.backlink_layers, "BackLink needs algorithm: local")
     if L.vp > 1 and L.pp > 1 and layers_on_last_rank(model.layers, L.pp, L.vp) < 1:

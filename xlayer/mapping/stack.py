@@ -58,3 +58,14 @@ def default_zero(framework: Optional[str], data_parallel: int) -> Optional[int]:
     if family(framework) == "megatron":
         return 1 if data_parallel > 1 else 0
     return None
+
+
+# stacks that overlap the gradient reduce-scatter and the parameter all-gather with compute by
+# default: Megatron-Bridge's comm-overlap config sets overlap_grad_reduce and
+# overlap_param_gather when dp > 1 (src/megatron/bridge/training/comm_overlap.py,
+# _get_optimizer_overlap_cfgs, v0.4.0); NeMo 2 recipes use the same config
+OVERLAP_DP_STACKS = ("megatron-bridge", "nemo")
+
+
+def default_dp_overlap(framework: Optional[str]) -> bool:
+    return (framework or "").strip().lower() in OVERLAP_DP_STACKS

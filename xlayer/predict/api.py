@@ -10,7 +10,7 @@ import numpy as np
 
 from xlayer.errors import InputError
 from xlayer.mapping.layout import Layout, check_layout
-from xlayer.mapping.stack import allowed_zero, check_zero, default_zero, family
+from xlayer.mapping.stack import allowed_zero, check_zero, default_dp_overlap, default_zero, family
 from xlayer.predict.case import Case, require_modelled
 from xlayer.predict.training import GIB, evaluate_training, recipe_for
 
@@ -56,7 +56,8 @@ def _eval(case: Case, layout: Layout, recipe, detail=False):
     return evaluate_training(case.model, system, case.precision, case.batch.global_, layout.tp, layout.pp,
                              layout.dp, layout.cp, layout.vp, layout.micro, layout.sp, layout.recompute,
                              layout.zero, layout.dp_overlap, recipe, detail=detail, tp_overlap=layout.tp_overlap,
-                             algorithm=layout.algorithm, backlink_layers=layout.backlink_layers)
+                             algorithm=layout.algorithm, backlink_layers=layout.backlink_layers,
+                             offload_layers=layout.offload_layers)
 
 
 def _capacity(case: Case) -> float:
@@ -70,7 +71,8 @@ def _search_open_numeric(case: Case, fixed: dict[str, Any], zeros: tuple[int, ..
 
     P = case.parallel
     res = search_layouts(case.model, case.system_spec(), case.precision, case.batch.global_, fixed=fixed,
-                         dp_overlap=bool(P.dp_overlap), tp_overlap=P.tp_overlap is not False,
+                         dp_overlap=bool(P.dp_overlap) if P.dp_overlap is not None
+                         else default_dp_overlap(case.software.framework), tp_overlap=P.tp_overlap is not False,
                          algorithm=P.algorithm)
     t = res.table
     allowed = np.isin(t["zero"], zeros)
@@ -119,7 +121,7 @@ def resolve_layout(case: Case) -> tuple[Layout, list[str]]:
         if case.batch.micro:
             fixed["micro"] = case.batch.micro
         lay, more = _search_open_numeric(case, fixed, zeros)
-        return lay, notes + more + list(recipe_for(case.model, case.precision).notes)
+        return lay, notes + more + list(recipe_for(case.model, case.precision, case.software.framework).notes)
     cp = P.cp or 1
     vp = P.vp or 1
     dp = P.dp
@@ -134,10 +136,10 @@ def resolve_layout(case: Case) -> tuple[Layout, list[str]]:
         sp = P.tp > 1
         notes.append(f"parallel.sp={sp} (on whenever tp > 1)")
     base = dict(tp=P.tp, pp=P.pp, dp=dp, cp=cp, vp=vp, sp=sp,
-                dp_overlap=bool(P.dp_overlap) if P.dp_overlap is not None else False,
+                dp_overlap=bool(P.dp_overlap) if P.dp_overlap is not None else default_dp_overlap(fw),
                 tp_overlap=bool(P.tp_overlap) if P.tp_overlap is not None else True,
                 algorithm=P.algorithm, backlink_layers=P.backlink_layers)
-    recipe = recipe_for(case.model, case.precision)
+    recipe = recipe_for(case.model, case.precision, case.software.framework)
     capacity = _capacity(case)
 
     if case.batch.micro:
@@ -161,6 +163,17 @@ def resolve_layout(case: Case) -> tuple[Layout, list[str]]:
                 check_layout(lay, case.model, count, gb)
                 r = _eval(case, lay, recipe)
                 cands.append((lay, float(r["iteration_time_s"]), float(r["memory_bytes"])))
+    # activation offloading to host memory (Megatron-Core cpu_offloading, pp = 1) where the part
+    # has a host link: what Megatron-Bridge's FSDP recipes do instead of recomputing
+    acc = case.system_spec().accelerator
+    if P.pp == 1 and P.recompute in (None, "none") and acc.host_link_bytes_per_s is not None:
+        for micro in micro_choices:
+            for z in zero_choices:
+                for k in sorted({max(1, case.model.layers * j // 8) for j in range(1, 9)}):
+                    lay = Layout(**base, micro=micro, recompute="none", zero=z, offload_layers=k)
+                    check_layout(lay, case.model, count, gb)
+                    r = _eval(case, lay, recipe)
+                    cands.append((lay, float(r["iteration_time_s"]), float(r["memory_bytes"])))
     is_default = [all(v is None or getattr(c[0], k) == v for k, v in default.items()) for c in cands]
     fitting = [c for c in cands if c[2] <= capacity]
     defaults_fit = [c for c, d in zip(cands, is_default) if d and c[2] <= capacity]
@@ -177,6 +190,9 @@ def resolve_layout(case: Case) -> tuple[Layout, list[str]]:
         notes.append(f"batch.micro={chosen.micro} ({why})")
     if P.recompute is None:
         notes.append(f"parallel.recompute={chosen.recompute} ({why})")
+    if chosen.offload_layers:
+        notes.append(f"parallel.offload_layers={chosen.offload_layers} (activations of {chosen.offload_layers} layers "
+                     f"in host memory; {why})")
     if P.zero is None:
         stack = f"; {fw}: stages {'/'.join(map(str, zeros))}" if family(fw) != "other" else ""
         notes.append(f"parallel.zero={chosen.zero} ({why}{stack})")
@@ -196,7 +212,7 @@ def predict_training(case: Case, layout: Layout | None = None, energy: bool = Tr
     else:
         check_layout(layout, case.model, case.system.count, case.batch.global_)
         check_zero(case.software.framework, layout.zero, layout.pp, "layout.zero")
-    recipe = recipe_for(case.model, case.precision)
+    recipe = recipe_for(case.model, case.precision, case.software.framework)
     r = _eval(case, layout, recipe, detail=True)
     d = r["detail"]
     system = case.system_spec()
@@ -237,6 +253,8 @@ def predict_training(case: Case, layout: Layout | None = None, energy: bool = Tr
             tb["compute.backlink"] = float(st["backlink_s"]) * m
     tb["pipeline_time_s.bubble"] = r["bubble_s"]
     tb["comm.dp_exposed"] = r["dp_exposed_s"]
+    if layout.offload_layers:
+        tb["comm.offload_exposed"] = float(d["offload_s"]) * m
     if layout.zero >= 3:
         tb["comm.fsdp_embedding_output"] = r["fsdp_edges_s"]
     if layout.pp > 1 and case.model.tied_embeddings:

@@ -17,7 +17,7 @@ import numpy as np
 
 from xlayer.cost.collectives import collective_time_s, ranks_in_domain
 from xlayer.cost.compute import calibration, op_time
-from xlayer.cost.memory import (WEIGHT_BYTES, communication_buffer_bytes, grad_bytes_per_param, inflight_chunks,
+from xlayer.cost.memory import (WEIGHT_BYTES, communication_buffer_bytes, inflight_chunks,
                                 inflight_chunks_on_rank, layer_activation_bytes, logits_activation_bytes,
                                 model_state_bytes)
 from xlayer.cost.pipeline import pipeline_time_s
@@ -42,20 +42,34 @@ GIB = 2.0 ** 30
 
 @dataclass(frozen=True)
 class Recipe:
-    """Choices the case may leave open, with the reason each default was taken."""
+    """Choices the case may leave open, with the reason each default was taken.
+
+    ``grad_bytes``: bytes per element of the gradient buffer and of the data-parallel
+    reduction (4: fp32 accumulation; 2: bf16, Megatron-Core ``grad_reduce_in_fp32=False``)."""
 
     attention: str
     dropout: float
     notes: tuple[str, ...] = ()
+    grad_bytes: float = 4.0
 
 
-def recipe_for(model: ModelSpec, precision: str) -> Recipe:
-    """Attention kernel and dropout when the model spec does not state them.
+# stacks whose recipes reduce gradients in bf16: Megatron-Bridge's Llama/Qwen recipes set
+# grad_reduce_in_fp32=False in both the mixed-precision and the DDP config
+# (src/megatron/bridge/recipes/llama/llama3.py, set_llama3_common_configs, v0.4.0 = NeMo 26.04)
+BF16_GRAD_STACKS = ("megatron-bridge", "nemo")
+
+
+def recipe_for(model: ModelSpec, precision: str, framework: str | None = None) -> Recipe:
+    """Attention kernel, dropout and gradient dtype when the case does not state them.
 
     fp16 mixed precision (loss scaling) is the Megatron-LM/DeepSpeed recipe of 2020–22,
     which used the fused-softmax ("classic") attention and dropout 0.1; bf16/fp8 recipes
     use flash attention and, like Llama, no dropout."""
     notes = []
+    fw = (framework or "").lower()
+    grad_bytes = 2.0 if fw in BF16_GRAD_STACKS and precision != "fp32" else 4.0
+    if grad_bytes == 2.0:
+        notes.append(f"gradients reduced in bf16 ({fw} recipes: grad_reduce_in_fp32=False)")
     legacy = precision == "fp16"
     attention = model.attention
     if attention is None:
@@ -65,7 +79,7 @@ def recipe_for(model: ModelSpec, precision: str) -> Recipe:
     if dropout is None:
         dropout = 0.1 if legacy else 0.0
         notes.append(f"model.dropout={dropout} ({'GPT-3/Megatron recipe' if legacy else 'no dropout, as Llama'})")
-    return Recipe(attention, dropout, tuple(notes))
+    return Recipe(attention, dropout, tuple(notes), grad_bytes)
 
 
 def _where(cond, a, b):
@@ -109,7 +123,7 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
                       tp, pp, dp, cp, vp, micro, sp: bool, recompute: str, zero: int,
                       dp_overlap: bool, recipe: Recipe, detail: bool = False,
                       tp_overlap: bool = True, algorithm: str = "backprop",
-                      backlink_layers: int = 0) -> dict[str, Any]:
+                      backlink_layers: int = 0, offload_layers: int = 0) -> dict[str, Any]:
     """Time and memory of one iteration (formulas in the module docstrings of xlayer.cost).
 
     ``algorithm="local"`` treats each pipeline stage as a local module (local learning,
@@ -168,7 +182,7 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
     layer_w = (model.layer_params() - model.norm_params()) / tp + model.norm_params()
     if zero >= 3:
         ag = collective_time_s("all_gather", layer_w * WEIGHT_BYTES, dpc, dpc_in, up, out)
-        rs = collective_time_s("reduce_scatter", layer_w * grad_bytes_per_param(precision), dpc, dpc_in, up, out)
+        rs = collective_time_s("reduce_scatter", layer_w * recipe.grad_bytes, dpc, dpc_in, up, out)
         fsdp_fwd_s = _where(dpc > 1, overlapped_exposed_s(ag, fwd_s, acc), 0.0)
         fsdp_bwd_s = _where(dpc > 1, overlapped_exposed_s(ag + rs, bwd_s, acc), 0.0)
     else:
@@ -207,7 +221,18 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
         aux = _where(pp > 1, extra_last, 0.0) + backlink_s
     else:
         aux = backlink_s = 0.0
-    r_first = n_first * per_layer + extra_first + _where(pp == 1, extra_last, 0.0) + p2p_s + aux
+    # activation offloading (pp = 1): each offloaded layer's saved activations go to host memory
+    # after its forward and come back before its backward, overlapped with that layer's own
+    # compute; only the part longer than the compute is exposed
+    act_layer = layer_activation_bytes(model, micro, tp, cp, sp, recompute, recipe.attention, recipe.dropout)
+    if offload_layers:
+        if acc.host_link_bytes_per_s is None:
+            raise ValueError(f"{acc.name} has no host link in the catalog: activation offloading is not modelled")
+        move_s = act_layer / acc.host_link_bytes_per_s
+        offload_s = offload_layers * (np.maximum(0.0, move_s - layer_fwd_total) + np.maximum(0.0, move_s - layer_bwd_total))
+    else:
+        offload_s = 0.0
+    r_first = n_first * per_layer + extra_first + _where(pp == 1, extra_last, 0.0) + p2p_s + aux + offload_s
     r_last = n_last * per_layer + _where(pp > 1, extra_last, 0.0) + p2p_s
     r_mid = _where(pp > 2, n_mid * per_layer + p2p_s + aux, 0.0)
     r_max = np.maximum(np.maximum(r_first, r_last), r_mid)
@@ -227,7 +252,7 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
     p_last = params_per_rank(model, tp, pp, vp, "last")
     p_mid = n_mid * ((model.layer_params() - model.norm_params()) / tp + model.norm_params())
     p_rank = np.maximum(np.maximum(p_first, p_last), p_mid)
-    gb = grad_bytes_per_param(precision)
+    gb = recipe.grad_bytes
     if zero == 0:
         dp_raw = collective_time_s("all_reduce", p_rank * gb, dpc, dpc_in, up, out)
     elif zero == 1:
@@ -268,7 +293,6 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
     # memory of the first, a middle and the last pipeline rank; the largest is reported.
     # In flight (Megatron-LM schedules): 1F1B rank r holds min(m, p−r) micro-batches of its
     # layers; interleaved, rank r warms up 2(p−r−1) + (v−1)·p chunks and holds one more.
-    act_layer = layer_activation_bytes(model, micro, tp, cp, sp, recompute, recipe.attention, recipe.dropout)
     logits_b = logits_activation_bytes(model, micro, tp, cp)
 
     def held(rank, n_layers):
@@ -277,7 +301,7 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
         chunks = inflight_chunks_on_rank(pp, vp, m, rank)
         return chunks * n_layers / vp * act_layer
 
-    act_first = held(0, n_first)
+    act_first = held(0, n_first - offload_layers)
     act_mid = _where(pp > 2, held(1, n_mid), 0.0)
     act_last = _where(pp > 1, held(pp - 1, n_last) + logits_b, 0.0)
     act_first = act_first + _where(pp == 1, logits_b, 0.0)
@@ -287,7 +311,7 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
     if recompute == "full":  # one layer's full set is alive while it is recomputed
         act = act + layer_activation_bytes(model, micro, tp, cp, sp, "none", recipe.attention, recipe.dropout)
     chunks = inflight_chunks(pp, vp, m)
-    states = model_state_bytes(p_rank, dpc, zero, precision)
+    states = model_state_bytes(p_rank, dpc, zero, precision, recipe.grad_bytes)
     if zero >= 3:  # the layer in flight and the prefetched one gathered, the layer's gradient unsharded
         layer_w = (model.layer_params() - model.norm_params()) / tp + model.norm_params()
         emb_w = model.vocab * model.hidden / tp
@@ -329,6 +353,7 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
                       "tp_fwd_s": tp_fwd_s, "tp_bwd_s": tp_bwd_s, "tp_recompute_s": tp_rc_s,
                       "cp_fwd_s": cp_fwd_s, "cp_bwd_s": cp_bwd_s,
                       "fsdp_fwd_s": fsdp_fwd_s, "fsdp_bwd_s": fsdp_bwd_s},
+            "offload_s": offload_s,
             "stages": {"layers_first": n_first, "layers_last": n_last, "layers_mid": n_mid,
                        "rank_first_s": r_first, "rank_mid_s": r_mid, "rank_last_s": r_last, "rank_mean_s": r_mean, "p2p_s": p2p_s,
                        "embedding_s": extra_first, "logits_s": extra_last, "local_aux_s": aux, "backlink_s": backlink_s},
