@@ -54,6 +54,8 @@ def test_exhaustive_against_scalar_enumeration():
         if 8 % (tp * pp * cp) or (sp and tp == 1):
             continue
         dp = 8 // (tp * pp * cp)
+        if z > 0 and dp * cp == 1:  # the same layout as zero 0: listed once
+            continue
         lay = Layout(tp=tp, pp=pp, dp=dp, cp=cp, vp=vp, micro=micro, sp=sp, recompute=rc, zero=z)
         try:
             check_layout(lay, SMALL, 8, gb)
@@ -195,3 +197,121 @@ def test_cli_search_human_and_errors(tmp_path):
     p.write_text(yaml.safe_dump(data))
     bad = run_cli("search", str(p))
     assert bad.returncode == 2 and "system.accelerator" in bad.stderr and bad.stderr.count("\n") == 1
+
+
+# ---- the case's training algorithm, distinct layouts, bounded grids ---------------------------
+
+LOCAL = ROOT / "xlayer" / "examples" / "gpt3-175b-local-8stages.yaml"
+
+
+def test_search_ranks_local_learning_layouts_for_a_local_case():
+    """parallel.algorithm: local is the algorithm every layout is evaluated with (not backprop)."""
+    c = load_case(LOCAL)
+    assert c.parallel.algorithm == "local" and c.parallel.backlink_layers == 2
+    cs = search_case(c, top=3)
+    r = cs.result
+    assert r.fitting > 0 and r.algorithm == "local" and r.backlink_layers == 2
+    assert set(r.table["vp"]) == {1}  # each stage is one module
+    assert np.all(c.model.layers // r.table["pp"] >= 2)  # BackLink spans at most one stage
+    recipe = recipe_for(c.model, c.precision)
+    system = c.system_spec()
+    for i, p in enumerate(cs.top):
+        assert p.layout.algorithm == "local" and p.layout.backlink_layers == 2
+        L = p.layout
+        local = evaluate_training(c.model, system, c.precision, c.batch.global_, L.tp, L.pp, L.dp, L.cp, L.vp,
+                                  L.micro, L.sp, L.recompute, L.zero, L.dp_overlap, recipe,
+                                  tp_overlap=L.tp_overlap, algorithm="local", backlink_layers=2)
+        assert r.table["iteration_time_s"][i] == pytest.approx(local["iteration_time_s"], rel=1e-12)
+        assert p.iteration_time_s == pytest.approx(local["iteration_time_s"], rel=1e-12)
+    # the same case as backprop ranks other numbers (so the algorithm really is passed through)
+    bp = search_case(case_from_dict({**yaml.safe_load(LOCAL.read_text()),
+                                     "parallel": {"algorithm": "backprop"}}), top=1).result
+    assert bp.algorithm == "backprop" and bp.table["vp"].max() > 1
+    assert any("algorithm=local" in n for n in r.notes)
+    # the case's own (local) layout is placed among local layouts: not faster than the best
+    assert cs.case_prediction.layout.algorithm == "local"
+    assert cs.case_prediction.iteration_time_s >= cs.top[0].iteration_time_s * (1 - 1e-12)
+
+
+def test_cli_search_local_case_json():
+    r = run_cli("search", str(LOCAL), "--top", "2", "--json")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert all(row["layout"]["algorithm"] == "local" and row["layout"]["backlink_layers"] == 2 for row in d["top"])
+    assert "compute.local_aux_head" in d["top"][0]["time_breakdown_s"]
+
+
+def test_each_distinct_layout_listed_once():
+    """At dp*cp = 1 every ZeRO stage is the same layout: only zero 0 is listed."""
+    acc = get_accelerator("A100-SXM-40GB")
+    system = System(accelerator=acc, count=8, scale_up_size=8)
+    res = search_layouts(SMALL, system, "fp16", 16, max_vp=2, max_cp=2)
+    t = res.table
+    unsharded = t["dp"] * t["cp"] == 1
+    assert unsharded.any() and set(t["zero"][unsharded]) == {0}
+    assert set(t["zero"][~unsharded]) == {0, 1, 2, 3}
+    keys = [tuple(t[k][i] for k in ("tp", "pp", "dp", "cp", "vp", "micro", "sp", "recompute", "zero"))
+            for i in range(len(res))]
+    assert len(keys) == len(set(keys)) == res.valid
+    assert any("zero 1-3" in n for n in res.notes)
+    # a fixed ZeRO stage is kept as asked, also at dp*cp = 1
+    z3 = search_layouts(SMALL, system, "fp16", 16, fixed={"zero": 3, "tp": 8})
+    assert len(z3) > 0 and set(z3.table["zero"]) == {3} and set(z3.table["dp"] * z3.table["cp"]) == {1}
+    # and the search of a case on 8 GPUs with tp*pp = 8 lists no zero > 0 at dp 1
+    cs = search_case(small_case(), top=50)
+    rows = [p.layout for p in cs.top]
+    assert not [L for L in rows if L.dp * L.cp == 1 and L.zero > 0]
+
+
+@pytest.mark.parametrize("count", [10 ** 30, 1e30, 2 ** 63, (1 << 22) + 1])
+def test_search_on_absurd_count_refuses_at_once(count):
+    from xlayer.explore.vectorized import MAX_SEARCH_COUNT
+    import time as _t
+    acc = get_accelerator("A100-SXM-40GB")
+    system = System.model_construct(accelerator=acc, count=count, scale_up_size=8)
+    t0 = _t.perf_counter()
+    with pytest.raises(InputError) as exc:
+        search_layouts(SMALL, system, "fp16", 16)
+    assert _t.perf_counter() - t0 < 1.0
+    assert exc.value.field == "system.count" and f"{MAX_SEARCH_COUNT:,}" in str(exc.value)
+
+
+def test_cli_search_absurd_count_one_line(tmp_path):
+    import time as _t
+    data = yaml.safe_load(DEMO.read_text())
+    data["system"]["count"] = 10 ** 30
+    p = tmp_path / "huge.yaml"
+    p.write_text(yaml.safe_dump(data))
+    t0 = _t.perf_counter()
+    r = run_cli("search", str(p))
+    assert _t.perf_counter() - t0 < 5.0
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert r.stderr.startswith("error: ") and r.stderr.count("\n") == 1 and "system.count" in r.stderr
+
+
+def test_layout_grid_is_bounded():
+    """Huge batches, many divisors or a wide --max-vp refuse before anything is built."""
+    from xlayer.explore.vectorized import MAX_SEARCH_GLOBAL_BATCH, divisors, layout_grid
+    import time as _t
+    assert divisors(1) == (1,) and divisors(12) == (1, 2, 3, 4, 6, 12)
+    assert divisors(2 ** 31 - 1) == (1, 2 ** 31 - 1)
+    many = gpt(layers=2 ** 20, heads=720720, kv_heads=720720, ffn_hidden=720720 * 4, hidden=720720)
+    t0 = _t.perf_counter()
+    with pytest.raises(InputError) as exc:
+        layout_grid(many, 720720 * 4, 720720 * 16, 720720 * 4, max_vp=10 ** 9, max_cp=10 ** 9)
+    assert exc.value.field == "search" and "--max-vp" in str(exc.value)
+    with pytest.raises(InputError) as exc:
+        layout_grid(SMALL, 8, MAX_SEARCH_GLOBAL_BATCH * 2, 8)
+    assert exc.value.field == "batch.global"
+    assert _t.perf_counter() - t0 < 5.0
+    # model sizes beyond what int64/float64 arithmetic holds are refused, not overflowed
+    huge = SMALL.model_copy(update={"seq_len": 10 ** 30})
+    with pytest.raises(InputError) as exc:
+        layout_grid(huge, 8, 16, 8)
+    assert exc.value.field == "model.seq_len"
+    # vp beyond layers/pp is no layout, so a large --max-vp costs nothing more
+    acc = get_accelerator("A100-SXM-40GB")
+    system = System(accelerator=acc, count=8, scale_up_size=8)
+    a = search_layouts(SMALL, system, "fp16", 16, max_vp=8)
+    b = search_layouts(SMALL, system, "fp16", 16, max_vp=10 ** 9)
+    assert a.valid == b.valid and len(b) == len(a)

@@ -142,8 +142,8 @@ def test_local_run_writes_parquet_and_definition(tmp_path):
     out = tmp_path / "res"
     s = run_sweep(sw, out, backend="local", workers=2)
     assert s.evaluated == 6 and s.chunks_written == 3
-    assert (out / "sweep.yaml").exists() and json.loads((out / "sweep.json").read_text())["points"] == 6
-    again = yaml.safe_load((out / "sweep.yaml").read_text())
+    assert (out / "_sweep.yaml").exists() and json.loads((out / "_sweep.json").read_text())["points"] == 6
+    again = yaml.safe_load((out / "_sweep.yaml").read_text())
     assert sweep_from_dict(again).digest() == sw.digest()  # the stored definition reproduces the sweep
     df = read_results(out)
     assert list(df["point_id"]) == list(range(6))
@@ -221,3 +221,152 @@ def test_examples_load():
         sw = load_sweep(f)
         assert sw.points
     load_case(DEMO)
+
+
+# ---- the folder is a Parquet dataset; local learning; workers die with the driver -------------
+
+def test_sweep_folder_is_a_parquet_dataset(tmp_path):
+    import pandas as pd
+    import pyarrow.dataset as ds
+
+    from xlayer.explore.sweep import is_sweep_folder, read_meta
+    sw = sweep({"system.count": [8, 16, 32], "hardware.hbm_capacity_gib": [0.3, 40]}, chunk_size=2)
+    out = tmp_path / "res"
+    run_sweep(sw, out, backend="local", workers=1)
+    names = sorted(p.name for p in out.iterdir())
+    # only part files (one schema) are visible to Parquet readers; bookkeeping starts with "_"
+    assert all(n.endswith(".parquet") or n.startswith(("_", ".")) for n in names), names
+    df = pd.read_parquet(out)
+    assert len(df) == 6 and sorted(df["point_id"]) == list(range(6))
+    assert set(df["status"]) == {"ok", "no_fit"}
+    mine = read_results(out)
+    pd.testing.assert_frame_equal(df.sort_values("point_id").reset_index(drop=True)[list(mine.columns)], mine,
+                                  check_dtype=False)
+    assert len(ds.dataset(out, format="parquet").to_table()) == 6
+    assert is_sweep_folder(out) and read_meta(out)["points"] == 6
+    # resumed (a chunk deleted and recomputed): still one dataset with one schema
+    first = sorted(out.glob("part-*.parquet"))[0]
+    first.unlink()
+    run_sweep(sw, out, resume=True, workers=1)
+    assert sorted(pd.read_parquet(out)["point_id"]) == list(range(6))
+
+
+def test_resume_of_a_legacy_folder_renames_bookkeeping(tmp_path):
+    import pandas as pd
+    sw = sweep({"system.count": [8, 16]}, chunk_size=1)
+    out = tmp_path / "res"
+    run_sweep(sw, out, workers=1)
+    # a folder as an older xlayer wrote it (sweep.json / sweep.yaml beside the parts)
+    (out / "_sweep.json").rename(out / "sweep.json")
+    (out / "_sweep.yaml").rename(out / "sweep.yaml")
+    with pytest.raises(InputError, match="--resume"):
+        run_sweep(sw, out)
+    s = run_sweep(sw, out, resume=True, workers=1)
+    assert s.skipped == 2 and s.evaluated == 0
+    assert not (out / "sweep.json").exists() and (out / "_sweep.json").exists()
+    assert len(pd.read_parquet(out)) == 2
+
+
+def test_resume_refuses_parts_with_another_schema(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    sw = sweep({"system.count": [8, 16]}, chunk_size=1)
+    out = tmp_path / "res"
+    run_sweep(sw, out, workers=1)
+    f = sorted(out.glob("part-*.parquet"))[0]
+    pq.write_table(pq.read_table(f).append_column("extra", pa.array([1.0])), f)
+    with pytest.raises(InputError, match="other result columns"):
+        run_sweep(sw, out, resume=True)
+
+
+def test_sweep_honours_local_learning(tmp_path):
+    """A local-learning base case: every point is searched (and evaluated) as local learning."""
+    base = yaml.safe_load((EXAMPLES / "gpt3-175b-local-8stages.yaml").read_text())
+    sw = sweep_from_dict({"name": "local", "base": base, "chunk_size": 2,
+                          "parameters": {"system.count": [64, 128]}})
+    out = tmp_path / "res"
+    run_sweep(sw, out, workers=1)
+    df = read_results(out)
+    assert list(df["algorithm"]) == ["local", "local"] and list(df["backlink_layers"]) == [2, 2]
+    assert set(df["vp"]) == {1} and set(df["status"]) == {"ok"}
+    bp = sweep_from_dict({"name": "bp", "base": {**base, "parallel": {"algorithm": "backprop"}},
+                          "parameters": {"system.count": [64, 128]}})
+    run_sweep(bp, tmp_path / "bp", workers=1)
+    dbp = read_results(tmp_path / "bp")
+    assert list(dbp["algorithm"]) == ["backprop", "backprop"]
+    assert list(df["iteration_time_s"]) != list(dbp["iteration_time_s"])
+
+
+def _proc_start(pid: int):
+    """(state, start time) of a process from /proc, or None when it no longer exists."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            rest = fh.read().rsplit(b")", 1)[1].split()
+    except OSError:
+        return None
+    return rest[0], int(rest[19])
+
+
+def _descendants(pid: int) -> dict[int, int]:
+    """{pid: start time} of every live descendant of ``pid`` (scanning /proc)."""
+    parent: dict[int, int] = {}
+    start: dict[int, int] = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat", "rb") as fh:
+                rest = fh.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        parent[int(d)] = int(rest[2])
+        start[int(d)] = int(rest[19])
+    out: dict[int, int] = {}
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        for c, pp in parent.items():
+            if pp == p and c not in out:
+                out[c] = start[c]
+                todo.append(c)
+    return out
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_sigkilled_local_sweep_leaves_no_worker_alive(tmp_path):
+    # 24 points, one per chunk, two worker processes: long enough to kill it while workers run
+    d = {"name": "orphans", "base": str(DEMO), "chunk_size": 1,
+         "parameters": {"system.count": [256, 512, 1024], "hardware.hbm_bandwidth_scale": [0.5, 0.6, 0.75, 0.9,
+                                                                                            1, 1.25, 1.5, 2]}}
+    f = tmp_path / "orphans.yaml"
+    f.write_text(yaml.safe_dump(d))
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "xlayer.cli.main", "sweep", str(f), "--out", str(out),
+                             "--workers", "2"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    children: dict[int, int] = {}
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and proc.poll() is None:
+            children.update(_descendants(proc.pid))
+            if len(children) >= 2 and list(out.glob("part-*.parquet")):
+                break
+            time.sleep(0.02)
+        assert proc.poll() is None, "the sweep finished before it could be killed"
+        assert len(children) >= 2, children
+        os.kill(proc.pid, signal.SIGKILL)  # the driver only, not its process group
+        time.sleep(5.0)  # the driver is not reaped yet: a zombie, as under a busy shell
+        survivors = {}
+        for pid, start in children.items():
+            st = _proc_start(pid)
+            if st is not None and st[1] == start and st[0] not in (b"Z", b"X"):
+                survivors[pid] = st
+        assert not survivors, f"workers alive 5 s after the driver was killed: {survivors}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
+        try:  # whatever survived in the sweep's own session
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass

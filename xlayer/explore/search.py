@@ -8,11 +8,22 @@ stage. Each categorical group is evaluated in one call of
 
 Counts reported: *considered* = every enumerated combination; *valid* = those that pass the
 rules of :func:`~xlayer.mapping.layout.check_layout`; *fitting* = valid and
-``memory_bytes <= HBM capacity``. Two categorical combinations are not enumerated because
-the model gives them exactly the same numbers as another one (said in ``notes``):
-``sp`` with ``tp = 1`` (nothing to shard; Megatron-LM also requires tp > 1 for SP) and
-``recompute: selective`` with flash attention (the kernel already recomputes its core, so
-selective = none, see :func:`~xlayer.workload.operators.recompute_ops`).
+``memory_bytes <= HBM capacity``. Each distinct layout is listed once: combinations that are
+the same layout as another one, or that the model gives exactly the same numbers, are not
+enumerated (said in ``notes``): ``sp`` with ``tp = 1`` (nothing to shard; Megatron-LM also
+requires tp > 1 for SP), ``recompute: selective`` with flash attention (the kernel already
+recomputes its core, so selective = none, see
+:func:`~xlayer.workload.operators.recompute_ops`) and ZeRO stages 1-3 at dp·cp = 1 (nothing
+to shard over: the same layout as ZeRO 0, the simplest, which is kept).
+
+The training algorithm (``algorithm``: backprop | local, ``backlink_layers``) is not searched:
+it is the case's (``parallel.algorithm``), and every enumerated layout is evaluated with it.
+Local learning treats each pipeline stage as one module, so vp > 1 is not enumerated for it.
+
+The grid is bounded (:data:`~xlayer.explore.vectorized.MAX_SEARCH_COUNT` accelerators,
+:data:`~xlayer.explore.vectorized.MAX_SEARCH_GLOBAL_BATCH` sequences,
+:data:`~xlayer.explore.vectorized.MAX_GRID_ROWS` combinations); beyond, the search refuses
+at once with an :class:`~xlayer.errors.InputError`.
 
 Ranking metrics (all per iteration of the given global batch):
 ``time`` = iteration_time_s (ascending); ``tokens_per_s_per_gpu`` = global·seq/(time·count)
@@ -29,7 +40,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional
 import numpy as np
 
 from xlayer.errors import InputError
-from xlayer.explore.vectorized import NUMERIC, evaluate_layouts, layout_grid, valid_mask
+from xlayer.explore.vectorized import NUMERIC, check_grid_bounds, evaluate_layouts, layout_grid, valid_mask
 from xlayer.hardware.spec import System
 from xlayer.mapping.layout import Layout
 from xlayer.predict.training import GIB, Recipe, recipe_for
@@ -41,6 +52,7 @@ ZERO = (0, 1, 2, 3)
 LAYOUT_FIELDS = ("tp", "pp", "dp", "cp", "vp", "micro", "sp", "recompute", "zero")
 DEFAULT_MAX_VP = 8
 DEFAULT_MAX_CP = 8
+ALGORITHMS = ("backprop", "local")
 
 
 def rank_key(table: Mapping[str, np.ndarray], rank: str) -> np.ndarray:
@@ -86,6 +98,8 @@ class SearchResult:
     elapsed_s: float = 0.0
     dp_overlap: bool = False
     tp_overlap: bool = True
+    algorithm: str = "backprop"
+    backlink_layers: int = 0
 
     def __len__(self) -> int:
         return int(self.table["tp"].size)
@@ -95,7 +109,8 @@ class SearchResult:
         return Layout(tp=int(t["tp"][i]), pp=int(t["pp"][i]), dp=int(t["dp"][i]), cp=int(t["cp"][i]),
                       vp=int(t["vp"][i]), micro=int(t["micro"][i]), sp=bool(t["sp"][i]),
                       recompute=str(t["recompute"][i]), zero=int(t["zero"][i]),
-                      dp_overlap=self.dp_overlap, tp_overlap=self.tp_overlap)
+                      dp_overlap=self.dp_overlap, tp_overlap=self.tp_overlap,
+                      algorithm=self.algorithm, backlink_layers=self.backlink_layers)
 
     def row(self, i: int) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -127,21 +142,27 @@ def _fixed_dict(fixed: Optional[Mapping[str, Any]]) -> dict[str, Any]:
         if k not in LAYOUT_FIELDS:
             raise InputError(f"fixed.{k}", v, f"valid layout fields: {', '.join(LAYOUT_FIELDS)}")
         out[k] = v
+    for k in ("tp", "pp", "dp", "cp", "vp", "micro", "zero"):
+        if k in out and (isinstance(out[k], bool) or not isinstance(out[k], (int, np.integer)) or out[k] < 0):
+            raise InputError(f"parallel.{k}" if k != "micro" else "batch.micro", out[k], "a positive integer")
     return out
 
 
 def candidate_grid(model: ModelSpec, system: System, global_batch: int, fixed: Optional[Mapping[str, Any]] = None,
                    tp_beyond_domain: bool = False, max_vp: int = DEFAULT_MAX_VP,
-                   max_cp: int = DEFAULT_MAX_CP) -> dict[str, np.ndarray]:
+                   max_cp: int = DEFAULT_MAX_CP, algorithm: str = "backprop") -> dict[str, np.ndarray]:
     """The numeric grid (tp, pp, dp, cp, vp, micro) with the fixed numeric fields applied.
 
     A fixed tp beyond the scale-up domain, vp above ``max_vp`` or cp above ``max_cp`` widens
-    the grid so that the fixed value is enumerated."""
+    the grid so that the fixed value is enumerated. Local learning enumerates vp = 1 only."""
     fx = _fixed_dict(fixed)
     if "tp" in fx and fx["tp"] > system.scale_up_size:
         tp_beyond_domain = True
-    max_vp = max(max_vp, int(fx.get("vp", 1)))
-    max_cp = max(max_cp, int(fx.get("cp", 1)))
+    if algorithm == "local":
+        max_vp = 1
+    # a fixed vp beyond layers or cp beyond count is no layout: nothing wider to enumerate
+    max_vp = max(max_vp, min(int(fx.get("vp", 1)), int(model.layers)))
+    max_cp = max(max_cp, min(int(fx.get("cp", 1)), int(system.count)))
     grid = layout_grid(model, system.count, global_batch, system.scale_up_size, tp_beyond_domain, max_vp, max_cp)
     keep = np.ones(grid["tp"].size, dtype=bool)
     for k in NUMERIC:
@@ -163,6 +184,8 @@ def _categories(fixed: Mapping[str, Any], recipe: Recipe) -> tuple[list[bool], l
     zeros = [int(fixed["zero"])] if "zero" in fixed else list(ZERO)
     if "sp" not in fixed:
         notes.append("sp=on enumerated only with tp > 1")
+    if "zero" not in fixed:
+        notes.append("zero 1-3 enumerated only with dp*cp > 1 (at dp*cp = 1 they are zero 0)")
     return sps, rcs, zeros, notes
 
 
@@ -172,22 +195,38 @@ def search_layouts(model: ModelSpec, system: System, precision: str, global_batc
                    max_vp: int = DEFAULT_MAX_VP, max_cp: int = DEFAULT_MAX_CP,
                    dp_overlap: bool = False, tp_overlap: bool = True,
                    capacity_bytes: Optional[float] = None,
-                   progress: Optional[Callable[[int, int], None]] = None) -> SearchResult:
+                   progress: Optional[Callable[[int, int], None]] = None,
+                   algorithm: str = "backprop", backlink_layers: int = 0) -> SearchResult:
     """Enumerate, evaluate (vectorized), filter by memory and rank every layout.
 
     ``fixed`` holds layout fields that may not change (e.g. a sweep that pins ``tp``).
     ``capacity_bytes`` defaults to the accelerator's HBM capacity. ``progress(done, total)``
-    is called after each categorical group (sp, recompute, ZeRO) has been evaluated."""
+    is called after each categorical group (sp, recompute, ZeRO) has been evaluated.
+    ``algorithm`` (backprop | local) and ``backlink_layers`` are the training algorithm every
+    layout is evaluated with (see :func:`~xlayer.predict.training.evaluate_training`)."""
     t0 = _time.perf_counter()
     if rank not in RANKS:
         raise InputError("--rank", rank, f"valid: {', '.join(RANKS)}")
+    if algorithm not in ALGORITHMS:
+        raise InputError("parallel.algorithm", algorithm, f"valid: {', '.join(ALGORITHMS)}")
+    if isinstance(backlink_layers, bool) or not isinstance(backlink_layers, (int, np.integer)) or backlink_layers < 0:
+        raise InputError("parallel.backlink_layers", backlink_layers, "a non-negative integer")
+    if backlink_layers and algorithm != "local":
+        raise InputError("parallel.backlink_layers", backlink_layers, "BackLink needs algorithm: local")
+    check_grid_bounds(int(system.count), int(global_batch))
     recipe = recipe or recipe_for(model, precision)
     fx = _fixed_dict(fixed)
     capacity = float(system.accelerator.hbm.capacity_bytes if capacity_bytes is None else capacity_bytes)
-    grid = candidate_grid(model, system, global_batch, fx, tp_beyond_domain, max_vp, max_cp)
-    ok = valid_mask(model, system.count, global_batch, **grid) if grid["tp"].size else np.zeros(0, bool)
+    grid = candidate_grid(model, system, global_batch, fx, tp_beyond_domain, max_vp, max_cp, algorithm)
+    ok = valid_mask(model, system.count, global_batch, **grid, algorithm=algorithm,
+                    backlink_layers=backlink_layers) if grid["tp"].size else np.zeros(0, bool)
     sps, rcs, zeros, notes = _categories(fx, recipe)
+    if algorithm == "local":
+        notes.insert(0, "algorithm=local (the case's): every stage a local module"
+                     + (f" with BackLink over {backlink_layers} layers" if backlink_layers else "")
+                     + "; vp > 1 not enumerated (each stage is one module)")
     has_tp = grid["tp"] > 1
+    sharded = grid["dp"] * grid["cp"] > 1  # ZeRO 1-3 differ from ZeRO 0 only here
     considered = valid = 0
     parts: list[dict[str, np.ndarray]] = []
     n_groups, done = len(sps) * len(rcs) * len(zeros), 0
@@ -198,19 +237,27 @@ def search_layouts(model: ModelSpec, system: System, precision: str, global_batc
         n = int(rows.sum())
         for rc in rcs:
             for z in zeros:
-                considered += n_enum
-                valid += n
                 done += 1
-                if n == 0:
+                if z > 0 and "zero" not in fx:  # at dp*cp = 1 this is the zero-0 layout again
+                    zrows = rows & sharded
+                    n_z = int(zrows.sum())
+                    n_enum_z = int((has_tp & sharded).sum()) if (sp and "sp" not in fx) else int(sharded.sum())
+                    zsub = {k: v[zrows] for k, v in grid.items()}
+                else:
+                    n_z, n_enum_z, zsub = n, n_enum, sub
+                considered += n_enum_z
+                valid += n_z
+                if n_z == 0:
                     if progress:
                         progress(done, n_groups)
                     continue
-                r = evaluate_layouts(model, system, precision, global_batch, sub, sp, rc, z, recipe,
-                                     dp_overlap=dp_overlap, tp_overlap=tp_overlap)
-                part = dict(sub)
-                part["sp"] = np.full(n, sp)
-                part["recompute"] = np.full(n, rc, dtype=object)
-                part["zero"] = np.full(n, z, dtype=np.int64)
+                r = evaluate_layouts(model, system, precision, global_batch, zsub, sp, rc, z, recipe,
+                                     dp_overlap=dp_overlap, tp_overlap=tp_overlap, algorithm=algorithm,
+                                     backlink_layers=backlink_layers)
+                part = dict(zsub)
+                part["sp"] = np.full(n_z, sp)
+                part["recompute"] = np.full(n_z, rc, dtype=object)
+                part["zero"] = np.full(n_z, z, dtype=np.int64)
                 part["iteration_time_s"] = r["iteration_time_s"]
                 part["memory_bytes"] = r["memory_bytes"]
                 part["mfu"] = r["mfu"]
@@ -239,7 +286,8 @@ def search_layouts(model: ModelSpec, system: System, precision: str, global_batc
     fitting = int(table["fits"].sum())
     return SearchResult(considered=considered, valid=valid, fitting=fitting, capacity_bytes=capacity, rank=rank,
                         table=table, notes=notes, elapsed_s=_time.perf_counter() - t0,
-                        dp_overlap=dp_overlap, tp_overlap=tp_overlap)
+                        dp_overlap=dp_overlap, tp_overlap=tp_overlap, algorithm=algorithm,
+                        backlink_layers=int(backlink_layers))
 
 
 # ---- a case ---------------------------------------------------------------------------------
@@ -319,9 +367,12 @@ def search_case(case, top: int = 5, rank: str = "time", tp_beyond_domain: bool =
         raise InputError("parallel.ep", P.ep, "expert parallelism is not modelled yet; use ep: 1")
     dp_overlap = bool(P.dp_overlap) if P.dp_overlap is not None else False
     tp_overlap = bool(P.tp_overlap) if P.tp_overlap is not None else True
+    algorithm = getattr(P, "algorithm", None) or "backprop"
+    backlink_layers = int(getattr(P, "backlink_layers", None) or 0)
     res = search_layouts(case.model, case.system_spec(), case.precision, case.batch.global_, rank=rank,
                          tp_beyond_domain=tp_beyond_domain, max_vp=max_vp, max_cp=max_cp,
-                         dp_overlap=dp_overlap, tp_overlap=tp_overlap, progress=progress)
+                         dp_overlap=dp_overlap, tp_overlap=tp_overlap, progress=progress,
+                         algorithm=algorithm, backlink_layers=backlink_layers)
     preds = [predict_training(case, res.layout(i)) for i in range(min(top, res.fitting))]
     out = CaseSearch(case_id=case.id, result=res, top=preds)
     if compare and case_has_layout(case):

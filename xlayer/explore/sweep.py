@@ -30,11 +30,15 @@ Everything that can be checked is checked before any point is evaluated
 refuses and points that have no valid layout raise :class:`~xlayer.errors.InputError` naming
 the entry.
 
-Output: a folder with ``sweep.yaml`` (the definition, base case inlined), ``sweep.json``
-(hash, points, chunk size) and one ``part-<chunk>.parquet`` per finished chunk, written to a
-hidden temporary name and renamed, so a file exists only when complete. ``resume`` reads the
-finished point ids from the part files and evaluates only the others: a SIGKILL loses at most
-the chunks in flight and recomputes no finished point.
+Output: a folder that is a Parquet dataset (``pandas.read_parquet(folder)`` and
+``pyarrow.dataset.dataset(folder)`` read it): one ``part-<chunk>.parquet`` per finished chunk,
+all with the schema of :func:`result_schema`, written to a hidden temporary name and renamed,
+so a file exists only when complete; the bookkeeping files are named so that Parquet readers
+skip them (a leading underscore): ``_sweep.yaml`` (the definition, base case inlined) and
+``_sweep.json`` (hash, points, chunk size). ``resume`` reads the finished point ids from the
+part files and evaluates only the others: a SIGKILL loses at most the chunks in flight and
+recomputes no finished point. Local worker processes die with the driver (see
+:func:`_worker_init`), so a killed sweep leaves no process behind.
 """
 from __future__ import annotations
 
@@ -44,6 +48,8 @@ import itertools
 import json
 import math
 import os
+import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -401,6 +407,8 @@ class Point:
     fixed: dict[str, Any]
     dp_overlap: bool
     tp_overlap: bool
+    algorithm: str = "backprop"
+    backlink_layers: int = 0
 
 
 def build_point(spec: dict[str, Any], point: dict[str, Any], index: int = 0) -> Point:
@@ -419,7 +427,8 @@ def build_point(spec: dict[str, Any], point: dict[str, Any], index: int = 0) -> 
         _set(data, name, value)
     if spec["search"]:
         # the base layout is not a constraint; only layout parameters of the sweep are
-        par = {k: v for k, v in (data.get("parallel") or {}).items() if k in ("dp_overlap", "tp_overlap", "ep")}
+        par = {k: v for k, v in (data.get("parallel") or {}).items()
+               if k in ("dp_overlap", "tp_overlap", "ep", "algorithm", "backlink_layers")}
         for name, value in point.items():
             if name.startswith("parallel."):
                 par[name.split(".", 1)[1]] = value
@@ -453,19 +462,23 @@ def build_point(spec: dict[str, Any], point: dict[str, Any], index: int = 0) -> 
         fixed.setdefault("vp", 1)
     return Point(case=case, system=system, fixed=fixed,
                  dp_overlap=bool(P.dp_overlap) if P.dp_overlap is not None else False,
-                 tp_overlap=bool(P.tp_overlap) if P.tp_overlap is not None else True)
+                 tp_overlap=bool(P.tp_overlap) if P.tp_overlap is not None else True,
+                 algorithm=getattr(P, "algorithm", None) or "backprop",
+                 backlink_layers=int(getattr(P, "backlink_layers", None) or 0))
 
 
 @lru_cache(maxsize=256)
 def _has_valid(model_json: str, count: int, global_batch: int, scale_up: int, fixed_json: str,
-               tp_beyond: bool, max_vp: int, max_cp: int) -> bool:
+               tp_beyond: bool, max_vp: int, max_cp: int, algorithm: str = "backprop",
+               backlink_layers: int = 0) -> bool:
     model = ModelSpec.model_validate_json(model_json)
     fixed = json.loads(fixed_json)
     system_stub = _Stub(count=count, scale_up_size=scale_up)
-    grid = candidate_grid(model, system_stub, global_batch, fixed, tp_beyond, max_vp, max_cp)
+    grid = candidate_grid(model, system_stub, global_batch, fixed, tp_beyond, max_vp, max_cp, algorithm)
     if grid["tp"].size == 0:
         return False
-    return bool(valid_mask(model, count, global_batch, **grid).any())
+    return bool(valid_mask(model, count, global_batch, **grid, algorithm=algorithm,
+                           backlink_layers=backlink_layers).any())
 
 
 @dataclass(frozen=True)
@@ -483,7 +496,8 @@ def _why_invalid(pt: Point) -> str:
     if "dp" not in f and count % (tp * pp * cp):
         return f"tp*pp*cp={tp * pp * cp} does not divide system.count={count}"
     dp = int(f.get("dp", max(count // (tp * pp * cp), 1)))
-    lay = Layout(tp=tp, pp=pp, dp=dp, cp=cp, vp=int(f.get("vp", 1)), micro=int(f.get("micro", 1)))
+    lay = Layout(tp=tp, pp=pp, dp=dp, cp=cp, vp=int(f.get("vp", 1)), micro=int(f.get("micro", 1)),
+                 algorithm=pt.algorithm, backlink_layers=pt.backlink_layers)
     explicit = all(k in f for k in ("tp", "pp", "dp", "cp", "vp", "micro"))
     try:
         check_layout(lay, pt.case.model, count, pt.case.batch.global_)
@@ -497,9 +511,12 @@ def _why_invalid(pt: Point) -> str:
 
 def check_point(spec: dict[str, Any], point: dict[str, Any], index: int) -> Point:
     pt = build_point(spec, point, index)
-    ok = _has_valid(pt.case.model.model_dump_json(), pt.system.count, pt.case.batch.global_, pt.system.scale_up_size,
-                    json.dumps(pt.fixed, sort_keys=True), bool(spec["tp_beyond_domain"]), int(spec["max_vp"]),
-                    int(spec["max_cp"]))
+    try:
+        ok = _has_valid(pt.case.model.model_dump_json(), pt.system.count, pt.case.batch.global_,
+                        pt.system.scale_up_size, json.dumps(pt.fixed, sort_keys=True), bool(spec["tp_beyond_domain"]),
+                        int(spec["max_vp"]), int(spec["max_cp"]), pt.algorithm, pt.backlink_layers)
+    except InputError as exc:  # e.g. a count beyond what a search enumerates
+        raise _err(f"{_point_label(index, point)}: {exc.field}", exc.value, exc.valid) from None
     if not ok:
         raise _err(_point_label(index, point), "no valid layout", _why_invalid(pt))
     return pt
@@ -522,14 +539,15 @@ def evaluate_point(spec: dict[str, Any], point: dict[str, Any], index: int) -> d
     case, system = pt.case, pt.system
     res = search_layouts(case.model, system, case.precision, case.batch.global_, rank=spec["rank"],
                          fixed=pt.fixed, tp_beyond_domain=spec["tp_beyond_domain"], max_vp=spec["max_vp"],
-                         max_cp=spec["max_cp"], dp_overlap=pt.dp_overlap, tp_overlap=pt.tp_overlap)
+                         max_cp=spec["max_cp"], dp_overlap=pt.dp_overlap, tp_overlap=pt.tp_overlap,
+                         algorithm=pt.algorithm, backlink_layers=pt.backlink_layers)
     row: dict[str, Any] = {"point_id": index}
     for k in spec["param_names"]:
         row[k] = point[k]
     row.update(accelerator=system.accelerator.name, accelerators=system.count, scale_up_size=system.scale_up_size,
                global_batch=case.batch.global_, seq_len=case.model.seq_len, precision=case.precision,
                considered=res.considered, valid=res.valid, fitting=res.fitting,
-               capacity_gib=res.capacity_bytes / GIB)
+               capacity_gib=res.capacity_bytes / GIB, algorithm=pt.algorithm, backlink_layers=pt.backlink_layers)
     if len(res) == 0:
         status, i = "no_valid", None
     elif res.fitting:
@@ -557,7 +575,7 @@ def evaluate_chunk(spec: dict[str, Any], items: list[tuple[int, dict[str, Any]]]
 
 RESULT_COLUMNS = ("point_id", "chunk", "run", "accelerator", "accelerators", "scale_up_size", "global_batch",
                   "seq_len", "precision", "status", "tp", "pp", "dp", "cp", "vp", "micro", "sp", "recompute", "zero",
-                  "iteration_time_s", "memory_gib", "capacity_gib", "fits", "mfu", "tokens_per_s_per_gpu",
+                  "algorithm", "backlink_layers", "iteration_time_s", "memory_gib", "capacity_gib", "fits", "mfu", "tokens_per_s_per_gpu",
                   "gpu_hours_per_mtok", "energy_j", "considered", "valid", "fitting", "eval_s")
 
 
@@ -582,6 +600,7 @@ def result_schema(sw: Sweep):
              "global_batch": pa.int64(), "seq_len": pa.int64(), "precision": pa.string(), "status": pa.string(),
              "tp": pa.int64(), "pp": pa.int64(), "dp": pa.int64(), "cp": pa.int64(), "vp": pa.int64(),
              "micro": pa.int64(), "sp": pa.bool_(), "recompute": pa.string(), "zero": pa.int64(),
+             "algorithm": pa.string(), "backlink_layers": pa.int64(),
              "fits": pa.bool_(), "considered": pa.int64(), "valid": pa.int64(), "fitting": pa.int64()}
     for c in RESULT_COLUMNS[3:]:
         if c in sw.parameters:  # e.g. precision: the parameter column already holds it
@@ -625,8 +644,40 @@ def write_part(out: Path, chunk: int, rows: list[dict[str, Any]], schema, run: s
     return final
 
 
+DEFINITION_FILE = "_sweep.yaml"   # leading underscore: Parquet dataset readers skip it
+META_FILE = "_sweep.json"
+LEGACY_FILES = ("sweep.yaml", "sweep.json")  # names before the folder was a Parquet dataset
+
+
 def part_files(out: Path) -> list[Path]:
     return sorted(p for p in Path(out).glob("part-*.parquet"))
+
+
+def meta_path(out: str | Path) -> Optional[Path]:
+    """The folder's ``_sweep.json`` (or the legacy ``sweep.json``), None when there is none."""
+    for name in (META_FILE, "sweep.json"):
+        p = Path(out) / name
+        if p.is_file():
+            return p
+    return None
+
+
+def read_meta(out: str | Path) -> dict[str, Any]:
+    """The sweep folder's metadata (name, digest, points, chunk size, parameter names); {} if none."""
+    p = meta_path(out)
+    if p is None:
+        return {}
+    try:
+        meta = json.loads(p.read_text())
+    except (OSError, ValueError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def is_sweep_folder(path: str | Path) -> bool:
+    """True for a folder written by ``xlayer sweep`` (metadata or part files present)."""
+    p = Path(path)
+    return p.is_dir() and (meta_path(p) is not None or bool(part_files(p)))
 
 
 def read_results(out: str | Path):
@@ -652,28 +703,44 @@ def _write_definition(out: Path, sw: Sweep) -> None:
     meta = {"version": 1, "name": sw.name, "digest": sw.digest(), "points": len(sw.points),
             "chunk_size": sw.chunk_size, "chunks": len(sw.chunks()), "parameters": list(sw.parameters),
             "point_values": sw.points}
-    for name, text in (("sweep.yaml", yaml.safe_dump(sw.definition(), sort_keys=False)),
-                       ("sweep.json", json.dumps(meta, indent=1, default=str))):
+    for name, text in ((DEFINITION_FILE, yaml.safe_dump(sw.definition(), sort_keys=False)),
+                       (META_FILE, json.dumps(meta, indent=1, default=str))):
         tmp = out / f".tmp-{name}"
         tmp.write_text(text)
         os.replace(tmp, out / name)
+    for name in LEGACY_FILES:  # a folder written before: its old names would break Parquet readers
+        (out / name).unlink(missing_ok=True)
+
+
+def _check_schema(out: Path, schema) -> None:
+    """Every part file already in the folder has ``schema`` (one schema in the dataset)."""
+    import pyarrow.parquet as pq
+    for f in part_files(out):
+        try:
+            got = pq.read_schema(f)
+        except Exception as exc:  # noqa: BLE001 - a damaged file is reported, not raised through
+            raise _err("--resume", str(f), f"not a readable Parquet file ({type(exc).__name__}); "
+                                           "delete it to recompute its points, or use a new --out") from None
+        if not got.remove_metadata().equals(schema):
+            raise _err("--resume", str(out), f"{f.name} was written with other result columns (by another "
+                                             "version of xlayer); use a new --out")
 
 
 def prepare_output(out: Path, sw: Sweep, resume: bool) -> set[int]:
     """Create or check the output folder; return the finished point ids (resume)."""
     out = Path(out)
-    meta_path = out / "sweep.json"
     if out.exists() and not out.is_dir():
         raise _err("--out", str(out), "exists and is not a folder (a sweep writes a Parquet dataset folder)")
-    if out.exists() and (meta_path.exists() or part_files(out)):
+    if out.exists() and is_sweep_folder(out):
         if not resume:
             raise _err("--out", str(out), "already holds a sweep; pass --resume to continue it or choose another "
                                           "--out")
-        if meta_path.exists():
-            meta = json.loads(meta_path.read_text())
+        if meta_path(out) is not None:
+            meta = read_meta(out)
             if meta.get("digest") != sw.digest():
                 raise _err("--resume", str(out), "the sweep definition changed since this folder was written "
                                                   f"(digest {meta.get('digest')} != {sw.digest()}); use a new --out")
+        _check_schema(out, result_schema(sw))
     out.mkdir(parents=True, exist_ok=True)
     for tmp in out.glob(".tmp-*"):  # left by a killed run
         tmp.unlink()
@@ -742,6 +809,54 @@ def run_sweep(sw: Sweep, out: str | Path, backend: str = "local", resume: bool =
                       backend=backend, files=files)
 
 
+PR_SET_PDEATHSIG = 1          # <linux/prctl.h>
+PARENT_POLL_S = 0.25          # how often a worker checks that the driver is alive
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie (a SIGKILLed driver stays a zombie
+    until its own parent reaps it)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            state = fh.read().rsplit(b")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc: os.kill said it exists
+    return state not in (b"Z", b"X")
+
+
+def _watch_parent(driver: int) -> None:
+    while True:
+        time.sleep(PARENT_POLL_S)
+        if not _alive(driver):
+            os._exit(1)
+
+
+def _worker_init(driver: int) -> None:
+    """Initializer of each local worker: die with the driver.
+
+    On Linux the kernel sends SIGKILL when the worker's parent dies (``prctl(PR_SET_PDEATHSIG)``;
+    the parent is the driver, or the fork server, which exits with the driver); everywhere, a
+    daemon thread polls the driver's pid every ``PARENT_POLL_S`` and exits the worker when it is
+    gone (or a zombie). Either way no worker outlives a killed sweep by more than about a second."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            import signal
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):  # no prctl: the watchdog below still runs
+            pass
+    if not _alive(driver):  # the driver died before prctl took effect
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(driver,), name="xlayer-driver-watch", daemon=True).start()
+
+
 def _run_local(spec, todo, finished, workers: Optional[int]) -> None:
     workers = workers or min(os.cpu_count() or 1, len(todo))
     if workers <= 1:
@@ -749,13 +864,36 @@ def _run_local(spec, todo, finished, workers: Optional[int]) -> None:
             finished(k, evaluate_chunk(spec, items))
         return
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-    with ProcessPoolExecutor(max_workers=workers) as ex:
+    with ProcessPoolExecutor(max_workers=workers, initializer=_worker_init, initargs=(os.getpid(),)) as ex:
         futs = {ex.submit(evaluate_chunk, spec, items): k for k, items in todo}
         pending = set(futs)
         while pending:
             ready, pending = wait(pending, return_when=FIRST_COMPLETED)
             for f in sorted(ready, key=lambda f: futs[f]):
                 finished(futs[f], f.result())
+
+
+RAY_CONNECT_TIMEOUT_S = 7.0
+
+
+def _probe_ray(address: str, timeout_s: float = RAY_CONNECT_TIMEOUT_S) -> None:
+    """Connect to the Ray cluster at ``address`` in a child process that is killed after
+    ``timeout_s``: ``ray.init`` to an address where no Ray head answers retries for minutes,
+    so an unreachable cluster becomes one InputError within seconds instead of a hang."""
+    import subprocess
+    import sys
+    code = ("import logging, sys, ray\n"
+            "ray.init(address=sys.argv[1], logging_level=logging.ERROR, log_to_driver=False)\n"
+            "ray.shutdown()\n")
+    try:
+        r = subprocess.run([sys.executable, "-c", code, address], capture_output=True, text=True,
+                           timeout=timeout_s, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise _err("--address", address, f"no Ray cluster answered within {timeout_s:g} s; start one with "
+                                         "`ray start --head` or leave --address out") from None
+    if r.returncode != 0:
+        last = (r.stderr.strip().splitlines() or ["ray.init failed"])[-1]
+        raise _err("--address", address, f"cannot connect to a Ray cluster there ({last[:200]})")
 
 
 def _run_ray(spec, todo, finished, address: Optional[str], workers: Optional[int]) -> None:
@@ -765,6 +903,7 @@ def _run_ray(spec, todo, finished, address: Optional[str], workers: Optional[int
     started = False
     if not ray.is_initialized():
         if address:
+            _probe_ray(address)
             ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
         else:
             ray.init(num_cpus=workers or 2, include_dashboard=False, logging_level=logging.WARNING,

@@ -7,19 +7,35 @@ and evaluates each group's numeric combinations in one call of the same
 """
 from __future__ import annotations
 
+import math
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
+from xlayer.errors import InputError
 from xlayer.hardware.spec import System
 from xlayer.predict.training import Recipe, evaluate_training
 from xlayer.workload.model import ModelSpec
 
 NUMERIC = ("tp", "pp", "dp", "cp", "vp", "micro")
+# Bounds of the divisor grid (so that a search on absurd input refuses at once instead of
+# hanging): the accelerator count and global batch whose divisors are enumerated, and the
+# number of numeric combinations one search evaluates per categorical group (at the
+# vectorized path's ~200,000 layouts/s about 0.5 s per group, so at most ~15 s for the 24
+# groups of sp x recompute x ZeRO; GPT-3 175B on 1024 A100s has 6,202 combinations).
+MAX_SEARCH_COUNT = 1 << 22            # 4,194,304 accelerators
+MAX_SEARCH_GLOBAL_BATCH = 1 << 32     # sequences per iteration
+MAX_GRID_ROWS = 100_000
+MAX_MODEL_INT = 1 << 53               # model sizes exact in float64 and far from int64 overflow
 
 
-def valid_mask(model: ModelSpec, count: int, global_batch: int, tp, pp, dp, cp, vp, micro) -> np.ndarray:
-    """The rules of :func:`xlayer.mapping.layout.check_layout`, as a boolean mask."""
+def valid_mask(model: ModelSpec, count: int, global_batch: int, tp, pp, dp, cp, vp, micro,
+               algorithm: str = "backprop", backlink_layers: int = 0) -> np.ndarray:
+    """The rules of :func:`xlayer.mapping.layout.check_layout`, as a boolean mask.
+
+    ``algorithm="local"`` adds local learning's rules (vp = 1: each stage is one module;
+    ``backlink_layers`` at most the layers of one stage)."""
     ok = (model.heads % tp == 0) & (model.kv_heads % tp == 0) & (model.ffn_hidden % tp == 0)
     ok &= tp * pp * dp * cp == count
     ok &= pp * vp <= model.layers
@@ -28,19 +44,28 @@ def valid_mask(model: ModelSpec, count: int, global_batch: int, tp, pp, dp, cp, 
     ok &= global_batch % (micro * dp) == 0
     m = global_batch // np.maximum(micro * dp, 1)
     ok &= ~((vp > 1) & (m % pp != 0))
+    if algorithm == "local":
+        ok &= vp == 1
+    elif backlink_layers:
+        ok &= False  # BackLink needs algorithm: local
+    if backlink_layers:
+        ok &= backlink_layers <= model.layers // pp
     return ok
 
 
 def evaluate_layouts(model: ModelSpec, system: System, precision: str, global_batch: int,
                      layouts: dict[str, np.ndarray], sp: bool, recompute: str, zero: int,
                      recipe: Recipe, dp_overlap: bool = False, tp_overlap: bool = True,
-                     keys: tuple[str, ...] = ("iteration_time_s", "memory_bytes", "mfu")) -> dict[str, np.ndarray]:
+                     keys: tuple[str, ...] = ("iteration_time_s", "memory_bytes", "mfu"),
+                     algorithm: str = "backprop", backlink_layers: int = 0) -> dict[str, np.ndarray]:
     """Iteration time, memory, MFU for arrays of layouts (invalid entries give NaN).
 
     ``keys`` names the entries of :func:`evaluate_training`'s result to return (default: time,
-    memory, MFU); ``tp_overlap`` and ``dp_overlap`` are passed through unchanged."""
+    memory, MFU); ``tp_overlap``, ``dp_overlap``, ``algorithm`` (backprop | local) and
+    ``backlink_layers`` are passed through unchanged."""
     arrs = {k: np.asarray(layouts[k], dtype=np.int64) for k in NUMERIC}
-    mask = valid_mask(model, system.count, global_batch, **arrs)
+    mask = valid_mask(model, system.count, global_batch, **arrs, algorithm=algorithm,
+                      backlink_layers=backlink_layers)
     n = mask.size
     out = {"valid": mask}
     out.update({k: np.full(n, np.nan) for k in keys})
@@ -50,32 +75,86 @@ def evaluate_layouts(model: ModelSpec, system: System, precision: str, global_ba
     with np.errstate(divide="ignore", invalid="ignore"):
         r = evaluate_training(model, system, precision, global_batch, sub["tp"], sub["pp"], sub["dp"],
                               sub["cp"], sub["vp"], sub["micro"], sp, recompute, zero, dp_overlap, recipe,
-                              tp_overlap=tp_overlap)
+                              tp_overlap=tp_overlap, algorithm=algorithm, backlink_layers=backlink_layers)
     for key in keys:
         out[key][mask] = np.broadcast_to(np.asarray(r[key], dtype=float), (int(mask.sum()),))
     return out
 
 
+@lru_cache(maxsize=1024)
+def divisors(x: int) -> tuple[int, ...]:
+    """The divisors of a positive integer, ascending (trial division up to √x)."""
+    x = int(x)
+    if x < 1:
+        return ()
+    small, large = [], []
+    for d in range(1, math.isqrt(x) + 1):
+        if x % d == 0:
+            small.append(d)
+            if d != x // d:
+                large.append(x // d)
+    return tuple(small + large[::-1])
+
+
+def check_grid_bounds(count: int, global_batch: int) -> None:
+    """Refuse (at once) a search whose divisor grid is beyond :data:`MAX_SEARCH_COUNT` or
+    :data:`MAX_SEARCH_GLOBAL_BATCH`."""
+    if not 1 <= count <= MAX_SEARCH_COUNT:
+        raise InputError("system.count", count,
+                         f"a layout search enumerates the divisors of 1 to {MAX_SEARCH_COUNT:,} accelerators")
+    if not 1 <= global_batch <= MAX_SEARCH_GLOBAL_BATCH:
+        raise InputError("batch.global", global_batch,
+                         f"a layout search enumerates micro-batches of 1 to {MAX_SEARCH_GLOBAL_BATCH:,} sequences")
+
+
+def check_model_bounds(model: ModelSpec) -> None:
+    """Refuse model sizes the numpy (int64/float64) arithmetic of a search cannot hold."""
+    for k in ("layers", "hidden", "heads", "kv_heads", "ffn_hidden", "vocab", "seq_len"):
+        v = getattr(model, k, None)
+        if isinstance(v, int) and not 1 <= v <= MAX_MODEL_INT:
+            raise InputError(f"model.{k}", v, f"a layout search handles 1 to {MAX_MODEL_INT:,}")
+
+
 def layout_grid(model: ModelSpec, count: int, global_batch: int, scale_up_size: int,
-                tp_beyond_domain: bool = False, max_vp: int = 8, max_cp: int = 8) -> dict[str, np.ndarray]:
-    """Every divisor-based combination of tp, pp, cp, vp, micro with dp = count/(tp·pp·cp)."""
-    def divisors(x: int) -> list[int]:
-        return [d for d in range(1, x + 1) if x % d == 0]
+                tp_beyond_domain: bool = False, max_vp: int = 8, max_cp: int = 8,
+                max_rows: int = MAX_GRID_ROWS) -> dict[str, np.ndarray]:
+    """Every divisor-based combination of tp, pp, cp, vp, micro with dp = count/(tp·pp·cp).
+
+    tp divides count and heads (and stays inside the scale-up domain unless
+    ``tp_beyond_domain``), pp ≤ layers, cp ≤ ``max_cp``, dp divides the global batch, micro
+    divides global/dp, vp ≤ min(``max_vp``, layers/pp) when pp > 1. Raises
+    :class:`~xlayer.errors.InputError` (before building anything) when count or the global
+    batch is beyond the bounds of :func:`check_grid_bounds` or the grid would hold more than
+    ``max_rows`` combinations."""
+    count, global_batch = int(count), int(global_batch)
+    check_grid_bounds(count, global_batch)
+    check_model_bounds(model)
+    layers = int(model.layers)
+    batch_divs = divisors(global_batch)
     tps = [t for t in divisors(count) if model.heads % t == 0 and (tp_beyond_domain or t <= scale_up_size)]
-    rows = []
+    combos = []
+    n_rows = 0
     for tp in tps:
         for pp in divisors(count // tp):
-            if pp > model.layers:
-                continue
+            if pp > layers:
+                break
+            vps = range(1, min(int(max_vp), layers // pp) + 1) if pp > 1 else range(1, 2)
             for cp in divisors(count // (tp * pp)):
                 if cp > max_cp:
-                    continue
+                    break
                 dp = count // (tp * pp * cp)
                 if global_batch % dp:
                     continue
-                for micro in divisors(global_batch // dp):
-                    for vp in range(1, max_vp + 1) if pp > 1 else [1]:
-                        rows.append((tp, pp, dp, cp, vp, micro))
+                micros = [b for b in batch_divs if (global_batch // dp) % b == 0]
+                combos.append((tp, pp, dp, cp, vps, micros))
+                n_rows += len(vps) * len(micros)
+                if n_rows > max_rows:
+                    raise InputError("search", f"more than {max_rows:,} layouts",
+                                     f"a search evaluates at most {max_rows:,} combinations of tp, pp, cp, vp "
+                                     f"and micro (system.count={count:,}, batch.global={global_batch:,}); "
+                                     "lower --max-vp or --max-cp, or fix batch.micro")
+    rows = [(tp, pp, dp, cp, vp, micro) for tp, pp, dp, cp, vps, micros in combos
+            for micro in micros for vp in vps]
     arr = np.array(rows, dtype=np.int64).reshape(-1, 6)
     return {k: arr[:, i] for i, k in enumerate(("tp", "pp", "dp", "cp", "vp", "micro"))}
 
