@@ -191,11 +191,20 @@ def _half(collective: str) -> str:
 
 
 def ranks_in_domain(group_size: Any, stride: Any, scale_up_size: int) -> Any:
-    """How many ranks of a group (ranks ``stride`` apart) share one scale-up domain.
+    """How many ranks of a group (ranks ``stride`` apart) share one scale-up domain, for the
+    worst-placed group.
 
-    Rank order is tp (fastest), cp, dp, pp (Megatron-LM's order): a group with stride s has
-    max(1, min(n, D // s)) members inside a domain of D accelerators."""
+    Rank order is tp (fastest), cp, dp, pp (Megatron-LM's order): groups of n ranks with
+    stride s occupy blocks of n·s consecutive ranks, domains blocks of D (D = the job's part
+    of a domain when the job is smaller). The boundaries of both fall on multiples of
+    g = gcd(n·s, D), so the worst group has max(1, min(n, g // s)) members in one domain:
+    n when n·s divides D (or D divides into whole groups), fewer when a group straddles two
+    domains (tp 16 on 72-GPU NVL72 racks: 8 and 8)."""
     if np.ndim(group_size) or np.ndim(stride):
-        inside = np.maximum(1, np.minimum(group_size, scale_up_size // np.maximum(stride, 1)))
-        return inside
-    return max(1, min(group_size, scale_up_size // max(stride, 1)))
+        n = np.asarray(group_size, dtype=np.int64)
+        st = np.maximum(np.asarray(stride, dtype=np.int64), 1)
+        g = np.gcd(n * st, int(scale_up_size))
+        return np.maximum(1, np.minimum(n, g // st))
+    st = max(int(stride), 1)
+    g = math.gcd(int(group_size) * st, int(scale_up_size))
+    return max(1, min(int(group_size), g // st))

@@ -148,6 +148,16 @@ class System(_Frozen):
     scale_up_size: PositiveInt
 
     @property
+    def job_domain_size(self) -> int:
+        """Accelerators of the job in one scale-up domain: the job is spread evenly over its
+        domains, so the largest divisor of ``count`` not above ``scale_up_size`` (256 GPUs on
+        72-GPU NVL72 racks run as 4 x 64, as NVIDIA's NVL72 benchmarks allocate whole trays;
+        144 as 2 x 72; a job smaller than a domain has it whole)."""
+        if self.count <= self.scale_up_size:
+            return self.count
+        return max(d for d in range(1, self.scale_up_size + 1) if self.count % d == 0)
+
+    @property
     def scale_up(self) -> Link:
         return self.accelerator.scale_up
 

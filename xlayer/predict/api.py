@@ -213,6 +213,10 @@ def predict_training(case: Case, layout: Layout | None = None, energy: bool = Tr
         check_layout(layout, case.model, case.system.count, case.batch.global_)
         check_zero(case.software.framework, layout.zero, layout.pp, "layout.zero")
     recipe = recipe_for(case.model, case.precision, case.software.framework)
+    sysm = case.system_spec()
+    if sysm.count > sysm.scale_up_size and sysm.job_domain_size < sysm.scale_up_size:
+        notes.append(f"{sysm.job_domain_size} accelerators per scale-up domain of {sysm.scale_up_size} "
+                     f"(the job spread evenly: the largest divisor of system.count={sysm.count})")
     r = _eval(case, layout, recipe, detail=True)
     d = r["detail"]
     system = case.system_spec()

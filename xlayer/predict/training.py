@@ -137,7 +137,7 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
     second micro-batch)."""
     local = algorithm == "local"
     acc = system.accelerator
-    D = system.scale_up_size
+    D = system.job_domain_size
     up, out = system.scale_up, system.scale_out
     gp = gemm_precision(precision)
     m = global_batch // (micro * dp)
@@ -224,7 +224,10 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
     # activation offloading (pp = 1): each offloaded layer's saved activations go to host memory
     # after its forward and come back before its backward, overlapped with that layer's own
     # compute; only the part longer than the compute is exposed
-    act_layer = layer_activation_bytes(model, micro, tp, cp, sp, recompute, recipe.attention, recipe.dropout)
+    # fp32 training keeps 4-byte activations (the formulas count 16-bit ones)
+    act_scale = 2.0 if precision == "fp32" else 1.0
+    act_layer = act_scale * layer_activation_bytes(model, micro, tp, cp, sp, recompute, recipe.attention,
+                                                   recipe.dropout)
     if offload_layers:
         if acc.host_link_bytes_per_s is None:
             raise ValueError(f"{acc.name} has no host link in the catalog: activation offloading is not modelled")
@@ -309,7 +312,8 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
         act_first = act_first + _where(pp > 1, logits_b + backlink_layers * act_layer, 0.0)
     act = np.maximum(np.maximum(act_first, act_mid), act_last)
     if recompute == "full":  # one layer's full set is alive while it is recomputed
-        act = act + layer_activation_bytes(model, micro, tp, cp, sp, "none", recipe.attention, recipe.dropout)
+        act = act + act_scale * layer_activation_bytes(model, micro, tp, cp, sp, "none", recipe.attention,
+                                                       recipe.dropout)
     chunks = inflight_chunks(pp, vp, m)
     states = model_state_bytes(p_rank, dpc, zero, precision, recipe.grad_bytes)
     if zero >= 3:  # the layer in flight and the prefetched one gathered, the layer's gradient unsharded
