@@ -35,10 +35,19 @@ import numpy as np
 import yaml
 
 from xlayer.hardware.spec import Accelerator
+from xlayer.hardware.variant import power_capped_clock_ratio
+from xlayer.workload.precision import LOW_PRECISION, gemm_input_bytes
 from xlayer.workload.operators import Op
 
 TILE_M, TILE_N = 256, 128
 TILES = ((256, 128), (128, 256), (128, 128))
+# swap-AB split-K GEMM kernels (wave_utilization): m rows on the MMA's N side (16-row granule,
+# blocks of at most one 256-wide Hopper wgmma N tile), n on its M side in 128-row tiles, K
+# split over idle SMs in chunks of at least SPLITK_MIN_K. SPLITK_MIN_K from the m = 128 GEMMs
+# (hidden >= 4096) of shared/validation/kernels/h200-pytorch-kernels.json: MAPE 17.0 % without
+# split, 10.6 % for any chunk of 128-1024 (9.6 % at 2048); 1024 is the largest value of the plateau
+SKINNY_MAX_M, SKINNY_GRANULE, SKINNY_TILE_N, SKINNY_MAX_BLOCKS = 256, 16, 128, 4
+SPLITK_MIN_K = 1024
 
 
 @dataclass(frozen=True)
@@ -74,8 +83,10 @@ def gemm_rate_flops_per_s(acc: Accelerator, precision: str, cal: Calibration | N
     cal = cal or calibration()
     ratio = cal.sustained_over_best_matmul if acc.power_limited_matmul else cal.isolated_over_best_matmul
     rate = acc.peak(precision) * acc.matmul_efficiency * ratio
-    if precision in ("fp8", "fp4", "int8", "int4") and acc.peak(precision) > acc.peak("bf16"):
+    if precision in LOW_PRECISION and acc.peak(precision) > acc.peak("bf16"):
         rate *= cal.fp8_over_bf16_matmul_efficiency
+    if acc.power_limit_w is not None:  # a power-capped variant (system.overrides.power_limit_w)
+        rate *= power_capped_clock_ratio(acc.power_limit_w, acc.tdp_w)
     return rate
 
 
@@ -87,27 +98,73 @@ def flash_relative_efficiency(acc: Accelerator, heads_x_batch: Any, seq_q: Any,
     return cal.flash_rel_max * seq_q / (seq_q + cal.flash_seq_half) * w / (w + cal.flash_tiles_half)
 
 
-def wave_utilization(m: Any, n: Any, batch: Any, sms: int) -> Any:
-    """Fraction of SM time doing useful tiles: best over ``TILES`` of
-    m·n·batch / (⌈tiles/SMs⌉ · SMs · tm · tn), tiles = ⌈m/tm⌉·⌈n/tn⌉·batch.
-    Skinny GEMMs (m < 128, e.g. decoding) run split-K/GEMV kernels that fill every SM; only
-    the padding of m to the 16-row MMA granule is lost: m / (16·⌈m/16⌉)."""
-    if not (isinstance(m, np.ndarray) or isinstance(n, np.ndarray) or isinstance(batch, np.ndarray)):
-        if m < 128:
-            return m / (16.0 * math.ceil(m / 16.0))
+def _skinny_fill(tiles: Any, split_max: Any, sms: int) -> Any:
+    """Fraction of the SMs a split-K grid of ``tiles`` output tiles keeps busy: below one wave
+    (tiles < SMs) K is split into s = min(split_max, ⌊SMs/tiles⌋) chunks, one wave of
+    tiles·s blocks; at a wave or more no split (tiles / (⌈tiles/SMs⌉·SMs))."""
+    if not (isinstance(tiles, np.ndarray) or isinstance(split_max, np.ndarray)):
+        if tiles < sms:
+            return tiles * max(1, min(split_max, sms // tiles)) / sms
+        return tiles / (math.ceil(tiles / sms) * sms)
+    tiles = np.asarray(tiles, dtype=float)
+    s = np.maximum(1.0, np.minimum(split_max, np.floor(sms / tiles)))
+    return np.where(tiles < sms, tiles * s / sms, tiles / (np.ceil(tiles / sms) * sms))
+
+
+def _skinny_utilization(m: Any, n: Any, batch: Any, sms: int, split_max: Any) -> Any:
+    """Swap-AB split-K kernels (:func:`wave_utilization`): the best over block counts
+    nb = ⌈m/256⌉ … ``SKINNY_MAX_BLOCKS`` of m/(nb·w) · n/(128·⌈n/128⌉) · fill, w =
+    16·⌈m/(16·nb)⌉ rows per block, tiles = nb·⌈n/128⌉·batch; 0 above 256·SKINNY_MAX_BLOCKS
+    rows. The set of block counts shrinks as m grows, so the time never falls with m."""
+    vec = any(isinstance(x, np.ndarray) for x in (m, n, batch, split_max))
+    ceil = np.ceil if vec else math.ceil
+    nb_min = ceil(m / SKINNY_MAX_M)
+    cn = ceil(n / SKINNY_TILE_N)
+    pad_n = n / (SKINNY_TILE_N * cn)
+    best: Any = 0.0
+    for nb in range(1, SKINNY_MAX_BLOCKS + 1):
+        w = SKINNY_GRANULE * ceil(m / (SKINNY_GRANULE * nb))
+        u = m / (nb * w) * pad_n * _skinny_fill(nb * cn * batch, split_max, sms)
+        best = np.maximum(best, np.where(nb_min <= nb, u, 0.0)) if vec else (max(best, u) if nb_min <= nb else best)
+    return best
+
+
+def wave_utilization(m: Any, n: Any, batch: Any, sms: int, k: Any = None) -> Any:
+    """Fraction of SM time doing useful work, the best of two kernel families:
+
+    * tile kernels: best over ``TILES`` of m·n·batch / (⌈tiles/SMs⌉ · SMs · tm · tn),
+      tiles = ⌈m/tm⌉·⌈n/tn⌉·batch (wave quantization, no split);
+    * swap-AB split-K kernels (what cuBLAS/TensorRT-LLM run for decoding and short prompts):
+      the m rows ride the MMA's N side — blocks of at most 256 rows (one Hopper wgmma N tile)
+      in 16-row granules, w = 16·⌈m/(16·⌈m/256⌉)⌉ rows each — and the weight's n its M side
+      in 128-row tiles; a grid below one wave splits K over the idle SMs in chunks of at
+      least ``SPLITK_MIN_K`` (k unknown: as many chunks as SMs). u = m/(blocks·w) ·
+      n/(128·⌈n/128⌉) · fill (:func:`_skinny_fill`).
+
+    For large m (a multiple of 256, at least one wave of tiles) the second family is the
+    256×128 tile kernel, so training GEMMs keep their wave quantization. The time (∝ m/u)
+    is non-decreasing in m in each family and so in their minimum, and has no jump at
+    m = 128 (at m ≤ 256 the m padding is 16 rows, never a whole tile).
+    """
+    if k is None:
+        split_max: Any = float(sms)
+    elif isinstance(k, np.ndarray):
+        split_max = np.maximum(1.0, np.ceil(k / SPLITK_MIN_K))
+    else:
+        split_max = max(1.0, math.ceil(k / SPLITK_MIN_K))
+    if not any(isinstance(x, np.ndarray) for x in (m, n, batch, k)):
         b_: float = 0.0
         for tm, tn in TILES:
             tiles = math.ceil(m / tm) * math.ceil(n / tn) * batch
             b_ = max(b_, m * n * batch / (math.ceil(tiles / sms) * sms * tm * tn))
-        return b_
+        return max(b_, _skinny_utilization(m, n, batch, sms, split_max))
     best: Any = 0.0
     for tm, tn in TILES:
         tiles = np.ceil(m / tm) * np.ceil(n / tn) * batch
         waves = np.ceil(tiles / sms)
         best = np.maximum(best, m * n * batch / (waves * sms * tm * tn))
-    skinny = m / (16.0 * np.ceil(m / 16.0))
-    out = np.where(np.asarray(m) < 128, skinny, best)
-    return out if np.ndim(out) else float(out)
+    best = np.maximum(best, _skinny_utilization(m, n, batch, sms, split_max))
+    return best if np.ndim(best) else float(best)
 
 
 @dataclass(frozen=True)
@@ -147,9 +204,9 @@ def op_time(op: Op, acc: Accelerator, cal: Calibration | None = None,
     l2_s: Any = 0.0
     if op.kind == "gemm":
         rate = gemm_rate_flops_per_s(acc, op.precision, cal)
-        compute = op.flops / (rate * wave_utilization(op.m, op.n, op.batch, acc.compute_units))
+        compute = op.flops / (rate * wave_utilization(op.m, op.n, op.batch, acc.compute_units, op.k))
         if l2_bw:
-            elem = 1 if op.precision in ("fp8", "int8", "fp4", "int4") else 2
+            elem = gemm_input_bytes(op.precision)
             l2_bytes = op.m * op.n * op.k * op.batch * (1.0 / TILE_M + 1.0 / TILE_N) * elem
             l2_s = l2_bytes / l2_bw
     elif op.kind == "attention":

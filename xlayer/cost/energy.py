@@ -22,6 +22,12 @@ TDP*: a large bf16 GEMM at the part's measured best matmul rate (catalog MAMF) d
 SCD (``xlayer.hardware.scd.build_scd``): e_FLOP from the JJ switching energy, JSRAM,
 cryo-DRAM and link energies per bit, each at its stage (4 K or 77 K).
 
+FLOPs are priced at the arithmetic of the operator that does them (``flop_precision``): a
+GEMM at its own precision (fp8 GEMMs at the fp8 rate), attention (flash or the classic
+QKᵀ/PV GEMMs), softmax, norms and the 16-bit output layer at 16 bits — FP8 recipes
+(Transformer Engine, TensorRT-LLM) keep attention in bf16 — and everything at fp32 in an
+fp32 run.
+
 The work counts come from the cost engine's own outputs without changing them:
 ``training_counts`` reads ``evaluate_training(..., detail=True)`` (per-op FLOPs and HBM bytes,
 L2 bytes from the op's L2 time × L2 bandwidth, the layer's collectives); ``decode_counts`` the
@@ -72,6 +78,7 @@ class EnergySpec(_Frozen):
 
     def flop_energy_j(self, precision: str) -> float:
         order = {"fp4": ["fp4", "fp8", "bf16"], "fp8": ["fp8", "bf16"], "int8": ["int8", "fp8", "bf16"],
+                 "mxfp8": ["mxfp8", "fp8", "bf16"], "nvfp4": ["nvfp4", "fp4", "fp8", "bf16"],
                  "int4": ["int4", "int8", "fp8", "bf16"], "bf16": ["bf16", "fp16"], "fp16": ["fp16", "bf16"],
                  "tf32": ["tf32", "bf16"], "fp32": ["fp32", "bf16"]}.get(precision, ["bf16"])
         for p in order:
@@ -233,6 +240,16 @@ def _collective_bytes(collective: str, size: float, n: int, n_in: int) -> tuple[
     return up, out
 
 
+def flop_precision(op, precision: str) -> str:
+    """The arithmetic an operator's FLOPs are priced at (module docstring): the op's own
+    precision (GEMMs follow the case, attention and element-wise ops are 16-bit), fp32
+    throughout an fp32 run."""
+    if precision == "fp32":
+        return "fp32"
+    p = getattr(op, "precision", None) or "bf16"
+    return p if op.kind == "gemm" else ("bf16" if p in ("fp8", "mxfp8", "nvfp4", "fp4", "int8", "int4") else p)
+
+
 def training_counts(model, system: System, precision: str, global_batch: int, layout, recipe,
                     result: dict[str, Any]) -> WorkCounts:
     """System totals of one iteration from ``evaluate_training(..., detail=True)`` (scalar layout).
@@ -262,20 +279,21 @@ def training_counts(model, system: System, precision: str, global_batch: int, la
 
     def take(ops_times, mult: float) -> None:
         nonlocal l2, hbm
-        for name, t in ops_times:
-            flops[gp] = flops.get(gp, 0.0) + float(t.flops) * mult
+        for op, t in ops_times:
+            fp = flop_precision(op, precision)
+            flops[fp] = flops.get(fp, 0.0) + float(t.flops) * mult
             hbm += float(t.bytes) * mult
             l2 += float(t.l2_s) * l2_bw * mult
 
     work = d["work"]
     times = d["ops"]
     inst = model.layers * m * dp * tp * cp
-    take([(op.name, times[op.name]) for op in work.fwd + work.bwd], inst)
+    take([(op, times[op.name]) for op in work.fwd + work.bwd], inst)
     rc_ops, rc_comms = recompute_ops(work, layout.recompute)
-    take([(op.name, times[op.name]) for op in rc_ops], inst)
+    take([(op, times[op.name]) for op in rc_ops], inst)
     edge = embedding_work(model, micro, tp, cp)
     lf, lb = logits_work(model, micro, tp, cp, gp)
-    take([(o.name, op_time(o, acc)) for o in edge + lf + lb], m * dp * tp * cp)
+    take([(o, op_time(o, acc)) for o in edge + lf + lb], m * dp * tp * cp)
     world = tp * pp * dp * cp
     opt_params = float(d["params_rank"]) / (dp if layout.zero >= 1 else 1)
     hbm += opt_params * optimizer_step_bytes_per_param(precision) * world
@@ -414,10 +432,13 @@ def _decode_step_engine(model, system: System, tp: int, pp: int, batch: int, con
         n_in = ranks_in_domain(2, tp, system.scale_up_size)
         bd["comm.pp"] = float(collective_time_s("send_recv", act, 2, n_in, system.scale_up, system.scale_out)) * (pp - 1)
     t = sum(bd.values())
-    gp = precision if precision in ("fp8", "fp4") else "bf16"
     n_acc = tp * pp
-    # per-accelerator op values × tp ranks (each layer runs on one stage's tp ranks)
-    flops = (sum(c.flops for c in ops) * L + sum(c.flops for c in emb + last)) * tp
+    # per-accelerator op values × tp ranks (each layer runs on one stage's tp ranks), each
+    # operator's FLOPs at its own arithmetic (attention and the output layer 16-bit)
+    flops: dict[str, float] = {}
+    for op, mult in [(o, L) for o in layer.ops] + [(o, 1) for o in embedding_ops(model, layer.tokens) + outs]:
+        fp = flop_precision(op, precision)
+        flops[fp] = flops.get(fp, 0.0) + float(op.flops) * mult * tp
     hbm = (sum(c.bytes for c in ops) * L + sum(c.bytes for c in emb + last)) * tp
     try:
         l2_bw = acc.level("l2").achievable_bytes_per_s
@@ -434,7 +455,7 @@ def _decode_step_engine(model, system: System, tp: int, pp: int, batch: int, con
             up += act * (pp - 1)
         else:
             out += act * (pp - 1)
-    counts = WorkCounts(t, n_acc, {gp: flops}, l2, hbm, up, out, float(batch))
+    counts = WorkCounts(t, n_acc, flops, l2, hbm, up, out, float(batch))
     bound = max(bd, key=bd.get)
     return DecodeStep(t, float(batch), counts, bd, bound, "xlayer.workload.inference_ops + cost.roofline")
 

@@ -10,11 +10,19 @@ Composition (formulas of every term in ``docs/inference-model.md``):
 * prefill: the whole prompt of every sequence (b·n tokens) with flash attention;
 * decode step: one token per sequence (b tokens), every weight read once, the KV cache of
   every sequence read once (decode attention);
-* static generation: prefill + (output_len − 1) decode steps at the mean context
-  prompt + output_len/2 (the KV read grows linearly with the context);
+* static generation: prefill + (output_len − 1) decode steps (the prefill emits the first
+  token), or output_len decode steps without a prefill (prompt_len 0); decode step k
+  (k = 0, 1, …) finds context_len + prompt_len + k tokens in the KV cache — cached +
+  prompt + generated so far — so the steps are timed at the mean of that over the
+  generation (the KV read grows linearly with the context);
+* throughput per GPU: every replica's GPUs count, busy or idle: request.batch sequences ×
+  output_len tokens over the generation time of the busiest replica (⌈batch/dp⌉
+  sequences) and all tp·pp·dp GPUs — never above one replica's own rate;
 * serving (continuous batching, chunked prefill): each step decodes B sequences and
   prefills B·I/O prompt tokens in the same pass (a sequence of I input and O output tokens
-  enters every O steps per B), weights read once per step.
+  enters every O steps per B), weights read once per step. Every pipeline stage holds the
+  KV cache of all B sequences for its own layers (the B/p sequences of each micro-batch pass
+  through every stage), so the largest B at equal GPUs does not grow with p.
 """
 from __future__ import annotations
 
@@ -26,12 +34,14 @@ import numpy as np
 
 from xlayer.cost.collectives import collective_time_s, ranks_in_domain
 from xlayer.cost.kvcache import kv_bytes_per_token, stage_layers, weight_bytes, workspace_bytes
-from xlayer.cost.roofline import OpCost, comm_cost, crossover, inference_calibration, op_cost
+from xlayer.cost.compute import gemm_rate_flops_per_s
+from xlayer.cost.roofline import OpCost, comm_cost, inference_calibration, op_cost
 from xlayer.errors import InputError
 from xlayer.units import format_seconds as _fmt_s
 from xlayer.hardware.spec import System
 from xlayer.predict.case import Case
-from xlayer.workload.inference_ops import (AttentionSegment, embedding_ops, inference_layer, output_ops)
+from xlayer.workload.inference_ops import (AttentionSegment, embedding_ops, inference_layer, output_ops,
+                                           weight_bytes_per_param)
 from xlayer.workload.model import ModelSpec
 from xlayer.workload.operators import ACT_BYTES
 
@@ -51,12 +61,36 @@ class InferenceSetup:
     precision: str
     kv_precision: str
     attention: str
-    batch: int  # sequences per model replica
+    batch: int  # sequences per model replica (the busiest replica: ⌈request.batch/dp⌉)
     prompt_len: int
     context_len: int
     output_len: int | None
-    decode_context: float
+    decode_context: float  # mean tokens already in the KV cache at a decode step
     assumptions: tuple[str, ...]
+    request_batch: int = 0  # sequences over all replicas (request.batch)
+
+    @property
+    def decode_steps(self) -> int:
+        """Decode steps of the generation: output_len − 1 after a prefill (it emits the first
+        token), output_len without one (prompt_len 0); 0 when output_len is not stated."""
+        return decode_steps(self.prompt_len, self.output_len)
+
+
+def decode_steps(prompt_len: int, output_len: int | None) -> int:
+    """output_len − 1 decode steps after a prefill, output_len without one."""
+    if not output_len:
+        return 0
+    return output_len - 1 if prompt_len > 0 else output_len
+
+
+def decode_context(context_len: int, prompt_len: int, output_len: int | None) -> float:
+    """Mean number of tokens in the KV cache at a decode step of the generation: step k
+    (k = 0 … steps−1) finds context_len + prompt_len + k (cached + prompt + the tokens
+    generated and written so far), so the mean is context_len + prompt_len + (steps − 1)/2;
+    with no decode step to average over (output_len 1 after a prefill, or not stated), the
+    step right after the prompt: context_len + prompt_len."""
+    n = decode_steps(prompt_len, output_len)
+    return float(context_len + prompt_len) + (max(n, 1) - 1) / 2.0
 
 
 def resolve_inference(case: Case) -> InferenceSetup:
@@ -101,17 +135,19 @@ def resolve_inference(case: Case) -> InferenceSetup:
     attention = m.attention or "flash"
     if m.attention is None:
         notes.append("model.attention=flash (fused attention in inference engines)")
-    if r.context_len > 0:
-        dctx = float(r.context_len)
-    elif r.output_len:
-        dctx = r.prompt_len + r.output_len / 2.0
-        notes.append(f"decode context {dctx:g} = prompt_len + output_len/2 (mean over the generation)")
+    if r.batch < dp:
+        notes.append(f"request.batch={r.batch} < dp={dp}: {dp - r.batch} replicas idle (their GPUs still count "
+                     "in per-GPU throughput)")
+    dctx = decode_context(r.context_len, r.prompt_len, r.output_len)
+    if r.output_len:
+        n = decode_steps(r.prompt_len, r.output_len)
+        notes.append(f"decode context {dctx:g} = context_len + prompt_len + (steps-1)/2, the mean KV length over "
+                     f"{n} decode steps" + (" (no prefill: output_len steps)" if r.prompt_len == 0 else ""))
     else:
-        dctx = float(r.prompt_len)
-        notes.append(f"request.output_len not stated: decode step at context = prompt_len = {r.prompt_len}")
+        notes.append(f"request.output_len not stated: decode step at context = context_len + prompt_len = {dctx:g}")
     notes.append(f"per-kernel overhead {case.system_spec().accelerator.kernel_overhead_s * 1e6:g} us (catalog)")
     return InferenceSetup(m, case.system_spec(), tp, pp, dp, case.precision, kv, attention, batch,
-                          r.prompt_len, r.context_len, r.output_len, dctx, tuple(notes))
+                          r.prompt_len, r.context_len, r.output_len, dctx, tuple(notes), r.batch)
 
 
 # --------------------------------------------------------------------------------------
@@ -213,20 +249,25 @@ def stage_pass_time_s(s: InferenceSetup, segments: list[AttentionSegment], syste
 # --------------------------------------------------------------------------------------
 # memory
 
-def memory_bytes(s: InferenceSetup, seqs: float, cached_tokens: float, pass_tokens: float) -> dict[str, float]:
-    """Weights + KV cache of ``seqs`` sequences × ``cached_tokens`` + workspace of the largest
-    pass (``pass_tokens`` tokens), busiest stage."""
+def memory_bytes(s: InferenceSetup, seqs: float, cached_tokens: float, pass_tokens: float,
+                 pass_rows: float | None = None) -> dict[str, float]:
+    """Weights + KV cache of ``seqs`` sequences × ``cached_tokens`` (every stage holds the KV
+    of all of them for its own layers) + workspace of the largest pass (``pass_tokens``
+    tokens, ``pass_rows`` sampled rows, default ``seqs``), busiest stage."""
     mb = weight_bytes(s.model, s.tp, s.pp, s.precision)
     mb["kv_cache_bytes"] = seqs * cached_tokens * kv_bytes_per_token(s.model, s.tp, s.pp, s.kv_precision)
-    mb["workspace_bytes"] = workspace_bytes(s.model, pass_tokens, seqs, s.tp)
+    mb["workspace_bytes"] = workspace_bytes(s.model, pass_tokens, seqs if pass_rows is None else pass_rows, s.tp)
     return mb
 
 
-def max_batch_fitting(s: InferenceSetup, cached_tokens: float, pass_tokens_per_seq: float, budget: float) -> int:
-    """Largest number of sequences whose weights + KV + workspace fit ``budget`` bytes."""
+def max_batch_fitting(s: InferenceSetup, cached_tokens: float, pass_tokens_per_seq: float, budget: float,
+                      micro_batches: int = 1) -> int:
+    """Largest number B of sequences whose weights + KV + workspace fit ``budget`` bytes on the
+    busiest stage: B·cached·KV-per-token(stage) + workspace of one pass over B/micro_batches
+    sequences (``micro_batches`` = p when a full pipeline splits B into p micro-batches)."""
     w = sum(weight_bytes(s.model, s.tp, s.pp, s.precision).values())
     per_seq = (cached_tokens * kv_bytes_per_token(s.model, s.tp, s.pp, s.kv_precision)
-               + workspace_bytes(s.model, pass_tokens_per_seq, 1, s.tp))
+               + workspace_bytes(s.model, pass_tokens_per_seq, 1, s.tp) / micro_batches)
     return max(0, int((budget - w) // per_seq))
 
 
@@ -275,6 +316,63 @@ class InferencePrediction:
         }
 
 
+    def to_frame(self):
+        """One row (pandas): the headline numbers, layout and request, as
+        ``TrainingPrediction``'s ``to_frame`` (xlayer.api.Prediction)."""
+        import pandas as pd
+        s = self.setup
+        d = {"id": self.case_id, **self.metrics, "generation_time_s": self.generation_time_s,
+             "memory_gib": self.memory_bytes / GIB, "capacity_gib": self.capacity_bytes / GIB,
+             "decode_bound": self.decode.bound, "prefill_bound": self.prefill.bound if self.prefill else None,
+             "layout.tp": s.tp, "layout.pp": s.pp, "layout.dp": s.dp, "precision": s.precision,
+             "kv_precision": s.kv_precision, "request.batch": s.request_batch or s.batch * s.dp,
+             "request.batch_per_replica": s.batch, "request.prompt_len": s.prompt_len,
+             "request.context_len": s.context_len, "request.output_len": s.output_len,
+             "decode_context": s.decode_context, "decode_steps": s.decode_steps}
+        return pd.DataFrame([d]).set_index("id")
+
+    def ops_frame(self):
+        """Every operator of every phase with time, FLOPs, bytes, bound and share."""
+        import pandas as pd
+        rows = [r for p in (self.prefill, self.decode) if p is not None for r in p.op_rows()]
+        return pd.DataFrame(rows).set_index(["phase", "name"])
+
+    def memory_frame(self):
+        """Memory terms in bytes and GiB."""
+        import pandas as pd
+        sr = pd.Series({k: float(v) for k, v in self.memory_breakdown_bytes.items()}, name="bytes")
+        return pd.DataFrame({"bytes": sr, "gib": sr / GIB}).rename_axis("term")
+
+
+def machine_balance(acc, precision: str) -> float:
+    """Ridge point of the roofline, FLOP per HBM byte: the GEMM rate the model uses
+    (``gemm_rate_flops_per_s``) ÷ the achievable HBM bandwidth (≈ 232 for an H100 in bf16)."""
+    return gemm_rate_flops_per_s(acc, precision) / acc.hbm.achievable_bytes_per_s
+
+
+def balance_crossover(build, acc, precision: str, hi: int = 1 << 16) -> dict[str, int | None]:
+    """For every GEMM / attention operator of ``build(x)`` (x: an array of batch sizes or
+    token counts), the smallest x in 1..hi at which its arithmetic intensity reaches the
+    machine balance (:func:`machine_balance` of the operator's arithmetic): for a GEMM the
+    FLOPs per weight byte, 2·m / bytes_per_weight (m = rows per GEMM); for attention FLOPs
+    per HBM byte. None when it stays below up to ``hi``. The wave/tile effects of the
+    compute rate do not enter: this is where the roofline's ridge is crossed."""
+    xs = np.unique(np.concatenate([np.round(np.geomspace(1, hi, 400)), np.arange(1, 1025)]).astype(float))
+    out: dict[str, int | None] = {}
+    wb = weight_bytes_per_param(precision)
+    for op in build(xs):
+        if op.kind == "gemm":
+            intensity = np.asarray(op.flops / (op.batch * op.k * op.n * wb), dtype=float)
+        elif op.kind == "attention":
+            intensity = np.asarray(op.flops / op.bytes, dtype=float)
+        else:
+            continue
+        intensity = np.broadcast_to(intensity, xs.shape)
+        hit = np.nonzero(intensity >= machine_balance(acc, op.precision) * (1 - 1e-12))[0]
+        out[op.name] = int(xs[hit[0]]) if hit.size else None
+    return out
+
+
 def _decode_segments(s: InferenceSetup, batch: Any, context: float) -> list[AttentionSegment]:
     return [AttentionSegment(batch, 1, context)]
 
@@ -311,19 +409,22 @@ def predict_inference(case: Case) -> InferencePrediction:
     metrics["decode_step_time_s"] = decode.time_s
     metrics["decode_tokens_per_s"] = 1.0 / decode.time_s
     if s.output_len:
-        gen = (prefill.time_s if prefill else 0.0) + max(0, s.output_len - 1) * decode.time_s
-        metrics["output_tokens_per_s_per_gpu"] = s.batch * s.output_len / gen / (s.tp * s.pp)
+        # the busiest replica (⌈batch/dp⌉ sequences) sets the time; every GPU of every replica counts
+        gen = (prefill.time_s if prefill else 0.0) + s.decode_steps * decode.time_s
+        total = (s.request_batch or s.batch * s.dp) * s.output_len
+        metrics["output_tokens_per_s"] = total / gen
+        metrics["output_tokens_per_s_per_gpu"] = total / gen / (s.tp * s.pp * s.dp)
     metrics["peak_memory_gib"] = need / GIB
 
     def dec_build(x):
         return inference_layer(s.model, _decode_segments(s, x, s.decode_context), s.tp, s.precision,
                                s.kv_precision, s.attention).ops
-    cross = {"decode": crossover(dec_build, acc)}
+    cross = {"decode": balance_crossover(dec_build, acc, s.precision)}
     if s.prompt_len > 0:
         def pre_build(x):
             return inference_layer(s.model, _prefill_segments(s, x), s.tp, s.precision, s.kv_precision,
                                    s.attention).ops
-        cross["prefill"] = crossover(pre_build, acc)
+        cross["prefill"] = balance_crossover(pre_build, acc, s.precision)
     return InferencePrediction(case.id, s, prefill, decode, gen, mem, cap, cross, metrics)
 
 
@@ -352,6 +453,21 @@ class ServingEstimate:
                 "step_bound": self.step_bound,
                 "memory_breakdown_gib": {k: v / GIB for k, v in self.memory_breakdown_bytes.items()},
                 "budget_gib": self.budget_bytes / GIB, "curve": self.curve, "assumptions": self.assumptions}
+
+    def to_frame(self):
+        """One row (pandas): max batch, what limits it, tokens/s per GPU, TPOT."""
+        import pandas as pd
+        return pd.DataFrame([{"id": self.case_id, "input_len": self.input_len, "output_len": self.output_len,
+                              "max_batch": self.max_batch, "limit": self.limit,
+                              "tokens_per_s_per_gpu": self.tokens_per_s_per_gpu, "tpot_s": self.tpot_s,
+                              "step_bound": self.step_bound,
+                              "memory_gib": sum(self.memory_breakdown_bytes.values()) / GIB,
+                              "budget_gib": self.budget_bytes / GIB}]).set_index("id")
+
+    def curve_frame(self):
+        """The throughput-vs-batch curve."""
+        import pandas as pd
+        return pd.DataFrame(self.curve).set_index("batch")
 
 
 def serving_step(s: InferenceSetup, B: float, input_len: int, output_len: int) -> tuple[float, PassResult]:
@@ -386,7 +502,8 @@ def serving_estimate(case: Case, input_len: int | None = None, output_len: int |
         f"each sequence reserves KV for input + output = {I + O} tokens",
         f"chunked prefill: {I}/{O} prompt tokens per decoded token share every step"]
     pass_per_seq = 1.0 + I / O
-    b_mem = max_batch_fitting(s, I + O, pass_per_seq, budget) * s.pp // 1
+    # every stage holds KV for all B sequences (its own layers); a pass carries B/p of them
+    b_mem = max_batch_fitting(s, I + O, pass_per_seq, budget, micro_batches=s.pp)
     w = sum(weight_bytes(s.model, s.tp, s.pp, s.precision).values())
     if b_mem < 1:
         raise InputError("system", f"{s.tp}x{s.pp} {s.system.accelerator.name}",
@@ -419,7 +536,7 @@ def serving_estimate(case: Case, input_len: int | None = None, output_len: int |
                     hi = mid
             B, limit = lo, f"TPOT SLO {tpot_slo_s * 1e3:g} ms"
     tpot, step = serving_step(s, B, I, O)
-    mem = memory_bytes(s, B / s.pp, I + O, B / s.pp * pass_per_seq)
+    mem = memory_bytes(s, B, I + O, B / s.pp * pass_per_seq, B / s.pp)
     return ServingEstimate(case.id, I, O, B, limit, B / tpot / (s.tp * s.pp), tpot, step.bound, mem, budget,
                            curve, notes)
 
@@ -464,7 +581,9 @@ def print_inference(pred: InferencePrediction, console) -> None:
                       f"{100 * r['share']:.1f} %", cb)
         console.print(t)
     console.print("bound* : the fixed per-kernel overhead exceeds the roofline term. crossover batch: smallest "
-                  "batch at which the operator's compute time reaches its memory time (same prompt/context)")
+                  "batch at which the operator's arithmetic intensity (GEMM: FLOP per weight byte) reaches the "
+                  f"machine balance {machine_balance(s.system.accelerator, 'bf16'):.0f} FLOP/B in bf16 "
+                  "(GEMM rate / HBM bandwidth; same prompt/context)")
     if pred.assumptions:
         console.print("assumed: " + "; ".join(pred.assumptions))
 

@@ -20,6 +20,11 @@ The compute unit is today's design (an SM-class unit doing 4096 dense BF16 FLOP 
 * clock: ``f = min(f_max(node), P_compute / (E_flop · units · 4096))``, with
   ``f_max(node) = 1.41 GHz · Π speed claims``; peak(bf16) = units · 4096 · f, other precisions
   by their FLOP/clk ratio (FP8 at half the energy per FLOP, as on Hopper).
+* the power cap is paid once: the clock is the power-limited one already, so the part has
+  ``power_limited_matmul = False`` — the cost engine does not apply the measured
+  steady-state/burst ratio of power-capped GPUs (calibration.yaml
+  ``sustained_over_best_matmul``, a catalog GPU's clock falling under its cap) on top; its
+  GEMMs run at peak · matmul_efficiency · ``isolated_over_best_matmul``, as an SCD part's.
 """
 from __future__ import annotations
 
@@ -183,6 +188,9 @@ def synthesize(b: Budget) -> SynthResult:
     acc = Accelerator(
         name=name, vendor="xlayer synthesis", year=node.year, compute_units=units, clock_hz=clock,
         tdp_w=b.power_w, peak_flops_per_s=peaks, matmul_efficiency=a["matmul_efficiency"],
+        # the clock above already spends the power budget on the tensor peak (or sits at
+        # f_max below it): no second power-cap derating of the steady GEMM rate
+        power_limited_matmul=False,
         vector_flops_per_s=units * a["unit_vector_flops_per_clk"] * clock,
         kernel_overhead_s=a["kernel_overhead_s"],
         memory=(MemoryLevel(level="register", capacity_bytes=rf, bandwidth_bytes_per_s=units * 1536 * clock,
