@@ -4,21 +4,22 @@ Bad input exits with status 2 and one line naming the entry, as every xlayer com
 """
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from xlayer.errors import InputError
+from xlayer.cli.common import PLOT_SUFFIXES, check_out_dir, check_out_file
+from xlayer.cli.common import console as _console
 from xlayer.cli.common import fail as _fail
+from xlayer.cli.common import print_json as _print_json
 from xlayer.units import format_seconds as _fmt_s
 
-out = Console()
-err = Console(stderr=True)
+out = _console()
+err = _console(stderr=True)
 GIB = 2.0 ** 30
 
 
@@ -32,6 +33,75 @@ def _bar():
 
 
 
+
+
+def _check_sweep_file(path: Path) -> None:
+    """Parse the sweep file (and a base case it names) with the bounded YAML reader first, so a
+    bomb, a binary file or a duplicate key is refused before the sweep loader reads it."""
+    from xlayer.cli.common import check_yaml_file
+    data = check_yaml_file(path, "SWEEP", "a sweep YAML file")
+    if isinstance(data, dict):
+        _check_sweep_size(data)
+    base = data.get("base") if isinstance(data, dict) else None
+    if isinstance(base, str):
+        p = Path(base)
+        if not p.is_absolute():
+            p = Path(path).parent / p
+        check_yaml_file(p, "base", "a case YAML file")
+
+
+def _check_sweep_size(data: dict) -> None:
+    """Refuse a sweep of more than MAX_SWEEP_POINTS points before they are listed."""
+    samples = data.get("samples")
+    if data.get("mode") == "random" and isinstance(samples, int) and not isinstance(samples, bool) \
+            and samples > MAX_SWEEP_POINTS:
+        raise InputError("samples", samples, f"at most {MAX_SWEEP_POINTS:,} points per sweep; split it")
+    params = data.get("parameters")
+    if data.get("mode", "grid") == "grid" and isinstance(params, dict):
+        n = 1
+        for v in params.values():
+            if isinstance(v, list):
+                n *= max(len(v), 1)
+            if n > MAX_SWEEP_POINTS:
+                raise InputError("parameters", f"{n:,}+ points", f"at most {MAX_SWEEP_POINTS:,} points per "
+                                                                 "sweep; split it or use mode: random")
+
+
+RAY_CONNECT_TIMEOUT_S = 2.0
+MAX_SWEEP_POINTS = 1_000_000
+
+
+def _check_ray(address: Optional[str]) -> None:
+    """Ray is importable and, for ``--address host:port``, something listens there (one TCP
+    connect, at most RAY_CONNECT_TIMEOUT_S): an unreachable cluster is one line, not a hang."""
+    import importlib.util
+    import socket
+    if importlib.util.find_spec("ray") is None:
+        raise InputError("--backend", "ray", "ray is not installed here (pip install 'ray[default]'); use local")
+    if address is None or address in ("auto", "local"):
+        return
+    if address.strip() == "":
+        raise InputError("--address", address, "empty; give host:port of a Ray head node, or leave it out")
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, sep, port_s = hostport.rpartition(":")
+    if not sep or not host:
+        raise InputError("--address", address, "valid: host:port (e.g. 10.0.0.1:6379), ray://host:port, auto")
+    try:
+        port = int(port_s)
+        if not 0 < port < 65536:
+            raise ValueError
+    except ValueError:
+        raise InputError("--address", address, "the port must be an integer in 1..65535") from None
+    try:
+        with socket.create_connection((host.strip("[]"), port), timeout=RAY_CONNECT_TIMEOUT_S):
+            pass
+    except OSError as exc:
+        why = "timed out" if isinstance(exc, socket.timeout) else (exc.strerror or type(exc).__name__)
+        raise InputError("--address", address, f"no Ray cluster answers there ({why} within "
+                                               f"{RAY_CONNECT_TIMEOUT_S:g} s); start one with `ray start "
+                                               "--head` or leave --address out") from None
+    from xlayer.explore.sweep import _probe_ray
+    _probe_ray(address)   # something listens: is it a Ray head? (bounded; the result is cached)
 
 
 def _print_search(cs, top: int) -> None:
@@ -123,7 +193,7 @@ def _pareto_table(df, x: str, y: str, title: str, limit: int = 30) -> Table:
 
 def register(app: typer.Typer) -> None:
     @app.command()
-    def search(case: Path = typer.Argument(..., help="case YAML (shared/validation format)"),
+    def search(case: str = typer.Argument(..., help="case YAML (shared/validation format)"),
                top: int = typer.Option(5, "--top", min=1, help="how many layouts to print with breakdowns"),
                json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
                rank: str = typer.Option("time", "--rank", help="time | tokens_per_s_per_gpu | cost"),
@@ -131,16 +201,21 @@ def register(app: typer.Typer) -> None:
                                                      help="let tp span more than one scale-up domain"),
                max_vp: int = typer.Option(8, "--max-vp", min=1, help="largest interleaving factor enumerated"),
                max_cp: int = typer.Option(8, "--max-cp", min=1, help="largest context-parallel size enumerated"),
-               pareto_plot: Optional[Path] = typer.Option(None, "--pareto-plot",
+               pareto_arg: Optional[str] = typer.Option(None, "--pareto-plot",
                                                           help="save time vs memory of fitting layouts (png/svg)"),
+               hf_config: Optional[str] = typer.Option(None, "--hf-config",
+                                                       help="Hugging Face config.json replacing the case's model "
+                                                            "(the case's model block may then be just {seq_len: N})"),
                ) -> None:
         """Best layouts for the case's model, system and global batch (every valid layout, ranked)."""
+        from xlayer.cli.common import load_case_arg
         from xlayer.explore.search import RANKS, search_case
-        from xlayer.predict.case import load_case
+        pareto_plot = Path(pareto_arg) if pareto_arg is not None else None
         try:
             if rank not in RANKS:
                 raise InputError("--rank", rank, f"valid: {', '.join(RANKS)}")
-            c = load_case(case)
+            check_out_file(pareto_arg, "--pareto-plot", PLOT_SUFFIXES, "a plot file (.png, .svg or .pdf)")
+            c = load_case_arg(case, hf_config)
             kw = dict(top=top, rank=rank, tp_beyond_domain=tp_beyond_domain, max_vp=max_vp, max_cp=max_cp)
             if json_out:
                 cs = search_case(c, **kw)
@@ -161,30 +236,40 @@ def register(app: typer.Typer) -> None:
             d = cs.to_dict()
             if pareto_plot is not None:
                 d["pareto_plot"] = str(pareto_plot)
-            print(json.dumps(d, indent=1, default=float))
+            _print_json(d)
             return
         _print_search(cs, top)
         if pareto_plot is not None:
             out.print(f"Pareto plot (time vs memory): {pareto_plot}")
 
     @app.command()
-    def sweep(sweep_file: Path = typer.Argument(..., metavar="SWEEP.yaml", help="sweep definition"),
+    def sweep(sweep_arg: str = typer.Argument(..., metavar="SWEEP.yaml", help="sweep definition"),
               backend: str = typer.Option("local", "--backend", help="local (processes) | ray"),
               address: Optional[str] = typer.Option(None, "--address",
                                                     help="Ray cluster address (default: start a local instance)"),
-              out_dir: Optional[Path] = typer.Option(None, "--out",
+              out_arg: Optional[str] = typer.Option(None, "--out",
                                                      help="Parquet dataset folder (default: <SWEEP>-results "
                                                           "beside the sweep file)"),
               resume: bool = typer.Option(False, "--resume", help="continue: skip the points already written"),
               workers: Optional[int] = typer.Option(None, "--workers", min=1,
                                                     help="processes (local) or CPUs of a local Ray instance"),
-              plot: Optional[Path] = typer.Option(None, "--plot", help="save the Pareto plot (png/svg)"),
+              plot_arg: Optional[str] = typer.Option(None, "--plot", help="save the Pareto plot (png/svg)"),
               json_out: bool = typer.Option(False, "--json", help="print a JSON summary")) -> None:
         """Evaluate a sweep over model, layout and hardware parameters; results go to Parquet."""
         from xlayer.explore.sweep import load_sweep, read_results, run_sweep
+        sweep_file = Path(sweep_arg)
+        out_dir = Path(out_arg) if out_arg is not None else None
+        plot = Path(plot_arg) if plot_arg is not None else None
         try:
+            _check_sweep_file(sweep_arg)
+            check_out_dir(out_arg, "--out")
+            check_out_file(plot_arg, "--plot", PLOT_SUFFIXES, "a plot file (.png, .svg or .pdf)")
             if backend not in ("local", "ray"):
                 raise InputError("--backend", backend, "local or ray")
+            if address is not None and backend != "ray":
+                raise InputError("--address", address, "only with --backend ray")
+            if backend == "ray":
+                _check_ray(address)
             dest = out_dir or sweep_file.with_name(sweep_file.stem + "-results")
             if json_out:
                 sw = load_sweep(sweep_file)  # every point is checked here, before any work
@@ -220,12 +305,11 @@ def register(app: typer.Typer) -> None:
             plot_front(ok[x], ok["iteration_time_s"], idx, plot, x, "iteration time (s)", title=sw.name,
                        logx=(x == "accelerators"))
         if json_out:
-            print(json.dumps({"name": sw.name, "out": str(dest), "points": summary.points,
-                              "skipped": summary.skipped, "evaluated": summary.evaluated,
-                              "chunks_written": summary.chunks_written, "elapsed_s": summary.elapsed_s,
-                              "rows": int(len(df)), "pareto_x": x,
-                              "pareto": front.to_dict(orient="records") if len(front) else []},
-                             indent=1, default=str))
+            _print_json({"name": sw.name, "out": str(dest), "points": summary.points,
+                         "skipped": summary.skipped, "evaluated": summary.evaluated,
+                         "chunks_written": summary.chunks_written, "elapsed_s": summary.elapsed_s,
+                         "rows": int(len(df)), "pareto_x": x,
+                         "pareto": front.to_dict(orient="records") if len(front) else []})
             return
         out.print(f"{summary.points} points: {summary.evaluated} evaluated, {summary.skipped} already done; "
                   f"{summary.chunks_written} files written in {summary.elapsed_s:.1f} s -> {dest}")
@@ -237,20 +321,27 @@ def register(app: typer.Typer) -> None:
             out.print(f"Pareto plot: {plot}")
 
     @app.command()
-    def pareto(results: Path = typer.Argument(..., help="a sweep's Parquet folder"),
+    def pareto(results_arg: str = typer.Argument(..., metavar="RESULTS", help="a sweep's Parquet folder"),
                x: str = typer.Option("accelerators", "--x",
                                      help="accelerators | memory_gib | energy_j | gpu_hours_per_mtok"),
                y: str = typer.Option("iteration_time_s", "--y", help="the other minimised column"),
-               plot: Optional[Path] = typer.Option(None, "--plot", help="save the plot (png/svg/pdf)"),
+               plot_arg: Optional[str] = typer.Option(None, "--plot", help="save the plot (png/svg/pdf)"),
                json_out: bool = typer.Option(False, "--json")) -> None:
         """Pareto front of a sweep's results (both axes minimised), as a table and a plot."""
+        results = Path(results_arg)
+        plot = Path(plot_arg) if plot_arg is not None else None
         from xlayer.explore.pareto import front_rows, plot_front
         from xlayer.explore.search import pareto_front
         from xlayer.explore.sweep import read_results
         try:
-            if not results.is_dir():
-                raise InputError("RESULTS", str(results), "a folder written by xlayer sweep")
-            df = read_results(results)
+            if results_arg.strip() == "" or not results.is_dir():
+                raise InputError("RESULTS", results_arg, "a folder written by xlayer sweep")
+            check_out_file(plot_arg, "--plot", PLOT_SUFFIXES, "a plot file (.png, .svg or .pdf)")
+            try:
+                df = read_results(results)
+            except (OSError, ValueError) as exc:   # pyarrow: ArrowInvalid is a ValueError
+                raise InputError("RESULTS", str(results), f"its part files cannot be read "
+                                                          f"({str(exc).splitlines()[0][:150]})") from None
             if not len(df):
                 raise InputError("RESULTS", str(results), "holds no finished points (part-*.parquet)")
             front = front_rows(df, x, y)
@@ -261,7 +352,7 @@ def register(app: typer.Typer) -> None:
             idx = pareto_front(ok[x].to_numpy(float), ok[y].to_numpy(float))
             plot_front(ok[x], ok[y], idx, plot, x, y, logx=(x == "accelerators"))
         if json_out:
-            print(json.dumps({"x": x, "y": y, "front": front.to_dict(orient="records")}, indent=1, default=str))
+            _print_json({"x": x, "y": y, "front": front.to_dict(orient="records")})
             return
         out.print(_pareto_table(front, x, y, f"Pareto front: {y} vs {x} ({len(front)} of {len(df)} points)"))
         if plot is not None:

@@ -43,6 +43,13 @@ def guess_kind(paths: list[str]) -> str:
 def build(paths: list[str], out: Path, kind: Optional[str], hf_config: Optional[Path],
           progress: bool = True, top: int = 10) -> tuple[str, Path]:
     """Make the report; returns (kind, written path). Raises InputError on bad input."""
+    from xlayer.cli.common import check_out_file
+    for p in paths:
+        if str(p).strip() == "":
+            raise InputError("PATH", p, "empty; give a case file, case folders or a sweep folder")
+    check_out_file(out, "--out", (".html", ".htm"), "an .html file to write")
+    if top < 1 or top > 10_000:
+        raise InputError("--top", top, "valid: 1..10000")
     kind = kind or guess_kind(paths)
     if kind not in KINDS:
         raise InputError("--kind", kind, f"valid: {', '.join(k for k in KINDS if _available(k))}")
@@ -53,17 +60,27 @@ def build(paths: list[str], out: Path, kind: Optional[str], hf_config: Optional[
     if kind == "predict":
         if len(paths) != 1:
             raise InputError("CASE", " ".join(paths), "a predict report takes exactly one case file")
-        from xlayer.api import load_case
+        from xlayer.cli.common import load_case_arg
         from xlayer.predict.api import predict_training
-        case = load_case(paths[0], hf_config=hf_config)
+        case = load_case_arg(paths[0], hf_config)
         if case.kind != "training":
             raise InputError("kind", case.kind, "predict reports cover training cases")
         return kind, rep.write(rep.training_report(case, predict_training(case)), out)
     if kind == "validate":
         if hf_config is not None:
             raise InputError("--hf-config", str(hf_config), "only a predict report takes a Hugging Face config")
+        from xlayer.predict.case import load_case as load_case_file
         from xlayer.validate.runner import collect_case_files, validate_files
         files = collect_case_files(paths)
+        bad = []
+        for f in files:
+            try:
+                load_case_file(f)
+            except InputError as exc:
+                bad.append(f"{f}: {exc}")
+        if bad:
+            raise InputError("PATH", bad[0].split(": ")[0], f"{len(bad)} of {len(files)} files do not load; "
+                                                            f"first: {bad[0]}")
         if not files:
             raise InputError("PATH", " ".join(paths), "no *.yaml case files found")
         if progress:
@@ -79,9 +96,9 @@ def build(paths: list[str], out: Path, kind: Optional[str], hf_config: Optional[
     if kind == "search":
         if len(paths) != 1:
             raise InputError("CASE", " ".join(paths), "a search report takes exactly one case file")
-        from xlayer.api import load_case
+        from xlayer.cli.common import load_case_arg
         from xlayer.explore.search import search_case
-        case = load_case(paths[0], hf_config=hf_config)
+        case = load_case_arg(paths[0], hf_config)
         return kind, rep.write(rep.search_report(case, search_case(case, top=top)), out)
     # sweep
     if hf_config is not None:

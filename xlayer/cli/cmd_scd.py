@@ -21,7 +21,11 @@ import numpy as np
 import typer
 
 from xlayer.errors import InputError
+from xlayer.cli.common import check_out_dir, check_out_file, check_yaml_file, positive
 from xlayer.cli.common import fail as _fail
+from xlayer.cli.common import print_json as _print_json
+
+MAX_BOARDS = 100_000      # 100 boards is the concept; a million chips is beyond any cryostat
 
 GIB = 2.0 ** 30
 ROOT = Path(__file__).resolve().parents[2]
@@ -578,15 +582,15 @@ def scd_build(spec: Optional[Path] = typer.Argument(None, help="SCD spec YAML (d
     """Build chip and system from device/circuit parameters; print peak, memory, links and power."""
     from xlayer.hardware.scd import build_scd, load_scd_spec
     try:
-        if boards is not None and boards < 1:
-            raise InputError("--boards", boards, "must be >= 1")
+        positive(boards, "--boards", maximum=MAX_BOARDS)
+        if spec is not None:
+            check_yaml_file(spec, "SPEC", "an SCD spec YAML file")
         b = build_scd(load_scd_spec(spec), boards=boards)
     except InputError as exc:
         _fail(exc)
     rp = b.rated_power()
     if json_out:
-        print(json.dumps({"derived": b.derived, "rated_power": rp, "accelerator": b.accelerator.model_dump()},
-                         indent=1, default=str))
+        _print_json({"derived": b.derived, "rated_power": rp, "accelerator": b.accelerator.model_dump()})
         return
     d = b.derived
     chips = int(d["chips"])
@@ -611,12 +615,21 @@ def scd_build(spec: Optional[Path] = typer.Argument(None, help="SCD spec YAML (d
 
 
 @scd_app.command("study")
-def scd_study(out: Path = typer.Option(ROOT / "docs" / "studies" / "scd", "--out", help="folder for tables and plots"),
+def scd_study(out_arg: str = typer.Option(str(ROOT / "docs" / "studies" / "scd"), "--out",
+                                         help="folder for tables and plots"),
               doc: Path = typer.Option(ROOT / "docs" / "studies" / "scd.md", "--doc", help="markdown report to write"),
               spec: Optional[Path] = typer.Option(None, "--spec", help="SCD spec YAML (default: the imec concept)")) -> None:
     """SCD vs DGX H100 / DGX B200 / GB200 NVL72: GPT-3 175B training, Llama 2 70B decode, tornado."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    out = Path(out_arg)
+    try:
+        check_out_dir(out_arg, "--out")
+        check_out_file(doc, "--doc", (".md",), "a markdown file to write")
+        if spec is not None:
+            check_yaml_file(spec, "--spec", "an SCD spec YAML file")
+    except InputError as exc:
+        _fail(exc)
     # one step per line the study logs: training and decode per system, then the tornado rows;
     # the bar is drawn on stderr (terminals only) and the logged lines still go to stdout
     steps = 2 * (1 + 2 * len(GPUS)) + 1 + len(TORNADO)
@@ -639,7 +652,7 @@ def scd_study(out: Path = typer.Option(ROOT / "docs" / "studies" / "scd", "--out
           f"and {doc} in {res['seconds']:.1f} s")
 
 
-def energy_cmd(case: Path = typer.Argument(..., help="case YAML (shared/validation format), kind: training"),
+def energy_cmd(case: str = typer.Argument(..., help="case YAML (shared/validation format), kind: training"),
                scd: Optional[Path] = typer.Option(None, "--scd", help="run the case on an SCD build of this spec "
                                                   "(count = the spec's chips)"),
                json_out: bool = typer.Option(False, "--json")) -> None:
@@ -647,6 +660,8 @@ def energy_cmd(case: Path = typer.Argument(..., help="case YAML (shared/validati
     from xlayer.cost.energy import case_training_energy
     from xlayer.predict.case import load_case
     try:
+        if scd is not None:
+            check_yaml_file(scd, "--scd", "an SCD spec YAML file")
         c = load_case(case)
         if scd is not None:
             from xlayer.hardware.scd import build_scd, load_scd_spec
@@ -667,7 +682,7 @@ def energy_cmd(case: Path = typer.Argument(..., help="case YAML (shared/validati
     except InputError as exc:
         _fail(exc)
     if json_out:
-        print(json.dumps({"id": c.id, "layout": lay, **e.to_dict()}, indent=1, default=float))
+        _print_json({"id": c.id, "layout": lay, **e.to_dict()})
         return
     print(f"{c.id}  {e.name} x {e.accelerators}  layout: {lay}")
     print(f"iteration {e.time_s:.3f} s   device {e.device_j / 1e6:.3f} MJ ({e.device_w / 1e3:.1f} kW)   "

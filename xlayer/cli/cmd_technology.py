@@ -5,14 +5,15 @@ one HBM PHY) exits with status 2 and one line ``error: <field>: <value> is not v
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from xlayer.errors import InputError
+from xlayer.cli.common import check_out_dir, positive
 from xlayer.cli.common import fail as _fail
+from xlayer.cli.common import print_json as _print_json
 from xlayer.cli.common import spinner as _spinner
 
 tech_app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -35,6 +36,13 @@ def synth(node: str = typer.Option(..., "--node", help="logic node: N12, N7, N5 
     """Synthesize an accelerator from a node and budgets; print its spec and how it was derived."""
     from xlayer.technology.synth import Budget, synthesize
     try:
+        positive(area_mm2, "--area-mm2", integer=False, maximum=1e6)
+        positive(power_w, "--power-w", integer=False, maximum=1e7)
+        for v, f in ((perimeter_mm, "--perimeter-mm"), (hbm_shoreline_mm, "--hbm-mm"),
+                     (link_shoreline_mm, "--link-mm"), (hbm_gb_per_stack, "--hbm-gb-per-stack")):
+            positive(v, f, integer=False, maximum=1e6)
+        positive(l2_mib, "--l2-mib", integer=False, allow_zero=True, maximum=1e6)
+        positive(domain, "--domain", maximum=1_000_000)
         r = synthesize(Budget(node=node, area_mm2=area_mm2, power_w=power_w, perimeter_mm=perimeter_mm,
                               hbm_shoreline_mm=hbm_shoreline_mm, link_shoreline_mm=link_shoreline_mm, memory=memory,
                               scale_up=scale_up, scale_out=scale_out, hbm_gb_per_stack=hbm_gb_per_stack,
@@ -43,7 +51,7 @@ def synth(node: str = typer.Option(..., "--node", help="logic node: N12, N7, N5 
         _fail(exc)
     a, d = r.accelerator, r.derivation
     if json_out:
-        print(json.dumps({"accelerator": a.model_dump(), "derivation": d}, indent=1, default=str))
+        _print_json({"accelerator": a.model_dump(), "derivation": d})
         return
     print(f"{a.name}: {a.compute_units} units x {a.clock_hz / 1e9:.2f} GHz ({d['binding']}-limited)")
     print(f"  peak bf16 {a.peak('bf16') / 1e12:.0f} TFLOP/s, fp8 {a.peak('fp8') / 1e12:.0f} TFLOP/s")
@@ -59,10 +67,12 @@ def synth(node: str = typer.Option(..., "--node", help="logic node: N12, N7, N5 
 
 
 @tech_app.command("a100-gb200")
-def study_a(out: Path = typer.Option(Path("docs/studies"), "--out", help="folder for the table, plots and markdown")) -> None:
+def study_a(out_arg: str = typer.Option("docs/studies", "--out", help="folder for the table, plots and markdown")) -> None:
     """Study A: A100 → H100 → B200 → GB200 NVL72 waterfall for GPT-3 175B (one factor at a time)."""
     from xlayer.technology.studies import STUDY_A_NAME, run_study_a
+    out = Path(out_arg)
     try:
+        check_out_dir(out_arg, "--out")
         with _spinner("study A: A100 → GB200 waterfall"):
             r = run_study_a(out)
     except InputError as exc:
@@ -74,10 +84,12 @@ def study_a(out: Path = typer.Option(Path("docs/studies"), "--out", help="folder
 
 
 @tech_app.command("nodes")
-def study_b(out: Path = typer.Option(Path("docs/studies"), "--out", help="folder for the table, plots and markdown")) -> None:
+def study_b(out_arg: str = typer.Option("docs/studies", "--out", help="folder for the table, plots and markdown")) -> None:
     """Study B: synthesize a chip per node (12 nm → 1 nm) at fixed area/power; time GPT-3 175B."""
     from xlayer.technology.studies import STUDY_B_NAME, run_study_b
+    out = Path(out_arg)
     try:
+        check_out_dir(out_arg, "--out")
         with _spinner("study B: synthesizing a chip per node"):
             r = run_study_b(out)
     except InputError as exc:

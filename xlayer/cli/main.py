@@ -5,25 +5,25 @@ one line on stderr naming the field, the value and what would be valid.
 """
 from __future__ import annotations
 
-import json
 import sys
 from importlib import resources
 from pathlib import Path
-from typing import List
+from typing import List, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from xlayer.errors import InputError
+from xlayer.errors import InputError, cut
+from xlayer.cli.common import console as _console
 from xlayer.cli.common import fail as _fail
+from xlayer.cli.common import print_json as _print_json
 from xlayer.units import format_seconds as _fmt_s
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="xlayer: time, memory and bottlenecks of large-model training and inference, "
                        "from technology node to cluster.")
-out = Console()
-err = Console(stderr=True)
+out = _console()
+err = _console(stderr=True)
 
 GIB = 2.0 ** 30
 
@@ -71,17 +71,21 @@ def print_training(pred) -> None:
 
 
 @app.command()
-def predict(case: Path = typer.Argument(..., help="case YAML (shared/validation format)"),
-            json_out: bool = typer.Option(False, "--json", help="print one JSON object")) -> None:
+def predict(case: str = typer.Argument(..., help="case YAML (shared/validation format)"),
+            json_out: bool = typer.Option(False, "--json", help="print one JSON object"),
+            hf_config: Optional[str] = typer.Option(None, "--hf-config",
+                                                    help="Hugging Face config.json replacing the case's model "
+                                                         "(the case's model block may then be just {seq_len: N})"),
+            ) -> None:
     """Predict one case: time per iteration (or token), memory, MFU, with breakdowns."""
-    from xlayer.predict.case import load_case
+    from xlayer.cli.common import load_case_arg
     try:
-        c = load_case(case)
+        c = load_case_arg(case, hf_config)
         if c.kind == "training":
             from xlayer.predict.api import predict_training
             pred = predict_training(c)
             if json_out:
-                print(json.dumps(pred.to_dict(), indent=1, default=float))
+                _print_json(pred.to_dict())
             else:
                 print_training(pred)
         else:
@@ -91,38 +95,83 @@ def predict(case: Path = typer.Argument(..., help="case YAML (shared/validation 
                 raise InputError("kind", c.kind, "inference prediction is not available in this version") from None
             pred = predict_inference(c)
             if json_out:
-                print(json.dumps(pred.to_dict(), indent=1, default=float))
+                _print_json(pred.to_dict())
             else:
                 print_inference(pred, out)
     except InputError as exc:
         _fail(exc)
 
 
+def _load_failures(files: list[Path]) -> list[tuple[Path, InputError]]:
+    """Every file of ``files`` that does not load as a case, with its error."""
+    from xlayer.predict.case import load_case
+    bad = []
+    for f in files:
+        try:
+            load_case(f)
+        except InputError as exc:
+            bad.append((f, exc))
+    return bad
+
+
 @app.command()
 def validate(paths: List[str] = typer.Argument(..., help="case files or folders"),
              json_out: bool = typer.Option(False, "--json", help="print the validate JSON object")) -> None:
-    """Predict measured cases and report predicted vs measured."""
-    from xlayer.validate.runner import collect_case_files, validate_files
+    """Predict measured cases and report predicted vs measured.
+
+    Files that do not load are listed on stderr, one line each, after the results of the
+    others; the status is then 2."""
+    from xlayer.validate.runner import collect_case_files, summarize, summarize_by_source, validate_files
     try:
+        for p in paths:
+            if str(p).strip() == "":
+                raise InputError("PATH", p, "empty; give case files or folders")
         files = collect_case_files(paths)
+        if not files:
+            raise InputError("PATH", " ".join(paths), "no *.yaml / *.yml case files found there")
     except InputError as exc:
         _fail(exc)
+    bad = _load_failures(files)
+    bad_set = {f for f, _ in bad}
+    good = [f for f in files if f not in bad_set]
+
+    def run(progress=None):
+        result = validate_files(good, progress=progress) if good else {"cases": []}
+        for f, exc in bad:
+            result["cases"].append({"id": f.stem, "kind": None, "metric": None, "measured": None,
+                                    "predicted": None, "error_pct": None, "reason": f"does not load: {exc}",
+                                    "file": str(f)})
+        result["summary"] = summarize(result["cases"])
+        result["by_source"] = summarize_by_source(result["cases"])
+        return result
+
     if json_out:
-        result = validate_files(files)
-        print(json.dumps(result, indent=1))
-        return
-    from rich.progress import Progress
-    with Progress(console=err, transient=True, disable=not err.is_terminal) as prog:
-        task = prog.add_task("validating", total=len(files))
-        result = validate_files(files, progress=lambda f: prog.advance(task))
+        _print_json(run())
+    else:
+        from rich.progress import Progress
+        with Progress(console=err, transient=True, disable=not err.is_terminal) as prog:
+            task = prog.add_task("validating", total=len(good))
+            result = run(progress=lambda f: prog.advance(task))
+        _print_validate(result)
+    for f, exc in bad:
+        field = str(f) if exc.field in (f.name, "CASE") else f"{f}: {exc.field}"
+        print(f"error: {InputError(field, exc.value, exc.valid)}", file=sys.stderr)
+    if bad:
+        why = f"{len(bad)} of {len(files)} case files do not load (listed above)"
+        print(f"error: {InputError('PATH', ' '.join(paths), why)}", file=sys.stderr)
+        raise typer.Exit(2)
+
+
+def _print_validate(result) -> None:
     t = Table(title="predicted vs measured")
     for col in ("case", "metric", "measured", "predicted", "error"):
         t.add_column(col, justify="right" if col in ("measured", "predicted", "error") else "left")
     for r in result["cases"]:
         if r["predicted"] is None:
-            t.add_row(r["id"], str(r["metric"]), str(r["measured"]), "-", r.get("reason", "")[:60])
+            t.add_row(str(r["id"]), str(r["metric"]), str(r["measured"]), "-", cut(str(r.get("reason") or ""), 200))
         else:
-            t.add_row(r["id"], r["metric"], f"{r['measured']:.4g}", f"{r['predicted']:.4g}", f"{r['error_pct']:+.1f} %")
+            t.add_row(str(r["id"]), str(r["metric"]), f"{r['measured']:.4g}", f"{r['predicted']:.4g}",
+                      f"{r['error_pct']:+.1f} %" if r.get("error_pct") is not None else "-")
     out.print(t)
     s = Table(title="summary")
     for col in ("metric", "count", "MAPE %", "max |err| %"):
@@ -167,7 +216,7 @@ def catalog(json_out: bool = typer.Option(False, "--json")) -> None:
     from xlayer.hardware import load_catalog
     parts = load_catalog()
     if json_out:
-        print(json.dumps({n: a.model_dump() for n, a in parts.items()}, indent=1, default=str))
+        _print_json({n: a.model_dump() for n, a in parts.items()})
         return
     t = Table(title="hardware catalog")
     for col in ("name", "bf16 TFLOP/s", "fp8 TFLOP/s", "HBM GiB", "HBM TB/s", "scale-up GB/s", "domain", "NIC GB/s"):
@@ -201,12 +250,101 @@ def _mount_optional() -> None:
 _mount_optional()
 
 
-def main() -> None:
+def _argv_value(argv: list[str], hint: str) -> str | None:
+    """The value given on the command line for the option ``hint`` (``--x v`` or ``--x=v``)."""
+    names = [h.strip().strip("'\"") for h in hint.split("/")]
+    for i, a in enumerate(argv):
+        for n in names:
+            if a == n and i + 1 < len(argv):
+                return argv[i + 1]
+            if a.startswith(n + "="):
+                return a[len(n) + 1:]
+    return None
+
+
+def _usage_line(exc, argv: list[str]) -> str:
+    """One line for a click usage error, in the ``<field>: <value> is not valid; <why>`` form."""
+    import re
+
+    from typer._click import exceptions as cx
+    ctx = getattr(exc, "ctx", None)
+    where = ctx.command_path if ctx is not None else "xlayer"
+    where = "xlayer" + where[where.index(" "):] if " " in where else "xlayer"
+    msg = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+    help_hint = f"see {where} --help"
+    if isinstance(exc, cx.NoSuchOption):
+        extra = f" (did you mean {', '.join(sorted(exc.possibilities)[:3])}?)" if exc.possibilities else ""
+        return str(InputError(where, exc.option_name, f"no such option{extra}; {help_hint}"))
+    if isinstance(exc, cx.MissingParameter):
+        hint = exc.param_hint if isinstance(exc.param_hint, str) else (
+            exc.param.get_error_hint() if exc.param is not None else "argument")
+        return str(InputError(f"{where} {hint.strip(chr(39))}", None, f"required; {help_hint}"))
+    if isinstance(exc, cx.BadParameter):
+        hint = exc.param_hint if isinstance(exc.param_hint, str) else (
+            exc.param.get_error_hint() if exc.param is not None else "value")
+        hint = " / ".join(h.strip().strip("'\"") for h in str(hint).split("/"))
+        value = _argv_value(argv, hint)
+        why = exc.message.removeprefix("Value error, ")
+        return str(InputError(hint, value if value is not None else "?", f"{why}; {help_hint}"))
+    quoted = re.findall(r"'([^']*)'", msg)
+    paren = re.findall(r"\(([^()]*)\)", msg)
+    value = quoted[0] if quoted else (paren[-1] if paren else " ".join(argv))
+    return str(InputError(where, value, f"{msg.rstrip('.')}; {help_hint}"))
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Run the command line ``argv`` (default: ``sys.argv[1:]``); returns the exit status.
+
+    0: done; 2: bad input (one line on stderr, ``error: <field>: <value> is not valid; <why>``);
+    1: an internal error (one line naming it; ``XLAYER_TRACEBACK=1`` re-raises it with the
+    traceback); 130: interrupted."""
+    import os
+    import warnings
+
+    from typer._click import exceptions as cx
+    from typer.exceptions import Abort, Exit
+    argv = list(sys.argv[1:] if argv is None else argv)
+    warnings.filterwarnings("ignore", category=RuntimeWarning)   # numpy overflow etc.: the result says it
+    cmd = typer.main.get_command(app)
     try:
-        app()
-    except InputError as exc:  # raised outside a command body
+        rv = cmd.main(args=argv, prog_name="xlayer", standalone_mode=False)
+        return rv if isinstance(rv, int) and not isinstance(rv, bool) else 0
+    except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+        return 2
+    except Exit as exc:
+        return int(exc.exit_code or 0)
+    except cx.NoArgsIsHelpError as exc:  # "xlayer scd": the help, as before
+        from typer import rich_utils
+        rich_utils.rich_format_error(exc)
+        return exc.exit_code
+    except cx.UsageError as exc:
+        print(f"error: {_usage_line(exc, argv)}", file=sys.stderr)
+        return 2
+    except cx.ClickException as exc:
+        print(f"error: {InputError('xlayer', ' '.join(argv), exc.format_message())}", file=sys.stderr)
+        return 2
+    except (Abort, KeyboardInterrupt):
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 1
+    except RecursionError:
+        print("error: input: <nested data> is not valid; nested too deeply to process", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("error: input: <data> is not valid; too large to process in memory", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - a bug: one line, never a traceback flood
+        if os.environ.get("XLAYER_TRACEBACK"):
+            raise
+        print(f"error: internal error: {type(exc).__name__}: {cut(str(exc), 300)} (a bug in xlayer; "
+              "XLAYER_TRACEBACK=1 shows where)", file=sys.stderr)
+        return 1
+
+
+def main() -> None:
+    sys.exit(run())
 
 
 if __name__ == "__main__":

@@ -874,6 +874,7 @@ def _run_local(spec, todo, finished, workers: Optional[int]) -> None:
 
 
 RAY_CONNECT_TIMEOUT_S = 7.0
+_RAY_PROBED: set[str] = set()   # addresses that answered (a second probe would cost seconds)
 
 
 def _probe_ray(address: str, timeout_s: float = RAY_CONNECT_TIMEOUT_S) -> None:
@@ -882,6 +883,8 @@ def _probe_ray(address: str, timeout_s: float = RAY_CONNECT_TIMEOUT_S) -> None:
     so an unreachable cluster becomes one InputError within seconds instead of a hang."""
     import subprocess
     import sys
+    if address in _RAY_PROBED:
+        return
     code = ("import logging, sys, ray\n"
             "ray.init(address=sys.argv[1], logging_level=logging.ERROR, log_to_driver=False)\n"
             "ray.shutdown()\n")
@@ -894,6 +897,7 @@ def _probe_ray(address: str, timeout_s: float = RAY_CONNECT_TIMEOUT_S) -> None:
     if r.returncode != 0:
         last = (r.stderr.strip().splitlines() or ["ray.init failed"])[-1]
         raise _err("--address", address, f"cannot connect to a Ray cluster there ({last[:200]})")
+    _RAY_PROBED.add(address)
 
 
 def _run_ray(spec, todo, finished, address: Optional[str], workers: Optional[int]) -> None:

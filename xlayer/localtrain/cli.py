@@ -21,15 +21,63 @@ from rich.table import Table
 from xlayer.errors import InputError
 
 app = typer.Typer(help="Local learning (greedy, DGL, InfoPro, BackLink) versus backprop: "
-                       "training, memory and simulated pipeline runtime.", no_args_is_help=True)
+                       "training, memory and simulated pipeline runtime.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
 err = Console(stderr=True)
 
+MAX_EPOCHS = 100_000
+MAX_BATCH = 65_536
+MAX_THREADS = 1_024
+MAX_DEPTH = 1_202        # the deepest CIFAR ResNet published (He et al. 2016)
+MAX_LIST = 64            # entries in a comma list (K, seeds, methods)
 
-def _ints(text: str, field: str) -> list[int]:
+
+def _ints(text: str, field: str, minimum: int = 1, maximum: int = 1_000_000) -> list[int]:
+    """A non-empty comma list of integers in [minimum, maximum]."""
     try:
-        return [int(v) for v in text.split(",") if v.strip()]
+        vals = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise InputError(field, text, "valid: comma-separated integers, e.g. 2,4,8") from None
+    if not vals:
+        raise InputError(field, text, "empty; valid: comma-separated integers, e.g. 2,4,8")
+    if len(vals) > MAX_LIST:
+        raise InputError(field, text, f"{len(vals)} entries; at most {MAX_LIST}")
+    for v in vals:
+        if not minimum <= v <= maximum:
+            raise InputError(field, v, f"valid: integers {minimum}..{maximum:,}")
+    return vals
+
+
+def _int(value, field: str, minimum: int = 1, maximum: int = 1_000_000, optional: bool = False):
+    """``value`` if it is an integer in [minimum, maximum] (None allowed with ``optional``)."""
+    if value is None and optional:
+        return None
+    if value is None or isinstance(value, bool) or not minimum <= value <= maximum:
+        raise InputError(field, value, f"valid: an integer {minimum}..{maximum:,}")
+    return value
+
+
+def _pos_float(value, field: str, allow_zero: bool = False, maximum: float = 1e6) -> float:
+    import math
+    ok = value is not None and math.isfinite(value) and (value >= 0 if allow_zero else value > 0) and value <= maximum
+    if not ok:
+        raise InputError(field, value, f"valid: a finite number {'>= 0' if allow_zero else '> 0'} and <= {maximum:g}")
+    return value
+
+
+def _check_net(net: str) -> None:
+    import re
+    m = re.fullmatch(r"resnet(\d+)", net.strip().lower()) if isinstance(net, str) else None
+    if m and int(m.group(1)) > MAX_DEPTH:
+        raise InputError("net", net, f"deeper than resnet{MAX_DEPTH}; valid: resnet{{6n+2}} up to resnet{MAX_DEPTH}")
+
+
+def _check_out(out: str) -> None:
+    s = str(out)
+    if s.strip() == "":
+        raise InputError("out", s, "empty; give a results folder")
+    if Path(s).exists() and not Path(s).is_dir():
+        raise InputError("out", s, "is a file; give a results folder")
 
 
 def _strs(text: str) -> list[str]:
@@ -83,7 +131,7 @@ def _device(name: str) -> str:
 def run(
     net: str = typer.Option("resnet32", help="resnet32, resnet110 or any resnet{6n+2}"),
     dataset: str = typer.Option("fashion-mnist", help="fashion-mnist, cifar10, synthetic"),
-    data: Optional[Path] = typer.Option(None, help="folder with the dataset files"),
+    data: Optional[str] = typer.Option(None, help="folder with the dataset files"),
     methods: str = typer.Option("backprop,greedy,dgl,backlink", help="comma list: backprop, greedy, dgl, infopro, infopro-contrast, backlink"),
     k: str = typer.Option("4", "--K", "-K", help="comma list of module counts"),
     p: int = typer.Option(1, help="BackLink propagation length (residual blocks)"),
@@ -100,22 +148,47 @@ def run(
     test_subset: Optional[int] = typer.Option(None, help="evaluate on a fixed stratified subset of this many test images"),
     threads: Optional[int] = typer.Option(None, help="torch CPU threads"),
     device: str = typer.Option("auto", help="auto, cpu, cuda"),
-    out: Path = typer.Option(Path("out/localtrain/run"), help="results folder"),
+    out: str = typer.Option("out/localtrain/run", help="results folder"),
     resume: bool = typer.Option(False, help="continue each run from its last finished epoch"),
     as_json: bool = typer.Option(False, "--json", help="machine-readable stdout"),
 ):
     """Train each (method, K, seed) and report test accuracy (mean ± std over seeds)."""
+    out_raw, out = out, Path(out)
+    data_raw, data = data, (Path(data) if data is not None else None)
+
     def go():
+        _int(epochs, "epochs", 1, MAX_EPOCHS)
+        _int(batch_size, "batch-size", 1, MAX_BATCH)
+        _pos_float(lr, "lr", maximum=1e3)
+        _int(warmup_epochs, "warmup-epochs", 0, epochs)
+        _int(train_batches, "train-batches", 1, optional=True)
+        _int(test_batches, "test-batches", 1, optional=True)
+        _int(test_subset, "test-subset", 1, optional=True)
+        _int(threads, "threads", 1, MAX_THREADS, optional=True)
+        _int(p, "p", 0, MAX_DEPTH)
+        _check_net(net)
+        _check_out(out_raw)
+        if train_subset is not None and (isinstance(train_subset, bool) or train_subset < batch_size):
+            raise InputError("train-subset", train_subset, f"valid: at least the batch size ({batch_size}): every "
+                                                           "epoch drops the last incomplete batch")
+        if data_raw is not None and (data_raw.strip() == "" or not data.is_dir()):
+            raise InputError("data", data_raw, "valid: an existing folder with the dataset files")
+        ks, ss = _ints(k, "K", 1, 10_000), _ints(seeds, "seeds", 0, 2 ** 32 - 1)
         from xlayer.localtrain import data as D
         from xlayer.localtrain.methods import MethodConfig, check_method
         from xlayer.localtrain.train import TrainConfig, build, train
 
         ms = [check_method(m) for m in _strs(methods)]
-        ks, ss = _ints(k, "K"), _ints(seeds, "seeds")
+        if not ms:
+            raise InputError("methods", methods, "empty; valid: a comma list of backprop, greedy, dgl, infopro, "
+                                                 "infopro-contrast, backlink")
         dev = _device(device)
         ds = D.load(dataset, data, **({"channels": 1, "size": 28} if dataset == "synthetic" else {}))
         if train_subset is not None or test_subset is not None:
             ds = D.subset(ds, train_subset, test_subset)
+        if len(ds.y_train) < batch_size:
+            raise InputError("batch-size", batch_size, f"valid: at most the {len(ds.y_train)} training images "
+                                                       "(the last incomplete batch is dropped)")
         jobs = []
         for m in ms:
             for kk in ([1] if m == "backprop" else ks):
@@ -154,10 +227,10 @@ def run(
         _write_csv(out / "summary.csv", summary)
         doc = {"command": "run", "dataset": ds.name, "net": net, "n_train": len(ds.y_train),
                "n_test": len(ds.y_test), "summary": summary, "runs": results}
-        (out / "summary.json").write_text(json.dumps(doc, indent=2))
+        (out / "summary.json").write_text(_dumps(doc, indent=2))
         _plot_curves(rows, out / "test_acc.png")
         if as_json:
-            typer.echo(json.dumps(doc))
+            typer.echo(_dumps(doc, indent=None))
         else:
             Console().print(_table(f"{net} on {ds.name}: test accuracy after {epochs} epochs", summary))
             err.print(f"results in {out}")
@@ -192,11 +265,21 @@ def memory(
     split: str = typer.Option("published"),
     device: str = typer.Option("auto"),
     threads: Optional[int] = typer.Option(None),
-    out: Path = typer.Option(Path("out/localtrain/memory")),
+    out: str = typer.Option("out/localtrain/memory"),
     as_json: bool = typer.Option(False, "--json"),
 ):
     """Peak memory of one training step per (method, K); CPU: exact accounting, GPU: allocator peak."""
+    out_raw, out = out, Path(out)
+
     def go():
+        _int(batch_size, "batch-size", 1, MAX_BATCH)
+        _int(threads, "threads", 1, MAX_THREADS, optional=True)
+        _int(p, "p", 0, MAX_DEPTH)
+        if in_channels not in (1, 3):
+            raise InputError("in-channels", in_channels, "valid: 3 (32x32 images) or 1 (28x28)")
+        _check_net(net)
+        _check_out(out_raw)
+        ks = _ints(k, "K", 1, 10_000)
         import torch
         from xlayer.localtrain.measure import memory_of_step
         from xlayer.localtrain.methods import LocalLearner, MethodConfig, check_method
@@ -205,7 +288,9 @@ def memory(
         if threads:
             torch.set_num_threads(threads)
         dev = _device(device)
-        ms, ks = [check_method(m) for m in _strs(methods)], _ints(k, "K")
+        ms = [check_method(m) for m in _strs(methods)]
+        if not ms:
+            raise InputError("methods", methods, "empty; valid: a comma list of backprop, greedy, backlink, ...")
         size = 28 if in_channels == 1 else 32
         configs = []
         for m in ms:
@@ -234,10 +319,10 @@ def memory(
         out.mkdir(parents=True, exist_ok=True)
         _write_csv(out / "memory.csv", rows)
         doc = {"command": "memory", "net": net, "batch_size": batch_size, "rows": rows}
-        (out / "memory.json").write_text(json.dumps(doc, indent=2))
+        (out / "memory.json").write_text(_dumps(doc, indent=2))
         _plot_memory(rows, out / "memory.png")
         if as_json:
-            typer.echo(json.dumps(doc))
+            typer.echo(_dumps(doc, indent=None))
         else:
             show = [{k2: r[k2] for k2 in ("method", "K", "p", "device", "peak_GiB", "reduction_vs_backprop")} for r in rows]
             Console().print(_table(f"{net}, batch {batch_size}: peak memory of a training step", show))
@@ -273,23 +358,40 @@ def pipeline(
     comm_s: float = typer.Option(0.0, help="delay per cross-device transfer, seconds"),
     repeats: int = typer.Option(3),
     stat: str = typer.Option("median", help="median or min over the repeats (min: robust on a shared CPU)"),
-    times: Optional[Path] = typer.Option(None, help="JSON of ModuleTimes instead of measuring"),
+    times: Optional[str] = typer.Option(None, help="JSON of ModuleTimes instead of measuring"),
     device: str = typer.Option("auto"),
     threads: Optional[int] = typer.Option(None),
     fmt: str = typer.Option("png", "--format", help="plot format: png or svg"),
-    out: Path = typer.Option(Path("out/localtrain/pipeline")),
+    out: str = typer.Option("out/localtrain/pipeline"),
     as_json: bool = typer.Option(False, "--json"),
 ):
     """Measure per-module times, then simulate backprop / local / BackLink on G devices."""
+    out_raw, out = out, Path(out)
+    times_raw, times = times, (Path(times) if times is not None else None)
+
     def go():
+        if fmt not in ("png", "svg"):
+            raise InputError("format", fmt, "valid: png, svg")
+        _int(k, "K", 1, 10_000)
+        _int(batch_size, "batch-size", 1, MAX_BATCH)
+        _int(batches_, "batches", 1, 100_000)
+        _int(repeats, "repeats", 1, 1_000)
+        _int(p, "p", 0, MAX_DEPTH)
+        _int(threads, "threads", 1, MAX_THREADS, optional=True)
+        _int(devices, "devices", 1, 10_000, optional=True)
+        _pos_float(comm_s, "comm-s", allow_zero=True, maximum=1e6)
+        if stat not in ("median", "min"):
+            raise InputError("stat", stat, "valid: median, min")
+        if in_channels not in (1, 3):
+            raise InputError("in-channels", in_channels, "valid: 3 (32x32 images) or 1 (28x28)")
+        _check_net(net)
+        _check_out(out_raw)
         import torch
-        from xlayer.localtrain.measure import ModuleTimes, module_times
+        from xlayer.localtrain.measure import module_times
         from xlayer.localtrain.methods import LocalLearner, MethodConfig
         from xlayer.localtrain.nets import resnet
         from xlayer.localtrain.pipeline import plot_timelines, simulate
 
-        if fmt not in ("png", "svg"):
-            raise InputError("format", fmt, "valid: png, svg")
         if threads:
             torch.set_num_threads(threads)
         G = devices or k
@@ -298,9 +400,10 @@ def pipeline(
         if batches_ < 1:
             raise InputError("batches", batches_, "valid: >= 1")
         if times is not None:
-            if not times.is_file():
-                raise InputError("times", str(times), "valid: an existing JSON file of module times")
-            mt = ModuleTimes(**json.loads(times.read_text()))
+            from xlayer.safe_yaml import load_json
+            if times_raw.strip() == "" or not times.is_file():
+                raise InputError("times", times_raw, "valid: an existing JSON file of module times")
+            mt = _module_times(load_json(times, "times", "a JSON file of module times"), k)
         else:
             dev = _device(device)
             size = 28 if in_channels == 1 else 32
@@ -324,9 +427,9 @@ def pipeline(
         plot = plot_timelines(results, out / f"timeline.{fmt}")
         doc = {"command": "pipeline", "net": net, "K": k, "devices": G, "p": p,
                "module_times": mt.as_dict(), "results": rows, "plot": str(plot)}
-        (out / "pipeline.json").write_text(json.dumps(doc, indent=2))
+        (out / "pipeline.json").write_text(_dumps(doc, indent=2))
         if as_json:
-            typer.echo(json.dumps(doc))
+            typer.echo(_dumps(doc, indent=None))
         else:
             show = [{c: r[c] for c in ("method", "K", "devices", "makespan_s", "per_batch_s", "reduction_vs_backprop")} for r in rows]
             Console().print(_table(f"{net}: simulated runtime, {batches_} batches", show))
@@ -334,8 +437,42 @@ def pipeline(
     _guard(go)
 
 
+def _dumps(doc, indent=2) -> str:
+    from xlayer.cli.common import dumps
+    return dumps(doc, indent=indent)
+
+
+def _module_times(data, k: int):
+    """ModuleTimes from a parsed JSON document, every field checked (lists of K finite times >= 0)."""
+    import dataclasses
+    import math
+
+    from xlayer.localtrain.measure import ModuleTimes
+    if not isinstance(data, dict):
+        raise InputError("times", type(data).__name__, "valid: a JSON object of ModuleTimes fields")
+    names = [f.name for f in dataclasses.fields(ModuleTimes)]
+    for key in data:
+        if key not in names:
+            raise InputError(f"times.{key}", data[key], f"unknown field; valid: {', '.join(names)}")
+    for key in names:
+        v = data.get(key)
+        if not isinstance(v, list) or len(v) != k:
+            raise InputError(f"times.{key}", v if not isinstance(v, list) else f"{len(v)} values",
+                             f"valid: a list of {k} times, one per module (--K {k})")
+        for x in v:
+            if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x) or x < 0:
+                raise InputError(f"times.{key}", x, "valid: finite numbers >= 0 (seconds)")
+    try:
+        mt = ModuleTimes(**data)
+    except TypeError as exc:
+        raise InputError("times", "{...}", f"valid: the fields {', '.join(names)} ({exc})") from None
+    return mt
+
+
 def main() -> None:
-    app()
+    from xlayer.cli.main import run
+    import sys
+    raise SystemExit(run(["localtrain", *sys.argv[1:]]))
 
 
 if __name__ == "__main__":

@@ -88,6 +88,43 @@ def build(cfg: TrainConfig, data: Dataset) -> LocalLearner:
     return LocalLearner(net, cfg.method)
 
 
+RESUME_IGNORED = ("threads",)   # settings that do not change the result
+
+
+def run_fingerprint(cfg: TrainConfig, data: Dataset) -> dict:
+    """What a checkpoint must have been trained with for ``resume`` to continue it: every
+    training and method setting (but the thread count) and the data (name, sizes, a hash of
+    the labels, so a different subset is a different run)."""
+    import hashlib
+    h = hashlib.sha256()
+    for t in (data.y_train, data.y_test):
+        h.update(t.detach().cpu().numpy().tobytes() if hasattr(t, "detach") else bytes(memoryview(t)))
+    train_cfg = {k: v for k, v in asdict(cfg).items() if k != "method" and k not in RESUME_IGNORED}
+    return json.loads(json.dumps({"train": train_cfg, "method": asdict(cfg.method), "dataset": data.name,
+                                  "n_train": len(data.y_train), "n_test": len(data.y_test),
+                                  "labels_sha256": h.hexdigest()}, default=str))
+
+
+def _check_resumable(saved: dict | None, now: dict, ckpt: Path) -> None:
+    """Refuse to continue a checkpoint made with another configuration (it would return or
+    extend a result that is not this run's)."""
+    from xlayer.errors import InputError
+    if saved is None:
+        raise InputError("resume", str(ckpt), "this checkpoint records no configuration (written by an older "
+                                              "version); delete it or run without --resume")
+    if saved == now:
+        return
+    diffs = []
+    for part in ("train", "method"):
+        a, b = saved.get(part) or {}, now.get(part) or {}
+        diffs += [f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    diffs += [f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in ("dataset", "n_train", "n_test", "labels_sha256")
+              if saved.get(k) != now.get(k)]
+    raise InputError("resume", str(ckpt), "the checkpoint was trained with another configuration ("
+                     + "; ".join(diffs[:4]) + ("; ..." if len(diffs) > 4 else "")
+                     + "); use another --out or run without --resume")
+
+
 def train(cfg: TrainConfig, data: Dataset, out: Path | None = None, resume: bool = False,
           device: str = "cpu", progress: Callable[[int, int, float], None] | None = None) -> RunResult:
     """Train and evaluate; ``progress(epoch, batch, loss)`` is called after every batch."""
@@ -102,8 +139,10 @@ def train(cfg: TrainConfig, data: Dataset, out: Path | None = None, resume: bool
               "method": asdict(cfg.method), "dataset": data.name}
     result = RunResult(config, [])
     ckpt = out / "checkpoint.pt" if out else None
+    fingerprint = run_fingerprint(cfg, data)
     if resume and ckpt and ckpt.exists():
         state = torch.load(ckpt, weights_only=False)
+        _check_resumable(state.get("fingerprint"), fingerprint, ckpt)
         learner.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         gen.set_state(state["generator"])
@@ -134,7 +173,7 @@ def train(cfg: TrainConfig, data: Dataset, out: Path | None = None, resume: bool
             tmp = out / "checkpoint.pt.tmp"
             torch.save({"model": learner.state_dict(), "optimizer": opt.state_dict(),
                         "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
-                        "epochs": [asdict(e) for e in result.epochs]}, tmp)
+                        "epochs": [asdict(e) for e in result.epochs], "fingerprint": fingerprint}, tmp)
             tmp.replace(ckpt)
             (out / "result.json").write_text(json.dumps(result.as_dict(), indent=2))
     return result
