@@ -173,7 +173,9 @@ def collective_time_s(collective: str, size_bytes: Any, n: Any, n_in: Any,
         if isinstance(n_out, np.ndarray):
             return np.where(n_out == 1, flat, 2.0 * inner + outer)
         return flat if n_out == 1 else 2.0 * inner + outer
-    if collective in ("all_gather", "reduce_scatter", "all_to_all"):
+    if collective == "all_to_all":
+        return all_to_all_time_s(size_bytes, n, n_in, scale_up, scale_out)
+    if collective in ("all_gather", "reduce_scatter"):
         outer = ring_time_s(collective, size_bytes / n_in, n_out, scale_out)
         return inner + outer
     if collective == "send_recv":
@@ -182,6 +184,23 @@ def collective_time_s(collective: str, size_bytes: Any, n: Any, n_in: Any,
             (ring_time_s("send_recv", size_bytes, 2, scale_out) if n_out > 1
              else ring_time_s("send_recv", size_bytes, 2, scale_up))
     raise ValueError(collective)
+
+
+def all_to_all_time_s(size_bytes: Any, n: Any, n_in: Any, scale_up: Link, scale_out: Link) -> Any:
+    """All-to-all of ``size_bytes`` per rank, spread evenly over the n ranks of the group
+    (MoE token dispatch/combine: NCCL all-to-all is one send and one receive per peer, all
+    posted at once). Of each rank's S bytes, (n_in−1)/n go to peers in its scale-up domain and
+    (n−n_in)/n to peers outside over its own NIC, the two at the same time:
+
+        t = max(S·(n_in−1)/n / B_up, S·(n−n_in)/n / B_out) + α_up + [n > n_in]·α_out
+
+    (B = link bandwidth · efficiency, per direction)."""
+    S = size_bytes
+    up_s = S * (n_in - 1) / np.maximum(n, 1) / _bw(scale_up)
+    out_s = S * (n - n_in) / np.maximum(n, 1) / _bw(scale_out)
+    t = np.maximum(up_s, out_s) + scale_up.latency_s + np.where(n > n_in, scale_out.latency_s, 0.0)
+    t = np.where(n > 1, t, 0.0)
+    return t if np.ndim(t) else float(t)
 
 
 def _half(collective: str) -> str:

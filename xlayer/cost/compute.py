@@ -167,6 +167,22 @@ def wave_utilization(m: Any, n: Any, batch: Any, sms: int, k: Any = None) -> Any
     return best if np.ndim(best) else float(best)
 
 
+def softmax_exp_time_s(op: Op, acc: Accelerator, cal: Calibration | None = None) -> Any:
+    """Time of a flash-attention kernel's exponentials on the special-function units: one exp
+    per score forward (4·d MMA FLOPs per score) and one per score backward (recomputing P;
+    10·d FLOPs), at ``acc.exp_per_clk_per_sm`` per SM per clock (CUDA C++ Programming Guide,
+    arithmetic-instruction throughput: 16 exp2 per clock per SM on compute capability 8.x–10.x;
+    Blackwell Ultra doubles the SFU exponential rate, NVIDIA "Blackwell Ultra" technical blog,
+    2025), at the sustained clock of a power-limited part. The kernel overlaps them with its
+    MMAs (FlashAttention-3/4 ping-pong), so the kernel time is the larger of the two; with a
+    small head dimension (64) on Blackwell the exponentials, not the tensor cores, set it."""
+    cal = cal or calibration()
+    per_score = 10.0 if op.name.endswith(".bwd") else 4.0
+    exps = op.flops / (per_score * op.head_dim)
+    ratio = cal.sustained_over_best_matmul if acc.power_limited_matmul else cal.isolated_over_best_matmul
+    return exps / (acc.compute_units * acc.clock_hz * acc.exp_per_clk_per_sm * ratio)
+
+
 @dataclass(frozen=True)
 class OpTime:
     name: str
@@ -210,10 +226,15 @@ def op_time(op: Op, acc: Accelerator, cal: Calibration | None = None,
             l2_bytes = op.m * op.n * op.k * op.batch * (1.0 / TILE_M + 1.0 / TILE_N) * elem
             l2_s = l2_bytes / l2_bw
     elif op.kind == "attention":
-        rho = flash_relative_efficiency(acc, op.heads, op.seq_q, cal)
+        # a query tile loops over the keys it sees: the sequence, or the window of a
+        # sliding-window layer (short loops pay the tile's fixed work over fewer keys)
+        rho = flash_relative_efficiency(acc, op.heads, np.minimum(op.seq_q, op.seq_kv) if op.seq_kv else op.seq_q,
+                                        cal)
         if op.name.endswith(".bwd"):
             rho = rho * 2.5 / cal.flash_bwd_time_over_fwd
         compute = op.flops / (gemm_rate_flops_per_s(acc, op.precision, cal) * rho)
+        if op.head_dim:
+            compute = np.maximum(compute, softmax_exp_time_s(op, acc, cal))
     else:
         compute = op.flops / acc.vector_flops_per_s
     hbm = op.bytes / hbm_bw

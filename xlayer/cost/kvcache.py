@@ -51,7 +51,7 @@ def workspace_bytes(model: ModelSpec, tokens: float, rows_out: float, tp: int) -
     """Peak transient activations of one layer forward over ``tokens`` tokens (see module
     docstring) plus fp32 logits of ``rows_out`` sampled rows."""
     h, f = model.hidden, model.ffn_hidden
-    f1 = f * (2 if model.gated else 1) * (model.top_k if model.moe else 1)
-    f2 = f * (model.top_k if model.moe else 1)
+    f1 = f * (2 if model.gated else 1) * (model.top_k if model.is_moe else 1)
+    f2 = f * (model.top_k if model.is_moe else 1)
     live = 2 * h + (model.q_dim + 2 * model.kv_dim) / tp + f1 / tp + f2 / tp
     return ACT_BYTES * tokens * live + 4.0 * rows_out * model.vocab / tp

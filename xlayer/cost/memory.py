@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from xlayer.workload.model import ModelSpec
+from xlayer.workload.precision import LOW_PRECISION, gemm_input_bytes
 
 WEIGHT_BYTES = 2  # 16-bit working weights
 GRAD_BYTES = 4  # fp32 main gradients (Megatron-LM accumulates and reduces in fp32)
@@ -31,7 +32,8 @@ def model_state_bytes(params: Any, dp: Any, zero: int, precision: str = "bf16",
 
 
 def layer_activation_bytes(model: ModelSpec, b: Any, tp: Any, cp: Any, sp: bool, recompute: str,
-                           attention: str, dropout: float) -> Any:
+                           attention: str, dropout: float, ffn: str = "dense", etp: Any = 1,
+                           precision: str = "bf16") -> Any:
     """Bytes one layer keeps for its backward pass, per accelerator and micro-batch.
 
     Generalises Korthikanti 2022 eq. (1)–(5) (which is s·b·h·(34 + 5·a·s/h) for GPT with
@@ -42,6 +44,12 @@ def layer_activation_bytes(model: ModelSpec, b: Any, tp: Any, cp: Any, sp: bool,
       2·rows·h, FC1 in 2·rows·h, activation in 2·T·f₁/t, FC2 in 2·T·f/t, dropout mask rows·h.
     selective: drops the s² terms (the attention core is recomputed);
     full: keeps only the layer input 2·rows·h.
+    ``ffn="moe"``: the FFN part is the MoE layer's (router, permuted copies, experts; the
+    formula is in the code, term by term).
+    Low-precision GEMMs (fp8, mxfp8, nvfp4): Transformer Engine saves each GEMM's input for the
+    weight gradient in its quantized (column-wise) form, not in 16 bit (te.Linear /
+    LayerNormLinear save ``inputmat`` / ``ln_out`` as the quantized tensor), so the QKV, proj,
+    FC1 and FC2 inputs count q bytes per element (:func:`gemm_input_bytes`) instead of 2.
     """
     h, s = model.hidden, model.seq_len
     T = b * s / cp
@@ -53,10 +61,23 @@ def layer_activation_bytes(model: ModelSpec, b: Any, tp: Any, cp: Any, sp: bool,
     drop = 1.0 if dropout > 0 else 0.0
     f = model.ffn_hidden
     f1 = f * (2 if model.gated else 1)
-    moe = model.top_k if model.is_moe else 1
-    total = (2 * rows * h + 2 * rows * h + 2 * T * (model.q_dim + 2 * model.kv_dim) / tp
-             + 2 * T * model.q_dim / tp + drop * rows * h + 2 * rows * h
-             + moe * (2 * rows * h + 2 * T * f1 / tp + 2 * T * f / tp) + drop * rows * h)
+    gi = gemm_input_bytes(precision) if precision in LOW_PRECISION else 2.0  # a saved GEMM input
+    attn = (2 * rows * h + gi * rows * h + 2 * T * (model.q_dim + 2 * model.kv_dim) / tp
+            + gi * T * model.q_dim / tp + drop * rows * h + 2 * rows * h + drop * rows * h)
+    if ffn == "moe":
+        m = model.moe
+        R = T / tp  # the rank's sequence-parallel tokens
+        fe, fe1 = m.ffn_hidden / etp, m.ffn_hidden * (2 if model.gated else 1) / etp
+        # norm2 out (router and permute input), fp32 router logits and probabilities, the
+        # R·k permuted token copies (expert FC1 input), FC1 out, activation out, expert outputs
+        # before the weighted combine; shared experts as a dense MLP of width S·f_e
+        ffn_b = 2 * rows * h + 8 * R * m.experts + R * m.top_k * (gi * h + 2 * fe1 + gi * fe + 2 * h)
+        if m.shared_experts:
+            fs = m.shared_experts * m.ffn_hidden
+            ffn_b = ffn_b + 2 * T * fs * (2 if model.gated else 1) / tp + gi * T * fs / tp
+    else:
+        ffn_b = gi * rows * h + 2 * T * f1 / tp + gi * T * f / tp
+    total = attn + ffn_b
     if attention == "classic":
         if recompute != "selective":
             total = total + (2 + 3 * drop) * b * a * s_q * s_kv

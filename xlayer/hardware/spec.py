@@ -101,6 +101,8 @@ class Accelerator(_Frozen):
     sources: dict[str, str]
     # a board power limit below the TDP (a power-capped part, system.overrides.power_limit_w)
     power_limit_w: Optional[PositiveFloat] = None
+    # special-function-unit exponentials per clock per SM (flash-attention softmax)
+    exp_per_clk_per_sm: PositiveFloat = 16.0
     # accelerator <-> host memory bandwidth per direction (activation offloading); None: not modelled
     host_link_bytes_per_s: Optional[PositiveFloat] = None
 

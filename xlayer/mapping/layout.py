@@ -36,6 +36,9 @@ class Layout(BaseModel):
     # local learning: pipeline stages as local modules with auxiliary heads; BackLink layers
     algorithm: Literal["backprop", "local"] = "backprop"
     backlink_layers: int = Field(0, ge=0)
+    # expert parallel (routed experts split over ep ranks) and expert tensor parallel
+    ep: PositiveInt = 1
+    etp: PositiveInt = 1
     # activations of this many layers kept in host memory between forward and backward
     # (Megatron-Core cpu_offloading, activations only; pp = 1)
     offload_layers: int = Field(0, ge=0)
@@ -50,7 +53,8 @@ class Layout(BaseModel):
     def describe(self) -> str:
         return (f"tp{self.tp} pp{self.pp}" + (f"x{self.vp}" if self.vp > 1 else "") +
                 f" dp{self.dp}" + (f" cp{self.cp}" if self.cp > 1 else "") +
-                (" sp" if self.sp else "") + f" rc={self.recompute} zero{self.zero} mb{self.micro}" +
+                (" sp" if self.sp else "") + (f" ep{self.ep}" if self.ep > 1 else "") +
+                (f" etp{self.etp}" if self.etp > 1 else "") + f" rc={self.recompute} zero{self.zero} mb{self.micro}" +
                 (f" offload{self.offload_layers}" if self.offload_layers else ""))
 
 
@@ -63,6 +67,19 @@ def check_layout(layout: Layout, model: ModelSpec, count: int, global_batch: int
         raise InputError("parallel.tp", L.tp, f"tp={L.tp} does not divide kv_heads={model.kv_heads}")
     if model.ffn_hidden % L.tp:
         raise InputError("parallel.tp", L.tp, f"tp={L.tp} does not divide ffn_hidden={model.ffn_hidden}")
+    if L.ep > 1 or L.etp > 1:
+        if model.moe is None:
+            raise InputError("parallel.ep", L.ep, "expert parallelism needs a mixture-of-experts model (model.moe)")
+        if model.moe.experts % L.ep:
+            raise InputError("parallel.ep", L.ep, f"ep={L.ep} does not divide moe.experts={model.moe.experts}")
+        if (L.tp * L.dp * L.cp) % (L.ep * L.etp):
+            raise InputError("parallel.ep", L.ep, f"ep*etp={L.ep * L.etp} must divide tp*dp*cp={L.tp * L.dp * L.cp} "
+                                                  f"(Megatron-Core lays experts over a stage's tp x dp x cp ranks)")
+        if model.moe.ffn_hidden % L.etp:
+            raise InputError("parallel.etp", L.etp, f"etp={L.etp} does not divide moe.ffn_hidden={model.moe.ffn_hidden}")
+    if model.moe is not None and L.tp > 1 and not L.sp:
+        raise InputError("parallel.sp", L.sp, "a mixture of experts with tp > 1 needs sequence parallelism "
+                                              "(Megatron-Core requires it)")
     if L.world != count:
         raise InputError("parallel", f"tp*pp*dp*cp={L.world}",
                          f"tp*pp*dp*cp={L.world} but system.count={count}")

@@ -57,7 +57,7 @@ def _eval(case: Case, layout: Layout, recipe, detail=False):
                              layout.dp, layout.cp, layout.vp, layout.micro, layout.sp, layout.recompute,
                              layout.zero, layout.dp_overlap, recipe, detail=detail, tp_overlap=layout.tp_overlap,
                              algorithm=layout.algorithm, backlink_layers=layout.backlink_layers,
-                             offload_layers=layout.offload_layers)
+                             offload_layers=layout.offload_layers, ep=layout.ep, etp=layout.etp)
 
 
 def _capacity(case: Case) -> float:
@@ -135,7 +135,7 @@ def resolve_layout(case: Case) -> tuple[Layout, list[str]]:
     if sp is None:
         sp = P.tp > 1
         notes.append(f"parallel.sp={sp} (on whenever tp > 1)")
-    base = dict(tp=P.tp, pp=P.pp, dp=dp, cp=cp, vp=vp, sp=sp,
+    base = dict(tp=P.tp, pp=P.pp, dp=dp, cp=cp, vp=vp, sp=sp, ep=P.ep or 1, etp=P.etp or 1,
                 dp_overlap=bool(P.dp_overlap) if P.dp_overlap is not None else default_dp_overlap(fw),
                 tp_overlap=bool(P.tp_overlap) if P.tp_overlap is not None else True,
                 algorithm=P.algorithm, backlink_layers=P.backlink_layers)
@@ -233,13 +233,19 @@ def predict_training(case: Case, layout: Layout | None = None, energy: bool = Tr
     n_busy = {"first": st["layers_first"], "last": st["layers_last"], "mid": st["layers_mid"]}[busy]
     busy_is_first = busy == "first"
     by_kind: dict[str, float] = {}
-    for op in work.fwd + work.bwd:
-        key = f"compute.{op.kind}"
-        by_kind[key] = by_kind.get(key, 0.0) + ops[op.name].time_s
+    for frac, kwork, ktimes in d["kinds"]:  # the layer kinds (dense/MoE, full/window), weighted
+        for op in kwork.fwd + kwork.bwd:
+            key = f"compute.{op.kind}"
+            if op.name.startswith(("expert_", "router", "permute", "unpermute")):
+                key = "compute.moe_" + ("grouped_gemm" if op.kind == "gemm" and op.name.startswith("expert_")
+                                        else op.kind)
+            by_kind[key] = by_kind.get(key, 0.0) + frac * ktimes[op.name].time_s
     scale = m * n_busy
     tb: dict[str, float] = {k: float(v * scale) for k, v in sorted(by_kind.items())}
     tb["compute.recompute"] = (lay["recompute_s"] + lay["tp_recompute_s"]) * scale
     tb["comm.tp_exposed"] = (lay["tp_fwd_s"] + lay["tp_bwd_s"]) * scale
+    if case.model.is_moe:
+        tb["comm.ep_all_to_all_exposed"] = (lay["ep_fwd_s"] + lay["ep_bwd_s"]) * scale
     if case.parallel.cp and case.parallel.cp > 1 or layout.cp > 1:
         tb["comm.cp_exposed"] = (lay["cp_fwd_s"] + lay["cp_bwd_s"]) * scale
     if layout.zero >= 3:

@@ -75,7 +75,7 @@ class ParallelSection(_Strict):
     @field_validator("zero", mode="before")
     @classmethod
     def _zero(cls, v: Any) -> Any:
-        if isinstance(v, bool) or (isinstance(v, float) and v != int(v)):
+        if isinstance(v, bool) or (isinstance(v, float) and (not math.isfinite(v) or v != int(v))):
             raise ValueError("give a ZeRO stage 0, 1, 2 or 3")
         return v
 
@@ -265,12 +265,7 @@ def load_case(path: str | Path) -> Case:
 def unmodelled_reasons(case: Case) -> list[str]:
     """Features of ``case`` that the cost model does not cover yet (each becomes the
     ``reason: "not modelled yet: ..."`` of a validation row; nothing is silently ignored)."""
-    out = list(case.model.unmodelled_features())
-    P = case.parallel
-    if P.ep not in (None, 1):
-        out.append(f"expert parallelism (parallel.ep={P.ep})")
-    if P.etp not in (None, 1):
-        out.append(f"expert tensor parallelism (parallel.etp={P.etp})")
+    out = list(case.model.unmodelled_features(case.kind))
     if case.kind == "inference" and case.request is not None and case.request.mode == "serving":
         out.append("serving with continuous batching (request.mode: serving)")
     return out

@@ -99,7 +99,39 @@ def overlapped_exposed_s(comm_s, compute_s, acc):
     return np.maximum(0.0, comm_s - compute_s) + np.minimum(comm_s, compute_s) * frac
 
 
-def params_per_rank(model: ModelSpec, tp, pp, vp, rank: str):
+def layer_kinds(model: ModelSpec) -> list[tuple[float, str, Any]]:
+    """(fraction of the layers, FFN kind, attention window or None) of the model's layer kinds:
+    dense or MoE FFN (``moe.dense_layers`` leading dense layers) × full or sliding-window
+    attention (``sliding_window.layers`` of them), taken as independent (GPT-OSS alternates
+    window and full layers, all MoE)."""
+    f_dense = 1.0 if model.moe is None else model.moe.dense_layers / model.layers
+    sw = model.sliding_window
+    f_win = 0.0 if sw is None else sw.layers / model.layers
+    out = []
+    for ffn, f in (("dense", f_dense), ("moe", 1.0 - f_dense)):
+        for window, g in ((None, 1.0 - f_win), (None if sw is None else sw.size, f_win)):
+            if f * g > 0:
+                out.append((f * g, ffn, window))
+    return out
+
+
+def layer_params_rank(model: ModelSpec, tp, ep=1, etp=1):
+    """(non-expert, expert) parameters of an average layer on one rank: attention and dense
+    FFN matrices split over tp, norms replicated; an MoE layer's router replicated, shared
+    experts split over tp, routed experts over ep·etp (each rank holds E/ep experts, each
+    split over etp)."""
+    norms = model.norm_params()
+    if model.moe is None:
+        return (model.layer_params() - norms) / tp + norms, 0.0
+    m = model.moe
+    f_moe = model.moe_layers / model.layers
+    dense_ffn = (1.0 - f_moe) * model.expert_params() / tp
+    moe_dense = f_moe * (model.hidden * m.experts + m.shared_experts * model.expert_params(m.ffn_hidden) / tp)
+    expert = f_moe * m.experts * model.expert_params(m.ffn_hidden) / (ep * etp)
+    return model.attention_params() / tp + norms + dense_ffn + moe_dense, expert
+
+
+def params_per_rank(model: ModelSpec, tp, pp, vp, rank: str, ep=1, etp=1):
     """Parameters held by the first or the last pipeline rank.
 
     Layer matrices and their biases are split over tp, norms are replicated. The first rank
@@ -108,7 +140,7 @@ def params_per_rank(model: ModelSpec, tp, pp, vp, rank: str):
     pp = 1 one rank holds both (a tied output layer adds nothing)."""
     n_layers = layers_on_first_rank(model.layers, pp, vp) if rank == "first" else \
         layers_on_last_rank(model.layers, pp, vp)
-    per_layer = (model.layer_params() - model.norm_params()) / tp + model.norm_params()
+    per_layer = sum(layer_params_rank(model, tp, ep, etp))
     tok = model.vocab * model.hidden / tp
     pos = model.seq_len * model.hidden if model.position == "learned" else 0
     final_norm = model.output_params() - (0 if model.tied_embeddings else model.vocab * model.hidden)
@@ -123,7 +155,7 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
                       tp, pp, dp, cp, vp, micro, sp: bool, recompute: str, zero: int,
                       dp_overlap: bool, recipe: Recipe, detail: bool = False,
                       tp_overlap: bool = True, algorithm: str = "backprop",
-                      backlink_layers: int = 0, offload_layers: int = 0) -> dict[str, Any]:
+                      backlink_layers: int = 0, offload_layers: int = 0, ep=1, etp=1) -> dict[str, Any]:
     """Time and memory of one iteration (formulas in the module docstrings of xlayer.cost).
 
     ``algorithm="local"`` treats each pipeline stage as a local module (local learning,
@@ -142,44 +174,67 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
     gp = gemm_precision(precision)
     m = global_batch // (micro * dp)
 
-    work = layer_work(model, micro, tp, sp, cp, gp, recipe.attention, recipe.dropout)
-    times = {op.name: op_time(op, acc) for op in work.fwd + work.bwd}
-    fwd_s = sum(times[op.name].time_s for op in work.fwd)
-    bwd_s = sum(times[op.name].time_s for op in work.bwd)
-    rc_ops, rc_comms = recompute_ops(work, recompute)
-    recompute_s = sum(times[op.name].time_s for op in rc_ops) if rc_ops else 0.0
-
     tp_in = ranks_in_domain(tp, 1, D)
+    # expert rank order (Megatron-Core): etp fastest, then ep, then expert data parallel
+    groups = {"tp": (tp, tp_in), "ep": (ep, ranks_in_domain(ep, etp, D)), "etp": (etp, ranks_in_domain(etp, 1, D))}
 
     def comm_s(c):
-        return collective_time_s(c.collective, c.bytes, tp, tp_in, up, out)
-
-    tp_fwd_s = sum(comm_s(c) for c in work.fwd_comms)
-    tp_bwd_s = 0.0
-    for c in work.bwd_comms:
-        t = comm_s(c)
-        if c.overlap is not None and tp_overlap:
-            t = overlapped_exposed_s(t, times[c.overlap].time_s, acc)
-        tp_bwd_s = tp_bwd_s + t
-    tp_rc_s = sum(comm_s(c) for c in rc_comms) if rc_comms else 0.0
+        n, n_in = groups[c.group]
+        return collective_time_s(c.collective, c.bytes, n, n_in, up, out)
 
     # context parallelism: K/V of the other cp ranks gathered (forward) and their gradients
     # reduce-scattered (backward), overlapped with the attention kernels
     cp_in = ranks_in_domain(cp, tp, D)
     T = micro * model.seq_len / cp
     kv_bytes = 2.0 * T * model.kv_dim / tp * ACT_BYTES * cp
-    attn_f = sum(times[n].time_s for n in work.attention_core)
-    attn_b = sum(times[o.name].time_s for o in work.bwd if o.name.split(".")[0] in work.attention_core)
     cp_f_raw = collective_time_s("all_gather", kv_bytes, cp, cp_in, up, out)
     cp_b_raw = 2.0 * cp_f_raw
-    cp_fwd_s = _where(cp > 1, overlapped_exposed_s(cp_f_raw, attn_f, acc), 0.0)
-    cp_bwd_s = _where(cp > 1, overlapped_exposed_s(cp_b_raw, attn_b, acc), 0.0)
+    dpc = dp * cp
+    dpc_in = ranks_in_domain(dpc, tp, D)
+    dense_w, expert_w = layer_params_rank(model, tp, ep, etp)
+    layer_w = dense_w + expert_w
+
+    def layer_terms(work):
+        """Per-layer times of one kind of layer (one micro-batch on one rank)."""
+        times = {op.name: op_time(op, acc) for op in work.fwd + work.bwd}
+        fwd_s = sum(times[op.name].time_s for op in work.fwd)
+        bwd_s = sum(times[op.name].time_s for op in work.bwd)
+        rc_ops, rc_comms = recompute_ops(work, recompute)
+        t = {"compute_fwd_s": fwd_s, "compute_bwd_s": bwd_s,
+             "recompute_s": sum(times[op.name].time_s for op in rc_ops) if rc_ops else 0.0,
+             "tp_fwd_s": sum(comm_s(c) for c in work.fwd_comms if c.group == "tp"),
+             "ep_fwd_s": sum(comm_s(c) for c in work.fwd_comms if c.group != "tp"),
+             "tp_bwd_s": 0.0, "ep_bwd_s": sum(comm_s(c) for c in work.bwd_comms if c.group != "tp"),
+             "tp_recompute_s": sum(comm_s(c) for c in rc_comms) if rc_comms else 0.0,
+             "rc_flops": sum(op.flops for op in rc_ops) if rc_ops else 0.0,
+             "fwd_flops": sum(op.flops for op in work.fwd)}
+        for c in work.bwd_comms:
+            if c.group != "tp":
+                continue
+            x = comm_s(c)
+            if c.overlap is not None and tp_overlap:
+                x = overlapped_exposed_s(x, times[c.overlap].time_s, acc)
+            t["tp_bwd_s"] = t["tp_bwd_s"] + x
+        attn_f = sum(times[n].time_s for n in work.attention_core)
+        attn_b = sum(times[o.name].time_s for o in work.bwd if o.name.split(".")[0] in work.attention_core)
+        t["cp_fwd_s"] = _where(cp > 1, overlapped_exposed_s(cp_f_raw, attn_f, acc), 0.0)
+        t["cp_bwd_s"] = _where(cp > 1, overlapped_exposed_s(cp_b_raw, attn_b, acc), 0.0)
+        return times, rc_ops, t
+
+    kinds = []
+    for frac, ffn, window in layer_kinds(model):
+        work = layer_work(model, micro, tp, sp, cp, gp, recipe.attention, recipe.dropout, ffn=ffn, ep=ep, etp=etp,
+                          window=window)
+        times, rc_ops, t = layer_terms(work)
+        kinds.append((frac, work, times, rc_ops, t))
+    # the layer of the model: the layer kinds weighted by how many layers they are
+    lay = {k: sum(frac * t[k] for frac, _, _, _, t in kinds) for k in kinds[0][4]}
+    main = max(kinds, key=lambda x: x[0])
+    work, times, rc_ops = main[1], main[2], main[3]
+    fwd_s, bwd_s, recompute_s = lay["compute_fwd_s"], lay["compute_bwd_s"], lay["recompute_s"]
 
     # ZeRO-3 / FSDP: per layer, all-gather the 16-bit weights before forward and backward,
     # reduce-scatter the gradients after backward, each prefetched under the layer's compute
-    dpc = dp * cp
-    dpc_in = ranks_in_domain(dpc, tp, D)
-    layer_w = (model.layer_params() - model.norm_params()) / tp + model.norm_params()
     if zero >= 3:
         ag = collective_time_s("all_gather", layer_w * WEIGHT_BYTES, dpc, dpc_in, up, out)
         rs = collective_time_s("reduce_scatter", layer_w * recipe.grad_bytes, dpc, dpc_in, up, out)
@@ -187,9 +242,13 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
         fsdp_bwd_s = _where(dpc > 1, overlapped_exposed_s(ag + rs, bwd_s, acc), 0.0)
     else:
         fsdp_fwd_s = fsdp_bwd_s = 0.0
+    lay["fsdp_fwd_s"], lay["fsdp_bwd_s"] = fsdp_fwd_s, fsdp_bwd_s
+    tp_fwd_s, tp_bwd_s, tp_rc_s = lay["tp_fwd_s"], lay["tp_bwd_s"], lay["tp_recompute_s"]
+    cp_fwd_s, cp_bwd_s = lay["cp_fwd_s"], lay["cp_bwd_s"]
+    ep_fwd_s, ep_bwd_s = lay["ep_fwd_s"], lay["ep_bwd_s"]
 
-    layer_fwd_total = fwd_s + tp_fwd_s + cp_fwd_s + fsdp_fwd_s
-    layer_bwd_total = bwd_s + tp_bwd_s + recompute_s + tp_rc_s + cp_bwd_s + fsdp_bwd_s
+    layer_fwd_total = fwd_s + tp_fwd_s + cp_fwd_s + fsdp_fwd_s + ep_fwd_s
+    layer_bwd_total = bwd_s + tp_bwd_s + recompute_s + tp_rc_s + cp_bwd_s + fsdp_bwd_s + ep_bwd_s
 
     # first/last stage extras
     emb_s = sum(op_time(o, acc).time_s for o in embedding_work(model, micro, tp, cp))
@@ -226,8 +285,9 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
     # compute; only the part longer than the compute is exposed
     # fp32 training keeps 4-byte activations (the formulas count 16-bit ones)
     act_scale = 2.0 if precision == "fp32" else 1.0
-    act_layer = act_scale * layer_activation_bytes(model, micro, tp, cp, sp, recompute, recipe.attention,
-                                                   recipe.dropout)
+    act_layer = act_scale * sum(frac * layer_activation_bytes(model, micro, tp, cp, sp, recompute, recipe.attention,
+                                                              recipe.dropout, ffn, etp, gp)
+                                for frac, ffn, _ in layer_kinds(model))
     if offload_layers:
         if acc.host_link_bytes_per_s is None:
             raise ValueError(f"{acc.name} has no host link in the catalog: activation offloading is not modelled")
@@ -249,25 +309,35 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
     # data-parallel gradient reduction and optimizer step on the busiest rank. Gradients are
     # reduced and ZeRO shards kept over dp·cp (Megatron-Core's data-parallel group "with
     # context parallel": the cp ranks see different tokens of the same sequences)
-    p_first = params_per_rank(model, tp, pp, vp, "first")
+    p_first = params_per_rank(model, tp, pp, vp, "first", ep, etp)
     if local:  # the auxiliary head: its own V·h/t output layer and final norm
         p_first = p_first + _where(pp > 1, model.vocab * model.hidden / tp + 2 * model.hidden, 0.0)
-    p_last = params_per_rank(model, tp, pp, vp, "last")
-    p_mid = n_mid * ((model.layer_params() - model.norm_params()) / tp + model.norm_params())
+    p_last = params_per_rank(model, tp, pp, vp, "last", ep, etp)
+    p_mid = n_mid * layer_w
     p_rank = np.maximum(np.maximum(p_first, p_last), p_mid)
+    # routed-expert parameters of the busiest rank reduce over the expert-data-parallel group
+    # (tp·dp·cp/(ep·etp) ranks, stride ep·etp), the rest over dp·cp
+    n_busy_layers = np.maximum(np.maximum(n_first, n_last), n_mid)
+    p_expert = n_busy_layers * expert_w
+    p_dense = p_rank - p_expert
+    edp = tp * dp * cp // (ep * etp)
+    edp_in = ranks_in_domain(edp, ep * etp, D)
     gb = recipe.grad_bytes
-    if zero == 0:
-        dp_raw = collective_time_s("all_reduce", p_rank * gb, dpc, dpc_in, up, out)
-    elif zero == 1:
-        dp_raw = collective_time_s("reduce_scatter", p_rank * gb, dpc, dpc_in, up, out) + \
-            collective_time_s("all_gather", p_rank * WEIGHT_BYTES, dpc, dpc_in, up, out)
-    elif zero == 2:
-        # partitioned gradients: no full gradient buffer to accumulate into, so every
-        # micro-batch's gradients are reduce-scattered (DeepSpeed stage 2, Rajbhandari 2020 §5.2)
-        dp_raw = m * collective_time_s("reduce_scatter", p_rank * gb, dpc, dpc_in, up, out) + \
-            collective_time_s("all_gather", p_rank * WEIGHT_BYTES, dpc, dpc_in, up, out)
-    else:
-        dp_raw = 0.0 * p_rank  # already paid per layer
+
+    def dp_sync_s(params, n, n_in):
+        if zero == 0:
+            return collective_time_s("all_reduce", params * gb, n, n_in, up, out)
+        if zero == 1:
+            return collective_time_s("reduce_scatter", params * gb, n, n_in, up, out) + \
+                collective_time_s("all_gather", params * WEIGHT_BYTES, n, n_in, up, out)
+        if zero == 2:
+            # partitioned gradients: no full gradient buffer to accumulate into, so every
+            # micro-batch's gradients are reduce-scattered (DeepSpeed stage 2, Rajbhandari 2020 §5.2)
+            return m * collective_time_s("reduce_scatter", params * gb, n, n_in, up, out) + \
+                collective_time_s("all_gather", params * WEIGHT_BYTES, n, n_in, up, out)
+        return 0.0 * params  # already paid per layer
+
+    dp_raw = dp_sync_s(p_dense, dpc, dpc_in) + (dp_sync_s(p_expert, edp, edp_in) if model.is_moe else 0.0)
     dp_exposed = overlapped_exposed_s(dp_raw, r_max - n_first * layer_fwd_total, acc) \
         if dp_overlap else dp_raw
     dp_exposed = _where(dpc > 1, dp_exposed, 0.0)
@@ -288,7 +358,7 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
         embedding_sync_s = _where(pp > 1, emb_sync, 0.0)
     else:
         embedding_sync_s = 0.0 * pp
-    opt_params = p_rank / (dpc if zero >= 1 else 1)
+    opt_params = p_dense / (dpc if zero >= 1 else 1) + p_expert / (edp if zero >= 1 else 1)
     optimizer_s = opt_params * optimizer_step_bytes_per_param(precision) / acc.hbm.achievable_bytes_per_s
 
     iteration_s = pipe["steady_s"] + pipe["bubble_s"] + dp_exposed + fsdp_edges_s + embedding_sync_s + optimizer_s
@@ -312,10 +382,14 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
         act_first = act_first + _where(pp > 1, logits_b + backlink_layers * act_layer, 0.0)
     act = np.maximum(np.maximum(act_first, act_mid), act_last)
     if recompute == "full":  # one layer's full set is alive while it is recomputed
-        act = act + act_scale * layer_activation_bytes(model, micro, tp, cp, sp, "none", recipe.attention,
-                                                       recipe.dropout)
+        act = act + act_scale * max(layer_activation_bytes(model, micro, tp, cp, sp, "none", recipe.attention,
+                                                           recipe.dropout, ffn, etp, gp)
+                                    for _, ffn, _ in layer_kinds(model))
     chunks = inflight_chunks(pp, vp, m)
-    states = model_state_bytes(p_rank, dpc, zero, precision, recipe.grad_bytes)
+    states = model_state_bytes(p_dense, dpc, zero, precision, recipe.grad_bytes)
+    if model.is_moe:
+        st_e = model_state_bytes(p_expert, edp, zero, precision, recipe.grad_bytes)
+        states = {k: states[k] + st_e[k] for k in states}
     if zero >= 3:  # the layer in flight and the prefetched one gathered, the layer's gradient unsharded
         layer_w = (model.layer_params() - model.norm_params()) / tp + model.norm_params()
         emb_w = model.vocab * model.hidden / tp
@@ -330,9 +404,7 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
     mfu = flops_model / (iteration_s * world * peak)
     # hardware FLOPs add the recomputed forward work (full: the whole layer forward, selective:
     # the classic attention core) to the model FLOPs, per layer, as the kernels run it
-    fwd_flops = sum(op.flops for op in work.fwd)
-    rc_flops = sum(op.flops for op in rc_ops) if rc_ops else 0.0
-    hfu = mfu * (1.0 + rc_flops / (3.0 * fwd_flops))
+    hfu = mfu * (1.0 + lay["rc_flops"] / (3.0 * lay["fwd_flops"]))
 
     res: dict[str, Any] = {
         "iteration_time_s": iteration_s,
@@ -355,8 +427,9 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
             "ops": times, "work": work, "recompute_ops": rc_ops,
             "layer": {"compute_fwd_s": fwd_s, "compute_bwd_s": bwd_s, "recompute_s": recompute_s,
                       "tp_fwd_s": tp_fwd_s, "tp_bwd_s": tp_bwd_s, "tp_recompute_s": tp_rc_s,
-                      "cp_fwd_s": cp_fwd_s, "cp_bwd_s": cp_bwd_s,
+                      "cp_fwd_s": cp_fwd_s, "cp_bwd_s": cp_bwd_s, "ep_fwd_s": ep_fwd_s, "ep_bwd_s": ep_bwd_s,
                       "fsdp_fwd_s": fsdp_fwd_s, "fsdp_bwd_s": fsdp_bwd_s},
+            "kinds": [(frac, w, t) for frac, w, t, _, _ in kinds],
             "offload_s": offload_s,
             "stages": {"layers_first": n_first, "layers_last": n_last, "layers_mid": n_mid,
                        "rank_first_s": r_first, "rank_mid_s": r_mid, "rank_last_s": r_last, "rank_mean_s": r_mean, "p2p_s": p2p_s,
@@ -367,8 +440,7 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
                        "activations_first_rank": act_first, "activation_per_layer": act_layer,
                        "inflight_chunks": chunks, "comm_buffers": buffers},
             "params_rank": p_rank,
-            "params_layers_rank": np.maximum(n_first, n_last) * ((model.layer_params() - model.norm_params()) / tp
-                                                                 + model.norm_params()),
+            "params_layers_rank": n_busy_layers * layer_w,
             "flops_model": flops_model,
         }
     return res

@@ -151,7 +151,7 @@ def inference_layer(model: ModelSpec, segments: list[AttentionSegment], tp: int,
     ops.append(gemm("proj", T, q_n, h, gp, in_bytes=ib, w_bytes=wb))
     ops.append(elementwise("add_norm2", 2 * T * h, 2 * T * h, 6.0))
     fc1_n = f / tp * (2 if model.gated else 1)
-    if model.moe:
+    if model.is_moe:
         rows = T * model.top_k
         touched = np.minimum(float(model.experts), np.maximum(1.0, rows))  # experts whose weights are read
         m = rows / touched

@@ -163,15 +163,15 @@ class ModelSpec(NullMeansDefault):
     def is_moe(self) -> bool:
         return self.moe is not None
 
-    def unmodelled_features(self) -> list[str]:
+    def unmodelled_features(self, kind: str = "training") -> list[str]:
         """Architecture features the training/inference cost model does not cover yet."""
         out = []
-        if self.is_moe:
-            out.append("mixture of experts (model.moe)")
+        if self.is_moe and kind != "training":
+            out.append("mixture of experts in inference (model.moe)")
         if self.mla is not None:
             out.append("multi-head latent attention (model.mla)")
-        if self.sliding_window is not None:
-            out.append("sliding-window attention (model.sliding_window)")
+        if self.sliding_window is not None and kind != "training":
+            out.append("sliding-window attention in inference (model.sliding_window)")
         if self.mtp_layers:
             out.append("multi-token prediction layers (model.mtp_layers)")
         return out

@@ -45,6 +45,7 @@ class Op:
     heads: Num = 0
     seq_q: Num = 0
     seq_kv: Num = 0
+    head_dim: Num = 0
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,37 @@ def elementwise(name: str, elements_read: Num, elements_written: Num, flops_per_
     return Op(name, "elementwise", flops_per_element * elements_written, nbytes)
 
 
+# GEMM inputs quantized inside the preceding norm kernel (Transformer Engine LayerNormLinear /
+# LayerNormMLP fuse the norm and the cast: Megatron-Core's TE spec uses them for qkv and fc1)
+NORM_FUSED = ("qkv", "fc1", "shared_fc1")
+
+
+def quantize(name: str, elements: Num, precision: str, read: bool = True) -> Op:
+    """Cast of a 16-bit tensor to a low-precision GEMM format for training (Transformer
+    Engine): both a row-wise and a column-wise (transposed) copy are written, since the
+    forward GEMM and the weight-gradient GEMM contract the tensor along different dimensions
+    (TE cast_transpose for per-tensor fp8; separate row/column block scales for MXFP8 and
+    NVFP4), so bytes = 2·N read + 2·N·q written, q = bytes per element with its scales
+    (:func:`xlayer.workload.precision.gemm_input_bytes`); per-tensor current scaling (fp8)
+    reads the tensor once more for its amax first. ``read=False``: the cast is fused into the
+    kernel that produced the tensor (only the writes remain)."""
+    q = gemm_input_bytes(precision)
+    reads = (2.0 * ACT_BYTES if precision == "fp8" else ACT_BYTES) if read else 0.0
+    return Op(name, "elementwise", 2.0 * elements, elements * (reads + 2.0 * q), precision=precision)
+
+
+def _with_input_quantize(fwd: list[Op], gp: str) -> list[Op]:
+    """Insert the input cast before every low-precision GEMM of a forward list (the router and
+    the attention core stay 16-bit)."""
+    out: list[Op] = []
+    for op in fwd:
+        if op.kind == "gemm" and op.precision == gp:
+            out.append(quantize(op.name + ".quantize_in", op.m * op.k * op.batch, gp,
+                                read=op.name not in NORM_FUSED))
+        out.append(op)
+    return out
+
+
 def _gemm_bwd(op: Op) -> list[Op]:
     """Backward of a GEMM: data gradient dA = dC·Bᵀ ([m,n]x[n,k]) and weight gradient
     dB = Aᵀ·dC ([k,m]x[m,n]); each 2·m·k·n FLOPs."""
@@ -96,7 +128,8 @@ def _gemm_bwd(op: Op) -> list[Op]:
 
 
 def layer_work(model: ModelSpec, b: Num, tp: Num, sp: bool, cp: Num, precision: str,
-               attention: str, dropout: float) -> LayerWork:
+               attention: str, dropout: float, ffn: str = "dense", ep: Num = 1, etp: Num = 1,
+               window: Num = None) -> LayerWork:
     """Operators and collectives of one transformer layer (forward and backward).
 
     Forward, per accelerator (Megatron tensor parallelism, Shoeybi et al. 2019):
@@ -108,6 +141,9 @@ def layer_work(model: ModelSpec, b: Num, tp: Num, sp: bool, cp: Num, precision: 
     dropout, P·V batched GEMM; flash: one kernel doing 4·b·a/t·s_q·s_kv·d FLOPs (half with a
     causal mask, which flash kernels skip) without writing the s² scores.
     Element-wise kernels in the SP region work on T/t rows.
+
+    ``ffn="moe"``: the FFN is a mixture of experts (:func:`moe_ffn_ops`); ``window``: a
+    sliding-window layer whose queries see at most ``window`` keys.
     """
     h, d, f = model.hidden, model.head_dim, model.ffn_hidden
     s = model.seq_len
@@ -125,6 +161,9 @@ def layer_work(model: ModelSpec, b: Num, tp: Num, sp: bool, cp: Num, precision: 
     fwd.append(elementwise("norm1", rows * h, rows * h, 5.0))
     fwd.append(gemm("qkv", T, h, q_n + 2 * kv_n, gp, in_bytes=in_b))
     s_q, s_kv = s / cp, s
+    # keys a query sees on average: causal full attention s/2 (the kernels skip the masked
+    # half); a sliding window of w keys w − w²/(2s) (the first w queries see fewer)
+    seen_frac = 0.5 if window is None else (window - window * window / (2.0 * s)) / s
     core: list[str] = []
     if attention == "classic":
         scores = b * heads * s_q * s_kv
@@ -137,33 +176,42 @@ def layer_work(model: ModelSpec, b: Num, tp: Num, sp: bool, cp: Num, precision: 
         fwd.append(gemm("attn_context", s_q, s_kv, d, "bf16", batch=b * heads))
         core.append("attn_context")
     else:
-        causal_frac = 0.5
-        flops = 4.0 * b * heads * s_q * s_kv * d * causal_frac
+        flops = 4.0 * b * heads * s_q * s_kv * d * seen_frac
         nbytes = ACT_BYTES * T * (2 * q_n + 2 * kv_n)
         fwd.append(Op("flash_attn", "attention", flops, nbytes, precision="bf16", causal=True,
-                      heads=b * heads, seq_q=s_q, seq_kv=s_kv))
+                      heads=b * heads, seq_q=s_q, seq_kv=s_kv if window is None else window, head_dim=d))
         core.append("flash_attn")
     fwd.append(gemm("proj", T, q_n, h, gp, in_bytes=in_b))
     fwd.append(elementwise("dropout_add1", 2 * rows * h, rows * h, 2.0,
                            extra_bytes=(mask * rows * h if drop else 0)))
     fwd.append(elementwise("norm2", rows * h, rows * h, 5.0))
-    fc1_n = f / tp * (2 if model.gated else 1)
-    moe_scale = model.top_k if model.is_moe else 1
-    fwd.append(gemm("fc1", T * moe_scale, h, fc1_n, gp, in_bytes=in_b))
-    fwd.append(elementwise("activation", T * moe_scale * fc1_n, T * moe_scale * f / tp, 8.0))
-    fwd.append(gemm("fc2", T * moe_scale, f / tp, h, gp, in_bytes=in_b))
+    moe_comms: list[Comm] = []
+    if ffn == "moe":
+        ops, moe_comms = moe_ffn_ops(model, T, tp, sp, ep, etp, gp, in_b)
+        fwd += ops
+    else:
+        fc1_n = f / tp * (2 if model.gated else 1)
+        fwd.append(gemm("fc1", T, h, fc1_n, gp, in_bytes=in_b))
+        fwd.append(elementwise("activation", T * fc1_n, T * f / tp, 8.0))
+        fwd.append(gemm("fc2", T, f / tp, h, gp, in_bytes=in_b))
     fwd.append(elementwise("dropout_add2", 2 * rows * h, rows * h, 2.0,
                            extra_bytes=(mask * rows * h if drop else 0)))
 
+    if gp in LOW_PRECISION:
+        fwd = _with_input_quantize(fwd, gp)
     bwd: list[Op] = []
     for op in reversed(fwd):
+        if op.name.endswith(".quantize_in"):
+            continue  # a cast has no backward of its own
         if op.kind == "gemm":
+            if op.precision in LOW_PRECISION:
+                bwd.append(quantize(op.name + ".quantize_grad", op.m * op.n * op.batch, op.precision))
             bwd.extend(_gemm_bwd(op))
         elif op.kind == "attention":
             # flash backward: 5 GEMMs of the forward's size vs 2 forward (Dao 2023) → 2.5×
             bwd.append(Op(op.name + ".bwd", "attention", 2.5 * op.flops, 2.0 * op.bytes,
                           precision=op.precision, causal=op.causal, heads=op.heads,
-                          seq_q=op.seq_q, seq_kv=op.seq_kv))
+                          seq_q=op.seq_q, seq_kv=op.seq_kv, head_dim=op.head_dim))
         else:
             # element-wise backward: reads the saved input and the incoming gradient, writes
             # the outgoing gradient (1.5× the forward traffic)
@@ -173,6 +221,9 @@ def layer_work(model: ModelSpec, b: Num, tp: Num, sp: bool, cp: Num, precision: 
     msg = T * h * act  # the full activation of the layer, all ranks together
     fwd_comms: list[Comm] = []
     bwd_comms: list[Comm] = []
+    # an MoE layer's routed experts work on each rank's own (sequence-parallel) tokens: the
+    # MLP's tensor-parallel gather/reduce remains only for shared experts
+    mlp_tp = ffn != "moe" or (model.moe is not None and model.moe.shared_experts > 0)
     if sp:
         fwd_comms += [Comm("sp_allgather_attn", "all_gather", msg, "tp"),
                       Comm("sp_reducescatter_attn", "reduce_scatter", msg, "tp"),
@@ -194,7 +245,53 @@ def layer_work(model: ModelSpec, b: Num, tp: Num, sp: bool, cp: Num, precision: 
         # asynchronously with its weight-gradient GEMM (Megatron-LM async TP all-reduce)
         bwd_comms += [Comm("tp_allreduce_grad_mlp", "all_reduce", msg, "tp", overlap="fc1.wgrad"),
                       Comm("tp_allreduce_grad_attn", "all_reduce", msg, "tp", overlap="qkv.wgrad")]
+    if not mlp_tp:
+        fwd_comms = [c for c in fwd_comms if "mlp" not in c.name]
+        bwd_comms = [c for c in bwd_comms if "mlp" not in c.name]
+    # expert-parallel all-to-all: dispatch and combine forward, the same two backward
+    fwd_comms += moe_comms
+    bwd_comms += [Comm(c.name + ".bwd", c.collective, c.bytes, c.group) for c in moe_comms]
     return LayerWork(fwd, bwd, fwd_comms, bwd_comms, tuple(core))
+
+
+def moe_ffn_ops(model: ModelSpec, T: Num, tp: Num, sp: bool, ep: Num, etp: Num, gp: str,
+                in_b: float) -> tuple[list[Op], list[Comm]]:
+    """Forward operators of an MoE FFN on one rank (Megatron-Core MoELayer, alltoall dispatcher;
+    force-balanced, dropless routing: every expert gets top_k·tokens/experts tokens).
+
+    The rank's tokens are its sequence-parallel share R = T/t (tensor parallelism with MoE
+    requires SP in Megatron-Core). Router GEMM R×h×E in 16-bit (Transformer Engine keeps the
+    router out of FP8: it is a plain torch linear in Megatron-Core's TopKRouter); permute
+    (gather of R·k token copies); all-to-all dispatch over the ep group of R·k·h 16-bit values;
+    the E/ep local experts as grouped GEMMs of ep·R·k/E rows each (h × f_e·(2 gated)/etp and
+    f_e/etp × h); all-to-all combine; unpermute (weighted sum of the k copies). Shared experts:
+    a dense MLP of width S·f_e on the tensor-parallel layer's T rows. Expert tensor parallelism
+    (etp > 1) splits the expert width and all-gathers / reduce-scatters the dispatched tokens
+    inside the etp group."""
+    m = model.moe
+    h, E, k, fe = model.hidden, m.experts, m.top_k, m.ffn_hidden
+    R = T / tp
+    routed = R * k
+    gated = 2 if model.gated else 1
+    local = E / ep
+    rows = ep * routed / E  # tokens per local expert (balanced)
+    ops = [gemm("router", R, h, E, "bf16"),
+           elementwise("permute", routed * h, routed * h, 0.0, extra_bytes=8.0 * routed),
+           gemm("expert_fc1", rows, h, fe * gated / etp, gp, batch=local, in_bytes=in_b),
+           elementwise("expert_activation", routed * fe * gated / etp, routed * fe / etp, 8.0),
+           gemm("expert_fc2", rows, fe / etp, h, gp, batch=local, in_bytes=in_b),
+           elementwise("unpermute", routed * h, R * h, 2.0, extra_bytes=4.0 * routed)]
+    if m.shared_experts:
+        fs = m.shared_experts * fe
+        ops += [gemm("shared_fc1", T, h, fs * gated / tp, gp, in_bytes=in_b),
+                elementwise("shared_activation", T * fs * gated / tp, T * fs / tp, 8.0),
+                gemm("shared_fc2", T, fs / tp, h, gp, in_bytes=in_b)]
+    a2a = routed * h * ACT_BYTES
+    comms = [Comm("ep_dispatch", "all_to_all", a2a, "ep"), Comm("ep_combine", "all_to_all", a2a, "ep")]
+    if not (isinstance(etp, (int, float)) and etp == 1):
+        comms += [Comm("etp_allgather", "all_gather", a2a * etp, "etp"),
+                  Comm("etp_reducescatter", "reduce_scatter", a2a * etp, "etp")]
+    return ops, comms
 
 
 def recompute_ops(work: LayerWork, mode: str) -> tuple[list[Op], list[Comm]]:
@@ -243,8 +340,18 @@ def layer_flops_model(model: ModelSpec, tokens: Num) -> Num:
     count the same work the kernel times do and never exceed 100 % (Megatron-LM's and PaLM's
     reported figures count the full 4·T·s·q; at long sequences they are higher than ours)."""
     h, f, s = model.hidden, model.ffn_hidden, model.seq_len
-    dense = h * (model.q_dim + 2 * model.kv_dim) + model.q_dim * h + model.ffn_matrices * h * f * model.top_k
-    return 2.0 * tokens * dense + 2.0 * tokens * s * model.q_dim
+    attn = h * (model.q_dim + 2 * model.kv_dim) + model.q_dim * h
+    if model.moe is None:
+        ffn = model.ffn_matrices * h * f
+    else:  # averaged over the layers: dense layers, MoE layers (router + top_k + shared experts)
+        m = model.moe
+        moe_ffn = h * m.experts + (m.top_k + m.shared_experts) * model.ffn_matrices * h * m.ffn_hidden
+        ffn = (m.dense_layers * model.ffn_matrices * h * f + model.moe_layers * moe_ffn) / model.layers
+    seen = s / 2.0
+    if model.sliding_window is not None:  # window layers see w − w²/(2s) keys per query
+        w, n = model.sliding_window.size, model.sliding_window.layers
+        seen = ((model.layers - n) * s / 2.0 + n * (w - w * w / (2.0 * s))) / model.layers
+    return 2.0 * tokens * (attn + ffn) + 4.0 * tokens * seen * model.q_dim
 
 
 def model_flops_per_iteration(model: ModelSpec, sequences: Num) -> Num:
