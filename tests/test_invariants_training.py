@@ -134,3 +134,25 @@ def test_groups_straddling_two_racks_are_not_all_nvlink():
     sysm = System(accelerator=get_accelerator("GB200-NVL72"), count=144, scale_up_size=72)
     assert sysm.job_domain_size == 72
     assert System(accelerator=get_accelerator("GB200-NVL72"), count=256, scale_up_size=72).job_domain_size == 64
+
+
+def test_null_fields_resolve_to_the_fastest_fitting_choice():
+    """Open ZeRO stage / recompute / micro-batch (no software stack): the chosen layout is the
+    fastest of every fitting candidate, not the first that fits (ZeRO 0 fits here, but ZeRO 1
+    shards the optimizer step and is faster)."""
+    model = dict(layers=24, hidden=2048, heads=16, vocab=51200, seq_len=2048)
+    c = _case(model, 8, {"tp": 1, "pp": 1, "dp": 8, "zero": None, "recompute": None}, {"global": 256, "micro": None})
+    chosen = predict_training(c, energy=False)
+    cap = chosen.capacity_bytes
+    times = []
+    for z in (0, 1, 2, 3):
+        for rc in ("none", "full"):
+            for micro in (1, 2, 4, 8, 16, 32):
+                lay = chosen.layout.model_copy(update={"zero": z, "recompute": rc, "micro": micro})
+                p = predict_training(c, lay, energy=False)
+                if p.memory_bytes <= cap:
+                    times.append((p.iteration_time_s, lay))
+    first_fit_zero0 = predict_training(c, chosen.layout.model_copy(update={"zero": 0}), energy=False)
+    assert chosen.iteration_time_s <= min(t for t, _ in times) * (1 + 1e-9)
+    assert chosen.layout.zero != 0 and chosen.iteration_time_s < first_fit_zero0.iteration_time_s
+    assert any("fastest" in a for a in chosen.assumptions)

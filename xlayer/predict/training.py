@@ -391,7 +391,7 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
         st_e = model_state_bytes(p_expert, edp, zero, precision, recipe.grad_bytes)
         states = {k: states[k] + st_e[k] for k in states}
     if zero >= 3:  # the layer in flight and the prefetched one gathered, the layer's gradient unsharded
-        layer_w = (model.layer_params() - model.norm_params()) / tp + model.norm_params()
+        # (layer_w: one layer of this rank, experts already split over ep·etp)
         emb_w = model.vocab * model.hidden / tp
         states["weights"] = states["weights"] + _where(dpc > 1, 2.0 * np.maximum(layer_w, emb_w) * WEIGHT_BYTES
                                                        + np.maximum(layer_w, emb_w) * gb, 0.0)
