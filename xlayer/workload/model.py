@@ -241,12 +241,20 @@ class ModelSpec(NullMeansDefault):
         ffn = self.moe.dense_layers * self.expert_params() + self.moe_layers * self.moe_ffn_params()
         return self.layers * per + ffn + self.embedding_params() + self.output_params()
 
-    def active_params(self) -> int:
-        """Parameters a token touches (MoE: the router, top_k routed and the shared experts)."""
+    def active_params(self, input_embedding: bool = True) -> int:
+        """Parameters a token touches (MoE: the router, top_k routed and the shared experts).
+
+        ``input_embedding=False`` leaves out the input lookup table (V·h token rows and any
+        learned positions), the convention of OpenAI's "active" count for GPT-OSS; with tied
+        embeddings the V·h matrix stays, counted once, as the output layer still uses it.
+        Qwen's, Mistral's and DeepSeek's figures count both embeddings (the default)."""
+        emb = self.embedding_params()
+        if not input_embedding:
+            emb = self.vocab * self.hidden if self.tied_embeddings else 0
         if not self.is_moe:
-            return self.total_params()
+            return self.total_params() - self.embedding_params() + emb
         m = self.moe
         per = self.attention_params() + self.norm_params()
         moe_ffn = self.hidden * m.experts + (m.top_k + m.shared_experts) * self.expert_params(m.ffn_hidden)
         ffn = m.dense_layers * self.expert_params() + self.moe_layers * moe_ffn
-        return self.layers * per + ffn + self.embedding_params() + self.output_params()
+        return self.layers * per + ffn + emb + self.output_params()
