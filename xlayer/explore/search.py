@@ -49,7 +49,7 @@ from xlayer.workload.model import ModelSpec
 RANKS = ("time", "tokens_per_s_per_gpu", "cost")
 RECOMPUTE = ("none", "selective", "full")
 ZERO = (0, 1, 2, 3)
-LAYOUT_FIELDS = ("tp", "pp", "dp", "cp", "vp", "micro", "sp", "recompute", "zero")
+LAYOUT_FIELDS = ("tp", "pp", "dp", "cp", "vp", "micro", "ep", "sp", "recompute", "zero")
 DEFAULT_MAX_VP = 8
 DEFAULT_MAX_CP = 8
 ALGORITHMS = ("backprop", "local")
@@ -108,6 +108,7 @@ class SearchResult:
         t = self.table
         return Layout(tp=int(t["tp"][i]), pp=int(t["pp"][i]), dp=int(t["dp"][i]), cp=int(t["cp"][i]),
                       vp=int(t["vp"][i]), micro=int(t["micro"][i]), sp=bool(t["sp"][i]),
+                      ep=int(t["ep"][i]) if "ep" in t else 1,
                       recompute=str(t["recompute"][i]), zero=int(t["zero"][i]),
                       dp_overlap=self.dp_overlap, tp_overlap=self.tp_overlap,
                       algorithm=self.algorithm, backlink_layers=self.backlink_layers)
@@ -171,7 +172,8 @@ def candidate_grid(model: ModelSpec, system: System, global_batch: int, fixed: O
     return {k: v[keep] for k, v in grid.items()}
 
 
-def _categories(fixed: Mapping[str, Any], recipe: Recipe) -> tuple[list[bool], list[str], list[int], list[str]]:
+def _categories(fixed: Mapping[str, Any], recipe: Recipe, zero_stages: tuple[int, ...] = ZERO
+                ) -> tuple[list[bool], list[str], list[int], list[str]]:
     notes = []
     sps = [bool(fixed["sp"])] if "sp" in fixed else [False, True]
     if "recompute" in fixed:
@@ -181,7 +183,7 @@ def _categories(fixed: Mapping[str, Any], recipe: Recipe) -> tuple[list[bool], l
         notes.append("recompute=selective not enumerated: with flash attention it equals none in the model")
     else:
         rcs = list(RECOMPUTE)
-    zeros = [int(fixed["zero"])] if "zero" in fixed else list(ZERO)
+    zeros = [int(fixed["zero"])] if "zero" in fixed else list(zero_stages)
     if "sp" not in fixed:
         notes.append("sp=on enumerated only with tp > 1")
     if "zero" not in fixed:
@@ -196,7 +198,8 @@ def search_layouts(model: ModelSpec, system: System, precision: str, global_batc
                    dp_overlap: bool = False, tp_overlap: bool = True,
                    capacity_bytes: Optional[float] = None,
                    progress: Optional[Callable[[int, int], None]] = None,
-                   algorithm: str = "backprop", backlink_layers: int = 0) -> SearchResult:
+                   algorithm: str = "backprop", backlink_layers: int = 0,
+                   zero_stages: tuple[int, ...] = ZERO) -> SearchResult:
     """Enumerate, evaluate (vectorized), filter by memory and rank every layout.
 
     ``fixed`` holds layout fields that may not change (e.g. a sweep that pins ``tp``).
@@ -220,7 +223,9 @@ def search_layouts(model: ModelSpec, system: System, precision: str, global_batc
     grid = candidate_grid(model, system, global_batch, fx, tp_beyond_domain, max_vp, max_cp, algorithm)
     ok = valid_mask(model, system.count, global_batch, **grid, algorithm=algorithm,
                     backlink_layers=backlink_layers) if grid["tp"].size else np.zeros(0, bool)
-    sps, rcs, zeros, notes = _categories(fx, recipe)
+    sps, rcs, zeros, notes = _categories(fx, recipe, zero_stages)
+    if tuple(zero_stages) != ZERO and "zero" not in fx:
+        notes.append(f"ZeRO stages {'/'.join(map(str, zero_stages))} (what the software stack has)")
     if algorithm == "local":
         notes.insert(0, "algorithm=local (the case's): every stage a local module"
                      + (f" with BackLink over {backlink_layers} layers" if backlink_layers else "")
@@ -362,17 +367,19 @@ def search_case(case, top: int = 5, rank: str = "time", tp_beyond_domain: bool =
 
     if case.kind != "training":
         raise InputError("kind", case.kind, "search needs kind: training")
+    from xlayer.mapping.stack import allowed_zero, default_dp_overlap
     P = case.parallel
-    if P.ep not in (None, 1):
-        raise InputError("parallel.ep", P.ep, "expert parallelism is not modelled yet; use ep: 1")
-    dp_overlap = bool(P.dp_overlap) if P.dp_overlap is not None else False
+    fw = case.software.framework
+    dp_overlap = bool(P.dp_overlap) if P.dp_overlap is not None else default_dp_overlap(fw)
     tp_overlap = bool(P.tp_overlap) if P.tp_overlap is not None else True
     algorithm = getattr(P, "algorithm", None) or "backprop"
     backlink_layers = int(getattr(P, "backlink_layers", None) or 0)
     res = search_layouts(case.model, case.system_spec(), case.precision, case.batch.global_, rank=rank,
+                         recipe=recipe_for(case.model, case.precision, fw),
                          tp_beyond_domain=tp_beyond_domain, max_vp=max_vp, max_cp=max_cp,
                          dp_overlap=dp_overlap, tp_overlap=tp_overlap, progress=progress,
-                         algorithm=algorithm, backlink_layers=backlink_layers)
+                         algorithm=algorithm, backlink_layers=backlink_layers,
+                         zero_stages=allowed_zero(fw, 2) if fw else ZERO)
     preds = [predict_training(case, res.layout(i)) for i in range(min(top, res.fitting))]
     out = CaseSearch(case_id=case.id, result=res, top=preds)
     if compare and case_has_layout(case):

@@ -15,10 +15,11 @@ import numpy as np
 
 from xlayer.errors import InputError
 from xlayer.hardware.spec import System
+from xlayer.mapping.layout import edges_as_stages, layers_on_last_rank
 from xlayer.predict.training import Recipe, evaluate_training
 from xlayer.workload.model import ModelSpec
 
-NUMERIC = ("tp", "pp", "dp", "cp", "vp", "micro")
+NUMERIC = ("tp", "pp", "dp", "cp", "vp", "micro", "ep")
 # Bounds of the divisor grid (so that a search on absurd input refuses at once instead of
 # hanging): the accelerator count and global batch whose divisors are enumerated, and the
 # number of numeric combinations one search evaluates per categorical group (at the
@@ -30,15 +31,22 @@ MAX_GRID_ROWS = 100_000
 MAX_MODEL_INT = 1 << 53               # model sizes exact in float64 and far from int64 overflow
 
 
-def valid_mask(model: ModelSpec, count: int, global_batch: int, tp, pp, dp, cp, vp, micro,
-               algorithm: str = "backprop", backlink_layers: int = 0) -> np.ndarray:
+def valid_mask(model: ModelSpec, count: int, global_batch: int, tp, pp, dp, cp, vp, micro, ep=1,
+               algorithm: str = "backprop", backlink_layers: int = 0, sp=None) -> np.ndarray:
     """The rules of :func:`xlayer.mapping.layout.check_layout`, as a boolean mask.
 
     ``algorithm="local"`` adds local learning's rules (vp = 1: each stage is one module;
     ``backlink_layers`` at most the layers of one stage)."""
     ok = (model.heads % tp == 0) & (model.kv_heads % tp == 0) & (model.ffn_hidden % tp == 0)
     ok &= tp * pp * dp * cp == count
-    ok &= pp * vp <= model.layers
+    ok &= (pp * vp <= model.layers) | edges_as_stages(model.layers, pp, vp)
+    ok &= layers_on_last_rank(model.layers, pp, vp) >= 1
+    if model.moe is not None:  # experts over a stage's tp x dp x cp ranks; SP with tp > 1
+        ok &= (model.moe.experts % ep == 0) & ((tp * dp * cp) % ep == 0)
+        if sp is not None and not sp:
+            ok &= tp == 1
+    else:
+        ok &= ep == 1
     ok &= ~((vp > 1) & (pp == 1))
     ok &= np.where(cp > 1, model.seq_len % (2 * cp) == 0, True)
     ok &= global_batch % (micro * dp) == 0
@@ -63,9 +71,11 @@ def evaluate_layouts(model: ModelSpec, system: System, precision: str, global_ba
     ``keys`` names the entries of :func:`evaluate_training`'s result to return (default: time,
     memory, MFU); ``tp_overlap``, ``dp_overlap``, ``algorithm`` (backprop | local) and
     ``backlink_layers`` are passed through unchanged."""
-    arrs = {k: np.asarray(layouts[k], dtype=np.int64) for k in NUMERIC}
+    arrs = {k: np.asarray(layouts[k], dtype=np.int64) for k in NUMERIC if k in layouts}
+    if "ep" not in layouts:
+        arrs["ep"] = np.ones_like(arrs["tp"])
     mask = valid_mask(model, system.count, global_batch, **arrs, algorithm=algorithm,
-                      backlink_layers=backlink_layers)
+                      backlink_layers=backlink_layers, sp=sp)
     n = mask.size
     out = {"valid": mask}
     out.update({k: np.full(n, np.nan) for k in keys})
@@ -75,7 +85,8 @@ def evaluate_layouts(model: ModelSpec, system: System, precision: str, global_ba
     with np.errstate(divide="ignore", invalid="ignore"):
         r = evaluate_training(model, system, precision, global_batch, sub["tp"], sub["pp"], sub["dp"],
                               sub["cp"], sub["vp"], sub["micro"], sp, recompute, zero, dp_overlap, recipe,
-                              tp_overlap=tp_overlap, algorithm=algorithm, backlink_layers=backlink_layers)
+                              tp_overlap=tp_overlap, algorithm=algorithm, backlink_layers=backlink_layers,
+                              ep=sub["ep"])
     for key in keys:
         out[key][mask] = np.broadcast_to(np.asarray(r[key], dtype=float), (int(mask.sum()),))
     return out
@@ -138,7 +149,8 @@ def layout_grid(model: ModelSpec, count: int, global_batch: int, scale_up_size: 
         for pp in divisors(count // tp):
             if pp > layers:
                 break
-            vps = range(1, min(int(max_vp), layers // pp) + 1) if pp > 1 else range(1, 2)
+            vps = [v for v in range(1, min(int(max_vp), (layers + 2) // pp) + 1)
+                   if v * pp <= layers or edges_as_stages(layers, pp, v)] if pp > 1 else [1]
             for cp in divisors(count // (tp * pp)):
                 if cp > max_cp:
                     break
@@ -146,17 +158,19 @@ def layout_grid(model: ModelSpec, count: int, global_batch: int, scale_up_size: 
                 if global_batch % dp:
                     continue
                 micros = [b for b in batch_divs if (global_batch // dp) % b == 0]
-                combos.append((tp, pp, dp, cp, vps, micros))
-                n_rows += len(vps) * len(micros)
+                eps = [e for e in divisors(model.moe.experts) if (tp * dp * cp) % e == 0] \
+                    if model.moe is not None else [1]
+                combos.append((tp, pp, dp, cp, vps, micros, eps))
+                n_rows += len(vps) * len(micros) * len(eps)
                 if n_rows > max_rows:
                     raise InputError("search", f"more than {max_rows:,} layouts",
                                      f"a search evaluates at most {max_rows:,} combinations of tp, pp, cp, vp "
                                      f"and micro (system.count={count:,}, batch.global={global_batch:,}); "
                                      "lower --max-vp or --max-cp, or fix batch.micro")
-    rows = [(tp, pp, dp, cp, vp, micro) for tp, pp, dp, cp, vps, micros in combos
-            for micro in micros for vp in vps]
-    arr = np.array(rows, dtype=np.int64).reshape(-1, 6)
-    return {k: arr[:, i] for i, k in enumerate(("tp", "pp", "dp", "cp", "vp", "micro"))}
+    rows = [(tp, pp, dp, cp, vp, micro, ep) for tp, pp, dp, cp, vps, micros, eps in combos
+            for micro in micros for vp in vps for ep in eps]
+    arr = np.array(rows, dtype=np.int64).reshape(-1, 7)
+    return {k: arr[:, i] for i, k in enumerate(NUMERIC)}
 
 
 _ = Any

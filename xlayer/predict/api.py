@@ -114,8 +114,8 @@ def resolve_layout(case: Case) -> tuple[Layout, list[str]]:
         check_zero(fw, P.zero, pp_fixed)
     if any(getattr(P, k) is None for k in ("tp", "pp")) or (P.cp is None and P.dp is None) \
             or (P.vp is None and P.pp not in (None, 1)):
-        fixed: dict[str, Any] = {k: getattr(P, k) for k in ("tp", "pp", "dp", "cp", "vp", "sp", "recompute", "zero")
-                                 if getattr(P, k) is not None}
+        fixed: dict[str, Any] = {k: getattr(P, k) for k in ("tp", "pp", "dp", "cp", "vp", "ep", "sp", "recompute",
+                                                            "zero") if getattr(P, k) is not None}
         if P.pp == 1 and P.vp is None:
             fixed["vp"] = 1
         if case.batch.micro:

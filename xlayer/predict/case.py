@@ -271,12 +271,17 @@ def unmodelled_reasons(case: Case) -> list[str]:
     return out
 
 
-class NotModelledYet(NotImplementedError):
-    """A case uses a feature the model does not cover yet (message: ``not modelled yet: ...``)."""
+class NotModelledYet(InputError, NotImplementedError):
+    """A case uses a feature the model does not cover yet. An input error (the CLI exits 2
+    with one line) whose text starts ``not modelled yet:`` — validate lists it as the reason."""
 
     def __init__(self, features: list[str]):
         self.features = features
-        super().__init__("not modelled yet: " + "; ".join(features))
+        ValueError.__init__(self, "not modelled yet: " + "; ".join(features))
+        self.field, self.value, self.valid = "model", features[0], "not modelled yet: " + "; ".join(features)
+
+    def __str__(self) -> str:
+        return "not modelled yet: " + "; ".join(self.features)
 
 
 def require_modelled(case: Case) -> None:
