@@ -1,6 +1,6 @@
 """Hostile input against every ``xlayer`` command, each run as a subprocess.
 
-    .venv/bin/python benchmarks/fuzz_cli.py [--quick] [--jobs N] [--xlayer CMD] [--show CLASS|all]
+    .venv/bin/python benchmarks/fuzz_cli.py [--quick] [--jobs N] [--only CLASS] [--xlayer CMD] [--show CLASS|all]
 
 The corpus (built here, into a temporary folder) covers: paths that are not files (missing,
 empty string, a folder), files that are not text (binary, Latin-1, UTF-16, NUL bytes), YAML
@@ -234,6 +234,9 @@ def build_corpus(tmp: Path) -> list[Case]:
         ("measured", {"iteration_time_s": "fast"}), ("measured", {"speed_of_light": 1}), ("measured", [1, 2]),
         ("kind", "train"), ("kind", None), ("id", ["a"]), ("notes", {"a": 1}),
         ("software", {"framework": ["x"]}), ("software", {"mode": "warp"}), ("software", "megatron"),
+        ("parallel.zero", float("inf")), ("parallel.zero", float("nan")), ("parallel.tp", float("nan")),
+        ("batch.micro", float("inf")), ("parallel.sp", "yes"), ("model.heads", float("nan")),
+        ("system.scale_up_size", float("inf")), ("parallel.zero", -1), ("parallel.cp", float("-inf")),
     ]
     quick_schema = {"model.layers=True", "batch.global=1000000000000000000000000000000",
                     "measured={'iteration_time_s': -1}", "measured={'iteration_time_s': nan}",
@@ -241,7 +244,8 @@ def build_corpus(tmp: Path) -> list[Case]:
     for i, (path, value) in enumerate(schema):
         label = f"{path}={value!r}"[:70]
         f = _dump(d / f"schema-{i}.yaml", _mut(train, path, value))
-        add("schema", label, ["predict", f], quick=label in quick_schema)
+        add("schema", label, ["predict", f], quick=label in quick_schema,
+            must_refuse=(path, value) != ("parallel.sp", "yes"))   # 'yes' read as true, as YAML 1.1 does
     # the same through search (the count and batch bounds matter most there)
     for path, value in (("system.count", 10 ** 30), ("batch.global", 10 ** 30), ("system.count", 2 ** 40),
                         ("model.layers", 10 ** 30), ("parallel.tp", None)):
@@ -502,6 +506,7 @@ def main() -> int:
     ap.add_argument("--xlayer", default=str(ROOT / ".venv" / "bin" / "xlayer"),
                     help="the command to run (default .venv/bin/xlayer)")
     ap.add_argument("--show", default="", help="print stderr of failures of this class ('all' for every class)")
+    ap.add_argument("--only", default="", help="run only the classes whose name contains this")
     ap.add_argument("--list", action="store_true", help="list the corpus and exit")
     a = ap.parse_args()
     xlayer = a.xlayer.split()
@@ -513,6 +518,8 @@ def main() -> int:
         cases = build_corpus(tmp)
         if a.quick:
             cases = [c for c in cases if c.quick]
+        if a.only:
+            cases = [c for c in cases if a.only in c.cls]
         if a.list:
             for c in cases:
                 print(f"{c.cls:24s} {c.name}")

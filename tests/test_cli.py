@@ -107,3 +107,24 @@ def test_missing_file():
 
 def test_validate_missing_path():
     _one_line_error(run("validate", "no/such/folder", "--json"), "no such file")
+
+
+def _strict(text: str):
+    def no(c):
+        raise AssertionError(f"non-standard JSON constant {c}")
+    return json.loads(text, parse_constant=no)
+
+
+def test_json_is_strict_everywhere(tmp_path):
+    """--json never prints NaN or Infinity (a case without a stated layout, the catalog, synth)."""
+    for args in (("predict", str(DEMO), "--json"), ("catalog", "--json"),
+                 ("synth", "--node", "N5", "--area-mm2", "814", "--power-w", "700", "--json")):
+        r = run(*args)
+        assert r.returncode == 0, r.stderr
+        _strict(r.stdout)
+
+
+def test_usage_mistakes_are_one_line():
+    for args, needle in ((("predict", str(DEMO), "--bogus"), "--bogus"), (("search", str(DEMO), "--top", "0"), "--top"),
+                         (("frobnicate",), "frobnicate"), (("predict",), "case")):
+        _one_line_error(run(*args), needle)

@@ -190,3 +190,11 @@ def test_resume_with_a_changed_configuration_refuses(tmp_path):
     other_data = D.synthetic(n_train=48, n_test=16, channels=1, size=12, seed=1)
     with pytest.raises(InputError, match="n_train|labels"):
         train(cfg, other_data, tmp_path, resume=True)
+
+
+def test_times_fields_match_module_times():
+    import dataclasses
+
+    from xlayer.localtrain.cli import TIMES_FIELDS
+    from xlayer.localtrain.measure import ModuleTimes
+    assert tuple(f.name for f in dataclasses.fields(ModuleTimes)) == TIMES_FIELDS

@@ -873,7 +873,7 @@ def _run_local(spec, todo, finished, workers: Optional[int]) -> None:
                 finished(futs[f], f.result())
 
 
-RAY_CONNECT_TIMEOUT_S = 7.0
+RAY_CONNECT_TIMEOUT_S = 6.0
 _RAY_PROBED: set[str] = set()   # addresses that answered (a second probe would cost seconds)
 
 
