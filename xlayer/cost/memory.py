@@ -62,8 +62,16 @@ def layer_activation_bytes(model: ModelSpec, b: Any, tp: Any, cp: Any, sp: bool,
     f = model.ffn_hidden
     f1 = f * (2 if model.gated else 1)
     gi = gemm_input_bytes(precision) if precision in LOW_PRECISION else 2.0  # a saved GEMM input
-    attn = (2 * rows * h + gi * rows * h + 2 * T * (model.q_dim + 2 * model.kv_dim) / tp
-            + gi * T * model.q_dim / tp + drop * rows * h + 2 * rows * h + drop * rows * h)
+    if model.mla is not None:  # latents before and after their norms, q/k/v after the up projections
+        ml = model.mla
+        lat = (ml.q_lora_rank or 0) + ml.kv_lora_rank + ml.qk_rope_head_dim
+        qk = ml.qk_nope_head_dim + ml.qk_rope_head_dim
+        qkv_b = 4 * T * lat + 2 * T * model.heads * (2 * qk + ml.v_head_dim) / tp
+        proj_in = T * model.heads * ml.v_head_dim / tp
+    else:
+        qkv_b = 2 * T * (model.q_dim + 2 * model.kv_dim) / tp
+        proj_in = T * model.q_dim / tp
+    attn = (2 * rows * h + gi * rows * h + qkv_b + gi * proj_in + drop * rows * h + 2 * rows * h + drop * rows * h)
     if ffn == "moe":
         m = model.moe
         R = T / tp  # the rank's sequence-parallel tokens

@@ -25,7 +25,7 @@ from xlayer.hardware.spec import System
 from xlayer.mapping.layout import layers_on_first_rank, layers_on_last_rank, layers_on_middle_rank
 from xlayer.workload.model import ModelSpec
 from xlayer.workload.precision import gemm_precision
-from xlayer.workload.operators import (ACT_BYTES, embedding_work, layer_work, logits_work,
+from xlayer.workload.operators import (ACT_BYTES, _gemm_bwd, embedding_work, gemm, layer_work, logits_work,
                                        model_flops_per_iteration, recompute_ops)
 
 
@@ -121,14 +121,15 @@ def layer_params_rank(model: ModelSpec, tp, ep=1, etp=1):
     experts split over tp, routed experts over ep·etp (each rank holds E/ep experts, each
     split over etp)."""
     norms = model.norm_params()
+    attn = model.attention_params_rank(tp)
     if model.moe is None:
-        return (model.layer_params() - norms) / tp + norms, 0.0
+        return attn + model.expert_params() / tp + norms, 0.0
     m = model.moe
     f_moe = model.moe_layers / model.layers
     dense_ffn = (1.0 - f_moe) * model.expert_params() / tp
     moe_dense = f_moe * (model.hidden * m.experts + m.shared_experts * model.expert_params(m.ffn_hidden) / tp)
     expert = f_moe * m.experts * model.expert_params(m.ffn_hidden) / (ep * etp)
-    return model.attention_params() / tp + norms + dense_ffn + moe_dense, expert
+    return attn + norms + dense_ffn + moe_dense, expert
 
 
 def params_per_rank(model: ModelSpec, tp, pp, vp, rank: str, ep=1, etp=1):
@@ -265,6 +266,16 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
     per_layer = layer_fwd_total + layer_bwd_total
     extra_first = emb_s + emb_comm
     extra_last = logit_f + logit_b
+    if model.mtp_layers:
+        # multi-token prediction (DeepSeek-V3 §2.2): each MTP module on the last stage runs a
+        # 2h → h projection, one transformer layer (the model's last kind) and the shared
+        # output head with its loss, forward and backward
+        proj = gemm("mtp_proj", T, 2 * model.hidden, model.hidden / tp, gp)
+        proj_s = sum(op_time(o, acc).time_s for o in [proj, *_gemm_bwd(proj)])
+        last = kinds[-1][4]
+        mtp_layer_s = sum(last[k] for k in ("compute_fwd_s", "compute_bwd_s", "tp_fwd_s", "tp_bwd_s",
+                                            "ep_fwd_s", "ep_bwd_s", "cp_fwd_s", "cp_bwd_s"))
+        extra_last = extra_last + model.mtp_layers * (proj_s + mtp_layer_s + logit_f + logit_b)
     # pipeline point-to-point: Megatron's scatter/gather sends 1/t of the activation per
     # tensor rank over its own link, then all-gathers it inside the TP group
     p2p_stride = tp * cp * dp
@@ -382,9 +393,10 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
         act_first = act_first + _where(pp > 1, logits_b + backlink_layers * act_layer, 0.0)
     act = np.maximum(np.maximum(act_first, act_mid), act_last)
     if recompute == "full":  # one layer's full set is alive while it is recomputed
-        act = act + act_scale * max(layer_activation_bytes(model, micro, tp, cp, sp, "none", recipe.attention,
-                                                           recipe.dropout, ffn, etp, gp)
-                                    for _, ffn, _ in layer_kinds(model))
+        full_sets = [layer_activation_bytes(model, micro, tp, cp, sp, "none", recipe.attention, recipe.dropout,
+                                            ffn, etp, gp) for _, ffn, _ in layer_kinds(model)]
+        act = act + act_scale * np.maximum.reduce(np.broadcast_arrays(*full_sets)) if len(full_sets) > 1 \
+            else act + act_scale * full_sets[0]
     chunks = inflight_chunks(pp, vp, m)
     states = model_state_bytes(p_dense, dpc, zero, precision, recipe.grad_bytes)
     if model.is_moe:

@@ -168,12 +168,12 @@ class ModelSpec(NullMeansDefault):
         out = []
         if self.is_moe and kind != "training":
             out.append("mixture of experts in inference (model.moe)")
-        if self.mla is not None:
-            out.append("multi-head latent attention (model.mla)")
+        if self.mla is not None and kind != "training":
+            out.append("multi-head latent attention in inference (model.mla)")
         if self.sliding_window is not None and kind != "training":
             out.append("sliding-window attention in inference (model.sliding_window)")
-        if self.mtp_layers:
-            out.append("multi-token prediction layers (model.mtp_layers)")
+        if self.mtp_layers and kind != "training":
+            out.append("multi-token prediction layers in inference (model.mtp_layers)")
         return out
 
     def attention_params(self) -> int:
@@ -193,6 +193,17 @@ class ModelSpec(NullMeansDefault):
         w = h * (self.q_dim + 2 * self.kv_dim) + self.q_dim * h
         b = (self.q_dim + 2 * self.kv_dim + h) if self.bias else 0
         return w + b
+
+    def attention_params_rank(self, tp) -> float:
+        """Attention weights held by one tensor-parallel rank: MHA/GQA split over tp; MLA's
+        down projections and latent norms replicated, its up and output projections split."""
+        if self.mla is None:
+            return self.attention_params() / tp
+        a, h, H = self.mla, self.hidden, self.heads
+        qk = a.qk_nope_head_dim + a.qk_rope_head_dim
+        dup = h * (a.kv_lora_rank + a.qk_rope_head_dim) + a.kv_lora_rank + \
+            ((h * a.q_lora_rank + a.q_lora_rank) if a.q_lora_rank else 0)
+        return dup + (self.attention_params() - dup) / tp
 
     def expert_params(self, width: int | None = None) -> int:
         """One FFN (a dense layer's, or one expert of width ``width``): (2 or 3)·h·f (+ biases)."""

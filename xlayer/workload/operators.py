@@ -159,7 +159,13 @@ def layer_work(model: ModelSpec, b: Num, tp: Num, sp: bool, cp: Num, precision: 
 
     fwd: list[Op] = []
     fwd.append(elementwise("norm1", rows * h, rows * h, 5.0))
-    fwd.append(gemm("qkv", T, h, q_n + 2 * kv_n, gp, in_bytes=in_b))
+    if model.mla is not None:
+        fwd += mla_projection_ops(model, T, tp, gp, in_b)
+        d = (model.mla.qk_nope_head_dim + model.mla.qk_rope_head_dim + model.mla.v_head_dim) / 2.0
+        q_n = heads * (model.mla.qk_nope_head_dim + model.mla.qk_rope_head_dim)
+        kv_n = (q_n + heads * model.mla.v_head_dim) / 2.0
+    else:
+        fwd.append(gemm("qkv", T, h, q_n + 2 * kv_n, gp, in_bytes=in_b))
     s_q, s_kv = s / cp, s
     # keys a query sees on average: causal full attention s/2 (the kernels skip the masked
     # half); a sliding window of w keys w − w²/(2s) (the first w queries see fewer)
@@ -181,7 +187,7 @@ def layer_work(model: ModelSpec, b: Num, tp: Num, sp: bool, cp: Num, precision: 
         fwd.append(Op("flash_attn", "attention", flops, nbytes, precision="bf16", causal=True,
                       heads=b * heads, seq_q=s_q, seq_kv=s_kv if window is None else window, head_dim=d))
         core.append("flash_attn")
-    fwd.append(gemm("proj", T, q_n, h, gp, in_bytes=in_b))
+    fwd.append(gemm("proj", T, heads * model.mla.v_head_dim if model.mla is not None else q_n, h, gp, in_bytes=in_b))
     fwd.append(elementwise("dropout_add1", 2 * rows * h, rows * h, 2.0,
                            extra_bytes=(mask * rows * h if drop else 0)))
     fwd.append(elementwise("norm2", rows * h, rows * h, 5.0))
@@ -224,6 +230,9 @@ def layer_work(model: ModelSpec, b: Num, tp: Num, sp: bool, cp: Num, precision: 
     # an MoE layer's routed experts work on each rank's own (sequence-parallel) tokens: the
     # MLP's tensor-parallel gather/reduce remains only for shared experts
     mlp_tp = ffn != "moe" or (model.moe is not None and model.moe.shared_experts > 0)
+    # the column-parallel GEMM at the attention's input (the backward collectives overlap it)
+    attn_in = "qkv" if model.mla is None else ("q_up" if model.mla.q_lora_rank else "q_proj")
+    mlp_in = "fc1" if ffn != "moe" else "shared_fc1"
     if sp:
         fwd_comms += [Comm("sp_allgather_attn", "all_gather", msg, "tp"),
                       Comm("sp_reducescatter_attn", "reduce_scatter", msg, "tp"),
@@ -233,18 +242,18 @@ def layer_work(model: ModelSpec, b: Num, tp: Num, sp: bool, cp: Num, precision: 
         # the reduce-scatter of the input gradient overlaps the weight-gradient GEMM; the
         # re-gather of the saved 1/t input overlaps the data-gradient GEMM.
         bwd_comms += [Comm("sp_allgather_grad_mlp", "all_gather", msg, "tp"),
-                      Comm("sp_regather_mlp", "all_gather", msg, "tp", overlap="fc1.dgrad"),
-                      Comm("sp_reducescatter_grad_mlp", "reduce_scatter", msg, "tp", overlap="fc1.wgrad"),
+                      Comm("sp_regather_mlp", "all_gather", msg, "tp", overlap=mlp_in + ".dgrad"),
+                      Comm("sp_reducescatter_grad_mlp", "reduce_scatter", msg, "tp", overlap=mlp_in + ".wgrad"),
                       Comm("sp_allgather_grad_attn", "all_gather", msg, "tp"),
-                      Comm("sp_regather_attn", "all_gather", msg, "tp", overlap="qkv.dgrad"),
-                      Comm("sp_reducescatter_grad_attn", "reduce_scatter", msg, "tp", overlap="qkv.wgrad")]
+                      Comm("sp_regather_attn", "all_gather", msg, "tp", overlap=attn_in + ".dgrad"),
+                      Comm("sp_reducescatter_grad_attn", "reduce_scatter", msg, "tp", overlap=attn_in + ".wgrad")]
     else:
         fwd_comms += [Comm("tp_allreduce_attn", "all_reduce", msg, "tp"),
                       Comm("tp_allreduce_mlp", "all_reduce", msg, "tp")]
         # backward: the all-reduce of the input gradient of each column-parallel GEMM runs
         # asynchronously with its weight-gradient GEMM (Megatron-LM async TP all-reduce)
-        bwd_comms += [Comm("tp_allreduce_grad_mlp", "all_reduce", msg, "tp", overlap="fc1.wgrad"),
-                      Comm("tp_allreduce_grad_attn", "all_reduce", msg, "tp", overlap="qkv.wgrad")]
+        bwd_comms += [Comm("tp_allreduce_grad_mlp", "all_reduce", msg, "tp", overlap=mlp_in + ".wgrad"),
+                      Comm("tp_allreduce_grad_attn", "all_reduce", msg, "tp", overlap=attn_in + ".wgrad")]
     if not mlp_tp:
         fwd_comms = [c for c in fwd_comms if "mlp" not in c.name]
         bwd_comms = [c for c in bwd_comms if "mlp" not in c.name]
@@ -252,6 +261,31 @@ def layer_work(model: ModelSpec, b: Num, tp: Num, sp: bool, cp: Num, precision: 
     fwd_comms += moe_comms
     bwd_comms += [Comm(c.name + ".bwd", c.collective, c.bytes, c.group) for c in moe_comms]
     return LayerWork(fwd, bwd, fwd_comms, bwd_comms, tuple(core))
+
+
+def mla_projection_ops(model: ModelSpec, T: Num, tp: Num, gp: str, in_b: float) -> list[Op]:
+    """Multi-head latent attention projections of one layer on one rank (DeepSeek-V2 §2.1;
+    Megatron-Core MLASelfAttention, training path without weight absorption): the down
+    projections of the query (h → r_q) and of the compressed KV plus the shared RoPE key
+    (h → r_kv + d_rope) are replicated on every tensor-parallel rank; RMSNorm of both latents;
+    the up projections r_q → H/t·(d_nope + d_rope) and r_kv → H/t·(d_nope + d_v) are column-
+    parallel. Without a query rank the query is one h → H/t·(d_nope + d_rope) GEMM."""
+    a = model.mla
+    H = model.heads / tp
+    qk = a.qk_nope_head_dim + a.qk_rope_head_dim
+    ops: list[Op] = []
+    if a.q_lora_rank:
+        ops += [gemm("q_down", T, model.hidden, a.q_lora_rank, gp, in_bytes=in_b),
+                elementwise("q_norm", T * a.q_lora_rank, T * a.q_lora_rank, 5.0),
+                gemm("q_up", T, a.q_lora_rank, H * qk, gp, in_bytes=in_b)]
+    else:
+        ops.append(gemm("q_proj", T, model.hidden, H * qk, gp, in_bytes=in_b))
+    ops += [gemm("kv_down", T, model.hidden, a.kv_lora_rank + a.qk_rope_head_dim, gp, in_bytes=in_b),
+            elementwise("kv_norm", T * a.kv_lora_rank, T * a.kv_lora_rank, 5.0),
+            gemm("kv_up", T, a.kv_lora_rank, H * (a.qk_nope_head_dim + a.v_head_dim), gp, in_bytes=in_b),
+            elementwise("mla_rope", T * (H * a.qk_rope_head_dim + a.qk_rope_head_dim),
+                        T * (H * a.qk_rope_head_dim + a.qk_rope_head_dim), 6.0)]
+    return ops
 
 
 def moe_ffn_ops(model: ModelSpec, T: Num, tp: Num, sp: bool, ep: Num, etp: Num, gp: str,
