@@ -1,0 +1,134 @@
+"""Mixture of experts, MLA and sliding windows in the training engine: properties with the
+expected values derived here."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from xlayer.cost.collectives import all_to_all_time_s
+from xlayer.errors import InputError
+from xlayer.explore.vectorized import evaluate_layouts
+from xlayer.hardware.catalog import get_accelerator
+from xlayer.hardware.spec import System
+from xlayer.mapping.layout import Layout, check_layout
+from xlayer.predict.case import case_from_dict
+from xlayer.predict.training import evaluate_training, layer_params_rank, recipe_for
+from xlayer.workload.model import ModelSpec
+from xlayer.workload.operators import layer_work
+
+QWEN30 = ModelSpec(name="Qwen3 30B-A3B", layers=48, hidden=2048, heads=32, kv_heads=4, head_dim=128,
+                   ffn_hidden=6144, vocab=151936, activation="swiglu", seq_len=4096,
+                   moe={"experts": 128, "top_k": 8, "ffn_hidden": 768})
+H100x16 = System(accelerator=get_accelerator("H100-SXM-80GB"), count=16, scale_up_size=8)
+
+
+def _eval(model, system, lay: Layout, gb=256, precision="bf16"):
+    return evaluate_training(model, system, precision, gb, lay.tp, lay.pp, lay.dp, lay.cp, lay.vp, lay.micro,
+                             lay.sp, lay.recompute, lay.zero, lay.dp_overlap, recipe_for(model, precision),
+                             ep=lay.ep, etp=lay.etp, detail=True)
+
+
+def test_ep1_holds_every_expert_and_doubling_ep_never_adds_expert_memory():
+    m = QWEN30
+    expert_one = m.expert_params(768)
+    dense, expert = layer_params_rank(m, tp=1, ep=1)
+    assert expert == pytest.approx(128 * expert_one)          # ep = 1: all 128 experts on the rank
+    prev = None
+    for ep in (1, 2, 4, 8, 16):
+        _, e = layer_params_rank(m, tp=1, ep=ep)
+        assert e == pytest.approx(128 * expert_one / ep)
+        lay = Layout(tp=1, pp=1, dp=16, ep=ep, recompute="full", zero=1, micro=1)
+        mem = _eval(m, H100x16, lay)["detail"]["memory"]
+        states = mem["weights"] + mem["gradients"] + mem["optimizer"]
+        if prev is not None:
+            assert states <= prev + 1e-6
+        prev = states
+
+
+def test_all_to_all_volume_and_time_follow_the_formula():
+    # dispatch: R·k tokens of h 16-bit values leave each rank, (n_in−1)/n over NVLink and
+    # (n−n_in)/n over the NIC at once
+    w = layer_work(QWEN30, 1, 1, False, 1, "bf16", "flash", 0.0, ffn="moe", ep=16)
+    a2a = [c for c in w.fwd_comms if c.collective == "all_to_all"]
+    R = 4096
+    assert len(a2a) == 2 and all(c.bytes == pytest.approx(R * 8 * 2048 * 2) for c in a2a)
+    assert len([c for c in w.bwd_comms if c.collective == "all_to_all"]) == 2
+    acc = get_accelerator("H100-SXM-80GB")
+    S = R * 8 * 2048 * 2.0
+    up = acc.scale_up.bandwidth_bytes_per_s * acc.scale_up.efficiency
+    out = acc.scale_out.bandwidth_bytes_per_s * acc.scale_out.efficiency
+    expect = max(S * 7 / 16 / up, S * 8 / 16 / out) + acc.scale_up.latency_s + acc.scale_out.latency_s
+    assert all_to_all_time_s(S, 16, 8, acc.scale_up, acc.scale_out) == pytest.approx(expect)
+    # grouped GEMMs: E/ep local experts of ep·R·k/E rows each
+    fc1 = next(o for o in w.fwd if o.name == "expert_fc1")
+    assert (fc1.batch, fc1.m, fc1.k, fc1.n) == (128 / 16, 16 * R * 8 / 128, 2048, 2 * 768)
+
+
+@settings(max_examples=25, deadline=None)
+@given(ep=st.sampled_from([1, 2, 4, 8, 16]), micro=st.sampled_from([1, 2, 4]), zero=st.sampled_from([0, 1, 3]),
+       rc=st.sampled_from(["none", "full"]), pp=st.sampled_from([1, 2, 4]))
+def test_scalar_and_vectorized_agree_on_moe_layouts(ep, micro, zero, rc, pp):
+    dp = 16 // pp
+    if dp % ep:
+        ep = dp
+    lay = Layout(tp=1, pp=pp, dp=dp, ep=ep, recompute=rc, zero=zero, micro=micro)
+    check_layout(lay, QWEN30, 16, 256)
+    scalar = _eval(QWEN30, H100x16, lay)
+    grid = {k: np.array([getattr(lay, k)]) for k in ("tp", "pp", "dp", "cp", "vp", "micro", "ep")}
+    vec = evaluate_layouts(QWEN30, H100x16, "bf16", 256, grid, False, rc, zero, recipe_for(QWEN30, "bf16"))
+    assert vec["iteration_time_s"][0] == pytest.approx(scalar["iteration_time_s"], rel=1e-9)
+    assert vec["memory_bytes"][0] == pytest.approx(scalar["memory_bytes"], rel=1e-9)
+
+
+def test_sliding_window_bounds_attention_work():
+    m = QWEN30.model_copy(update={"moe": None, "experts": 1, "top_k": 1})
+    full = layer_work(m, 1, 1, False, 1, "bf16", "flash", 0.0)
+    win = layer_work(m, 1, 1, False, 1, "bf16", "flash", 0.0, window=128)
+    f = next(o for o in full.fwd if o.name == "flash_attn").flops
+    w = next(o for o in win.fwd if o.name == "flash_attn").flops
+    s = 4096
+    # keys seen per query: s/2 (causal) against 128 − 128²/(2s)
+    assert w / f == pytest.approx((128 - 128 * 128 / (2 * s)) / (s / 2))
+
+
+def _case(**over):
+    d = {"id": "moe", "kind": "training",
+         "model": {"layers": 8, "hidden": 1024, "heads": 8, "vocab": 32000, "seq_len": 2048, "activation": "swiglu",
+                   "moe": {"experts": 16, "top_k": 2, "ffn_hidden": 512}},
+         "system": {"accelerator": "H100-SXM-80GB", "count": 8},
+         "parallel": {"tp": 1, "pp": 1, "dp": 8, "ep": 8}, "batch": {"global": 64, "micro": 1}}
+    for k, v in over.items():
+        node = d
+        *path, key = k.split("__")
+        for p in path:
+            node = node[p]
+        node[key] = v
+    return case_from_dict(d)
+
+
+@pytest.mark.parametrize("over,field", [
+    ({"parallel__ep": 3}, "parallel.ep"),                       # 3 does not divide 16 experts
+    ({"parallel__ep": 16}, "parallel.ep"),                      # ep*etp must divide tp*dp*cp = 8
+    ({"parallel__etp": 2, "parallel__ep": 8}, "parallel.ep"),   # 16 does not divide 8
+    ({"model__moe": {"experts": 4, "top_k": 8, "ffn_hidden": 512}}, "model.moe"),
+    ({"model__mla": {"kv_lora_rank": 0, "qk_nope_head_dim": 64, "qk_rope_head_dim": 32, "v_head_dim": 64}},
+     "model.mla.kv_lora_rank"),
+    ({"model__mla": {"kv_lora_rank": -5, "qk_nope_head_dim": 64, "qk_rope_head_dim": 32, "v_head_dim": 64}},
+     "model.mla.kv_lora_rank"),
+    ({"model__sliding_window": {"size": 4096, "layers": 4}}, "model"),
+])
+def test_bad_moe_input_names_the_field(over, field):
+    from xlayer.predict.api import predict_training
+    with pytest.raises(InputError) as err:
+        predict_training(_case(**over), energy=False)
+    assert err.value.field.startswith(field), (err.value.field, str(err.value))
+
+
+def test_moe_case_predicts_with_a_breakdown():
+    from xlayer.predict.api import predict_training
+    p = predict_training(_case(), energy=False)
+    assert p.time_breakdown_s["comm.ep_all_to_all_exposed"] > 0
+    assert p.time_breakdown_s["compute.moe_grouped_gemm"] > 0
+    assert abs(sum(p.time_breakdown_s.values()) - p.iteration_time_s) < 1e-9 * p.iteration_time_s + 1e-12
