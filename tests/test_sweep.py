@@ -370,3 +370,72 @@ def test_sigkilled_local_sweep_leaves_no_worker_alive(tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
+
+
+# ---- hostile sweep definitions: a sweep or an InputError, at once ----------------------------
+
+def _sweep_doc():
+    return {"name": "fuzz", "base": json.loads(json.dumps(BASE)), "mode": "grid", "search": True, "rank": "time",
+            "chunk_size": 2, "max_vp": 4, "max_cp": 2, "tp_beyond_domain": False, "seed": 0,
+            "parameters": {"system.count": [8, 16], "hardware.hbm_bandwidth_scale": {"start": 0.5, "stop": 1.0,
+                                                                                     "num": 2},
+                           "batch.global": {"start": 16, "stop": 32, "step": 16}}}
+
+
+def _sweep_paths(d, prefix=()):
+    out = []
+    if isinstance(d, dict):
+        for k, v in d.items():
+            out.append(prefix + (k,))
+            out += _sweep_paths(v, prefix + (k,))
+    return out
+
+
+def test_hostile_sweep_definitions_give_a_sweep_or_an_input_error():
+    import math
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+    values = st.sampled_from([None, True, -1, 0, 0.5, 10 ** 30, 2 ** 40, math.nan, math.inf, -math.inf, "x",
+                              "1e30", [], {}, [1, "a"], {"start": 0, "stop": 1e30, "step": 1e-30},
+                              {"start": 1, "stop": math.inf, "step": 2, "scale": "log"},
+                              {"start": 1, "stop": 1e300, "step": 1.0000001, "scale": "log"},
+                              {"low": math.nan, "high": 1}, {"start": 0, "stop": 10 ** 30, "num": 10 ** 9},
+                              "\u202e\U0001f525", "x" * 5000])
+    base = _sweep_doc()
+    paths = _sweep_paths(base)
+
+    @settings(max_examples=120, deadline=None, derandomize=True, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(st.lists(st.tuples(st.sampled_from(paths), st.booleans(), values), min_size=1, max_size=3),
+           st.sampled_from(["grid", "random"]))
+    def check(mutations, mode):
+        doc = json.loads(json.dumps(base))
+        doc["mode"] = mode
+        if mode == "random":
+            doc["samples"] = 3
+            for k, v in list(doc["parameters"].items()):
+                if isinstance(v, dict) and "num" in v:
+                    doc["parameters"][k] = {"low": v["start"], "high": v["stop"]}
+        for path, delete, value in mutations:
+            d = doc
+            for k in path[:-1]:
+                d = d.get(k) if isinstance(d, dict) else None
+            if not isinstance(d, dict) or path[-1] not in d:
+                continue
+            if delete:
+                del d[path[-1]]
+            else:
+                d[path[-1]] = value
+        def hang(signum, frame):
+            raise TimeoutError("sweep_from_dict ran past 10 s")
+        old = signal.signal(signal.SIGALRM, hang)
+        signal.setitimer(signal.ITIMER_REAL, 10.0)
+        try:
+            sweep_from_dict(doc)
+        except InputError as exc:
+            assert "\n" not in str(exc)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, old)
+    check()

@@ -96,6 +96,9 @@ ALIASES = {"hardware.count": "system.count"}
 # sweep parameter -> layout field held fixed at the point
 LAYOUT_PARAMS = {f"parallel.{k}": k for k in LAYOUT_FIELDS if k in PARALLEL_FIELDS}
 LAYOUT_PARAMS["batch.micro"] = "micro"
+# a sweep is checked point by point before any work: bound the number of points (and so the
+# values of one range) so that a typo in a range refuses at once instead of hanging
+MAX_SWEEP_POINTS = 100_000
 
 
 # ---- the definition ------------------------------------------------------------------------
@@ -106,6 +109,14 @@ def _err(entry: str, value: Any, valid: str) -> InputError:
 
 def _is_num(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def _finite(*xs: Any) -> bool:
+    return all(_is_num(x) and math.isfinite(x) for x in xs)
+
+
+def _too_many(entry: str, spec: Any, n: float) -> InputError:
+    return _err(entry, spec, f"{n:,.0f} values; a sweep takes at most {MAX_SWEEP_POINTS:,} points")
 
 
 def _num(x: Any) -> Any:
@@ -139,8 +150,8 @@ def expand_values(name: str, spec: Any, mode: str) -> list[Any] | dict[str, Any]
             raise _err(entry, spec, "{low, high} is a random-mode distribution; use mode: random or "
                                     "{start, stop, step|num}")
         lo, hi = spec["low"], spec["high"]
-        if not (_is_num(lo) and _is_num(hi)) or hi < lo:
-            raise _err(entry, spec, "empty range: need numbers low <= high")
+        if not _finite(lo, hi) or hi < lo:
+            raise _err(entry, spec, "empty range: need finite numbers low <= high")
         if spec.get("log") and lo <= 0:
             raise _err(entry, spec, "log sampling needs low > 0")
         if spec.get("int") and math.floor(hi) < math.ceil(lo):
@@ -148,24 +159,30 @@ def expand_values(name: str, spec: Any, mode: str) -> list[Any] | dict[str, Any]
         return dict(spec)
     if keys <= {"start", "stop", "step", "num", "scale"} and {"start", "stop"} <= keys:
         start, stop = spec["start"], spec["stop"]
-        if not (_is_num(start) and _is_num(stop)):
-            raise _err(entry, spec, "start and stop must be numbers")
+        if not _finite(start, stop):
+            raise _err(entry, spec, "start and stop must be finite numbers")
         scale = spec.get("scale", "linear")
         if scale not in ("linear", "log"):
             raise _err(entry, spec, "scale must be linear or log")
         if "step" in spec and "num" not in spec:
             step = spec["step"]
-            if not _is_num(step) or step == 0:
-                raise _err(entry, spec, "step must be a non-zero number")
+            if not _finite(step) or step == 0:
+                raise _err(entry, spec, "step must be a finite non-zero number")
             if scale == "log":
                 if start <= 0 or stop <= 0 or step <= 1:
                     raise _err(entry, spec, "scale: log with step multiplies: need start, stop > 0 and step > 1")
+                n_log = math.log(stop / start) / math.log(step) + 1 if stop >= start else 0
+                if n_log > MAX_SWEEP_POINTS:
+                    raise _too_many(entry, spec, n_log)
                 vals, v = [], start
                 while v <= stop * (1 + 1e-12):
                     vals.append(v)
                     v *= step
             else:
-                n = math.floor((stop - start) / step + 1e-9) + 1
+                n_f = (stop - start) / step
+                if not math.isfinite(n_f) or n_f + 1 > MAX_SWEEP_POINTS:
+                    raise _too_many(entry, spec, n_f + 1 if math.isfinite(n_f) else float("inf"))
+                n = math.floor(n_f + 1e-9) + 1
                 vals = [start + i * step for i in range(max(n, 0))]
             if all(isinstance(x, int) for x in (start, stop, step)):
                 vals = [int(round(v)) for v in vals]
@@ -173,6 +190,8 @@ def expand_values(name: str, spec: Any, mode: str) -> list[Any] | dict[str, Any]
             num = spec["num"]
             if not isinstance(num, int) or isinstance(num, bool) or num < 1:
                 raise _err(entry, spec, "num must be a positive integer")
+            if num > MAX_SWEEP_POINTS:
+                raise _too_many(entry, spec, num)
             if scale == "log":
                 if start <= 0 or stop <= 0:
                     raise _err(entry, spec, "scale: log needs start, stop > 0")
@@ -302,16 +321,30 @@ def sweep_from_dict(data: Any, origin: str = "sweep", base_dir: Optional[Path] =
         _check_name(str(name))
         expanded[str(name)] = expand_values(str(name), spec, mode)
     seed = data.get("seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise _err("seed", seed, "a non-negative integer")
+    for key, default in (("max_vp", DEFAULT_MAX_VP), ("max_cp", DEFAULT_MAX_CP)):
+        v = data.get(key, default)
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise _err(key, v, "a positive integer")
+    if not isinstance(data.get("tp_beyond_domain", False), bool):
+        raise _err("tp_beyond_domain", data.get("tp_beyond_domain"), "true or false")
     samples = data.get("samples")
     if mode == "random":
         if not isinstance(samples, int) or isinstance(samples, bool) or samples < 1:
             raise _err("samples", samples, "random mode needs samples: a positive integer")
+        if samples > MAX_SWEEP_POINTS:
+            raise _err("samples", samples, f"a sweep takes at most {MAX_SWEEP_POINTS:,} points")
         rng = np.random.default_rng(seed)
         points = [{n: _sample(n, s, rng) for n, s in expanded.items()} for _ in range(samples)]
     else:
         if samples is not None:
             raise _err("samples", samples, "only for mode: random")
         names = list(expanded)
+        n_points = math.prod(len(expanded[n]) for n in names)
+        if n_points > MAX_SWEEP_POINTS:
+            raise _err("parameters", f"{n_points:,} points",
+                       f"the grid (product of the value lists) may hold at most {MAX_SWEEP_POINTS:,} points")
         points = [dict(zip(names, combo)) for combo in itertools.product(*(expanded[n] for n in names))]
     sw = Sweep(name=str(data.get("name") or origin), base=base, mode=mode, search=search, rank=rank,
                tp_beyond_domain=bool(data.get("tp_beyond_domain", False)),
