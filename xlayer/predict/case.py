@@ -10,7 +10,7 @@ from typing import Any, Literal, Optional
 import yaml
 import math
 
-from pydantic import ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import ConfigDict, Field, PrivateAttr, StrictBool, ValidationError, field_validator
 
 from xlayer.errors import InputError
 from xlayer.hardware.catalog import get_accelerator
@@ -64,11 +64,11 @@ class ParallelSection(_Strict):
     vp: Optional[Count] = None
     ep: Optional[Count] = None
     etp: Optional[Count] = None
-    sp: Optional[bool] = None
+    sp: Optional[StrictBool] = None
     recompute: Optional[Literal["none", "selective", "full"]] = None
     zero: Optional[int] = Field(None, ge=0, le=3)
-    dp_overlap: Optional[bool] = None
-    tp_overlap: Optional[bool] = None
+    dp_overlap: Optional[StrictBool] = None
+    tp_overlap: Optional[StrictBool] = None
     algorithm: Literal["backprop", "local"] = "backprop"
     backlink_layers: NonNegativeCount = 0
 
@@ -131,13 +131,18 @@ class Case(_Strict):
     @field_validator("precision", mode="before")
     @classmethod
     def _precision(cls, v: Any, info) -> Any:
-        name, _note = normalize_precision(v, "precision")
-        return name
+        try:
+            return normalize_precision(v, "precision")[0]
+        except InputError as exc:
+            raise ValueError(exc.valid) from None
 
     @field_validator("kv_precision", mode="before")
     @classmethod
     def _kv(cls, v: Any) -> Any:
-        return normalize_kv_precision(v, "kv_precision")
+        try:
+            return normalize_kv_precision(v, "kv_precision")
+        except InputError as exc:
+            raise ValueError(exc.valid) from None
 
     @field_validator("measured", mode="before")
     @classmethod
@@ -196,6 +201,14 @@ def case_from_dict(data: Any, origin: str = "case") -> Case:
     runs on one accelerator per replica stage (tp = pp = 1)."""
     if not isinstance(data, dict):
         raise InputError(origin, type(data).__name__, "a case must be a YAML mapping with model/system/...")
+    meas = data.get("measured")
+    if isinstance(meas, dict):  # name the metric in the error
+        for key, val in meas.items():
+            if key not in MEASURED_KEYS:
+                raise InputError(f"measured.{str(key)[:60]}", val, f"unknown metric; valid: {', '.join(MEASURED_KEYS)}")
+            if val is not None and (isinstance(val, bool) or not isinstance(val, (int, float))
+                                    or not math.isfinite(val) or val <= 0):
+                raise InputError(f"measured.{key}", val, "a measured value is a finite number > 0")
     try:
         case = Case.model_validate(data)
     except ValidationError as exc:
