@@ -472,8 +472,6 @@ def build_point(spec: dict[str, Any], point: dict[str, Any], index: int = 0) -> 
         case = case_from_dict(data, label)
     except InputError as exc:
         raise _err(f"{label}: {exc.field}", exc.value, exc.valid) from None
-    if case.parallel.ep not in (None, 1):
-        raise _err(f"{label}: parallel.ep", case.parallel.ep, "expert parallelism is not modelled yet; use ep: 1")
     system = case.system_spec()
     if hw:
         acc = apply_hardware(system.accelerator, hw)
