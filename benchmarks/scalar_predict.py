@@ -13,7 +13,7 @@ from pathlib import Path
 
 from xlayer.predict.api import predict_training, resolve_layout
 from xlayer.predict.case import load_case
-from xlayer.predict.training import evaluate_training, recipe_for
+from xlayer.engine.training import evaluate_training, recipe_for
 
 DEFAULT = Path(__file__).resolve().parents[1] / "xlayer" / "examples" / "gpt3-175b-1024xa100.yaml"
 

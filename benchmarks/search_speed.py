@@ -57,9 +57,9 @@ def part_search() -> None:
 
 def part_rate() -> None:
     from xlayer.explore.search import candidate_grid
-    from xlayer.explore.vectorized import evaluate_layouts, valid_mask
+    from xlayer.engine.vectorized import evaluate_layouts, valid_mask
     from xlayer.predict.case import load_case
-    from xlayer.predict.training import recipe_for
+    from xlayer.engine.training import recipe_for
     case = load_case(DEMO)
     system = case.system_spec()
     gb = case.batch.global_

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from xlayer.cost.energy import (EnergySpec, EnergyTerm, WorkCounts, case_training_energy, decode_step,
-                                energy_from_counts, gpu_energy_spec)
+from xlayer.cost.energy import EnergySpec, EnergyTerm, WorkCounts, decode_step, energy_from_counts, gpu_energy_spec
+from xlayer.predict.energy import case_training_energy
 from xlayer.hardware.catalog import get_accelerator
 from xlayer.predict.case import load_case
 
@@ -55,7 +55,7 @@ def test_training_energy_of_a_measured_case(shared_validation):
 
 
 def test_decode_energy_per_token_falls_with_batch():
-    from xlayer.cli.cmd_scd import llama2_70b, make_system
+    from xlayer.studies.scd import llama2_70b, make_system
     acc = get_accelerator("H100-SXM-80GB")
     spec = gpu_energy_spec(acc)
     sysm = make_system(acc, 4)

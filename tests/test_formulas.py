@@ -99,9 +99,9 @@ def test_single_rank_collective_is_free():
 
 def test_pipeline_bubble():
     r = pipeline_time_s(microbatches=64, pp=8, vp=1, rank_max_s=1.0, rank_mean_s=1.0)
-    assert r["bubble_s"] / r["steady_s"] == pytest.approx(7 / 64)
+    assert r.bubble_s / r.steady_s == pytest.approx(7 / 64)
     r = pipeline_time_s(microbatches=64, pp=8, vp=3, rank_max_s=1.0, rank_mean_s=1.0)
-    assert r["bubble_s"] / r["steady_s"] == pytest.approx(7 / (3 * 64))
+    assert r.bubble_s / r.steady_s == pytest.approx(7 / (3 * 64))
 
 
 def test_uneven_layer_split():

@@ -195,6 +195,6 @@ def test_resume_with_a_changed_configuration_refuses(tmp_path):
 def test_times_fields_match_module_times():
     import dataclasses
 
-    from xlayer.localtrain.cli import TIMES_FIELDS
+    from xlayer.cli.cmd_localtrain import TIMES_FIELDS
     from xlayer.localtrain.measure import ModuleTimes
     assert tuple(f.name for f in dataclasses.fields(ModuleTimes)) == TIMES_FIELDS

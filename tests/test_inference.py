@@ -255,7 +255,7 @@ def test_cli_predict_serve_roofline_and_error(tmp_path):
 
 
 def test_dram_study_writes_tables(tmp_path, shared_validation):
-    from xlayer.predict.dram_study import run_dram_study
+    from xlayer.studies.dram import run_dram_study
     csv = shared_validation.parent / "reference" / "memory_tech.csv"
     if not csv.exists():
         pytest.skip("memory_tech.csv not present")

@@ -201,7 +201,7 @@ def _fp8_training_case(seq=32768):
 
 
 def test_energy_training_between_idle_and_tdp():
-    from xlayer.cost.energy import case_training_energy
+    from xlayer.predict.energy import case_training_energy
     e = case_training_energy(_fp8_training_case(8192))
     assert 8 * e.time_s * 100.0 <= e.device_j <= 8 * e.time_s * 700.0
 
@@ -227,7 +227,7 @@ def test_energy_fp8_attention_priced_at_16_bit():
     e = energy_from_counts(stp.counts, gpu_energy_spec(acc))
     assert e.device_by_term_j["compute"] == pytest.approx(gemm_fp8 * e_bf16 / 2 + stp.counts.flops["bf16"] * e_bf16)
     # training at 32k: the causal flash forward alone, 4·B·s²·h/2 per layer, is 16-bit
-    from xlayer.cost.energy import case_training_energy
+    from xlayer.predict.energy import case_training_energy
     tr = case_training_energy(_fp8_training_case(32768))
     assert tr.counts.flops["bf16"] >= 4 * 8 * 32768 ** 2 * 4096 / 2 * 32
 

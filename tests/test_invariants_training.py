@@ -12,7 +12,7 @@ from xlayer.hardware.spec import System
 from xlayer.mapping.layout import Layout
 from xlayer.predict.api import predict_training
 from xlayer.predict.case import case_from_dict
-from xlayer.predict.training import evaluate_training, recipe_for
+from xlayer.engine.training import evaluate_training, recipe_for
 from xlayer.workload.model import ModelSpec
 
 GIB = 2.0 ** 30
@@ -73,9 +73,9 @@ def test_zero3_holds_the_gathered_layer_in_flight():
     r = _eval(model, sysm, lay, 1024)
     layer = 12 * 12288 ** 2
     shards = 18 * model.total_params() / 1024
-    assert r["memory_bytes"] >= shards + 8 * layer
-    assert r["memory_bytes"] / GIB >= 15
-    assert r["fsdp_edges_s"] > 0  # the embedding/output gather is timed
+    assert r.memory_bytes >= shards + 8 * layer
+    assert r.memory_bytes / GIB >= 15
+    assert r.fsdp_edges_s > 0  # the embedding/output gather is timed
 
 
 def test_interleaved_last_rank_holds_v_minus_one_p_plus_one_chunks():
@@ -86,17 +86,17 @@ def test_interleaved_last_rank_holds_v_minus_one_p_plus_one_chunks():
     sysm = System(accelerator=get_accelerator("H100-SXM-80GB"), count=32, scale_up_size=8)
     lay = Layout(tp=8, pp=4, dp=1, vp=4, sp=True, recompute="none", zero=0, micro=1)
     r = _eval(model, sysm, lay, 64)
-    mem = r["detail"]["memory"]
+    mem = r.detail.memory
     act_layer = layer_activation_bytes(model, 1, 8, 1, True, "none", "flash", 0.0)
     logits = 4.0 * 8192 * 256000 / 8
     chunks_last = (4 - 1) * 4 + 1
     expected_last = chunks_last * (32 / 16) * act_layer + logits
     expected_first = (4 * 4 + 4 - 1) * (32 / 16) * act_layer
-    assert mem["activations"] == pytest.approx(max(expected_last, expected_first))
+    assert mem.activations == pytest.approx(max(expected_last, expected_first))
     # more virtual stages never lower the last rank's share: vp 2 -> 4
     r2 = _eval(model, sysm, lay.model_copy(update={"vp": 2}), 64)
     last2 = ((2 - 1) * 4 + 1) * (32 / 8) * act_layer + logits
-    assert last2 < expected_last and r2["memory_bytes"] > 0
+    assert last2 < expected_last and r2.memory_bytes > 0
 
 
 def test_uneven_split_uses_the_busiest_ranks_layers():
@@ -107,7 +107,7 @@ def test_uneven_split_uses_the_busiest_ranks_layers():
     lay = Layout(tp=1, pp=8, dp=1, recompute="none", zero=0, micro=1)
     r = _eval(model, sysm, lay, 16)
     act_layer = layer_activation_bytes(model, 1, 1, 1, False, "none", "flash", 0.0)
-    assert r["detail"]["memory"]["activations_first_rank"] == pytest.approx(8 * 2 * act_layer)
+    assert r.detail.memory.activations_first_rank == pytest.approx(8 * 2 * act_layer)
 
 
 def test_fp32_training_memory_is_not_bf16():

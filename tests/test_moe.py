@@ -9,12 +9,12 @@ from hypothesis import strategies as st
 
 from xlayer.cost.collectives import all_to_all_time_s
 from xlayer.errors import InputError
-from xlayer.explore.vectorized import evaluate_layouts
+from xlayer.engine.vectorized import evaluate_layouts
 from xlayer.hardware.catalog import get_accelerator
 from xlayer.hardware.spec import System
 from xlayer.mapping.layout import Layout, check_layout
 from xlayer.predict.case import case_from_dict
-from xlayer.predict.training import evaluate_training, layer_params_rank, recipe_for
+from xlayer.engine.training import evaluate_training, layer_params_rank, recipe_for
 from xlayer.workload.model import ModelSpec
 from xlayer.workload.operators import layer_work
 
@@ -40,8 +40,8 @@ def test_ep1_holds_every_expert_and_doubling_ep_never_adds_expert_memory():
         _, e = layer_params_rank(m, tp=1, ep=ep)
         assert e == pytest.approx(128 * expert_one / ep)
         lay = Layout(tp=1, pp=1, dp=16, ep=ep, recompute="full", zero=1, micro=1)
-        mem = _eval(m, H100x16, lay)["detail"]["memory"]
-        states = mem["weights"] + mem["gradients"] + mem["optimizer"]
+        mem = _eval(m, H100x16, lay).detail.memory
+        states = mem.states
         if prev is not None:
             assert states <= prev + 1e-6
         prev = states
@@ -78,8 +78,8 @@ def test_scalar_and_vectorized_agree_on_moe_layouts(ep, micro, zero, rc, pp):
     scalar = _eval(QWEN30, H100x16, lay)
     grid = {k: np.array([getattr(lay, k)]) for k in ("tp", "pp", "dp", "cp", "vp", "micro", "ep")}
     vec = evaluate_layouts(QWEN30, H100x16, "bf16", 256, grid, False, rc, zero, recipe_for(QWEN30, "bf16"))
-    assert vec["iteration_time_s"][0] == pytest.approx(scalar["iteration_time_s"], rel=1e-9)
-    assert vec["memory_bytes"][0] == pytest.approx(scalar["memory_bytes"], rel=1e-9)
+    assert vec["iteration_time_s"][0] == pytest.approx(scalar.iteration_time_s, rel=1e-9)
+    assert vec["memory_bytes"][0] == pytest.approx(scalar.memory_bytes, rel=1e-9)
 
 
 def test_sliding_window_bounds_attention_work():

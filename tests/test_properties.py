@@ -8,10 +8,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import gpt
-from xlayer.explore.vectorized import evaluate_layouts
+from xlayer.engine.vectorized import evaluate_layouts
 from xlayer.hardware import get_accelerator
 from xlayer.hardware.spec import System
-from xlayer.predict.training import evaluate_training, recipe_for
+from xlayer.engine.training import evaluate_training, recipe_for
 
 MODEL = gpt(layers=32, hidden=4096, heads=32, kv_heads=8, ffn_hidden=11008, activation="swiglu", vocab=32000,
             seq_len=4096)
@@ -51,24 +51,24 @@ SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[Healt
 def test_times_finite_and_positive(L):
     r = _eval(L)
     for k in ("iteration_time_s", "memory_bytes", "layer_forward_time_s", "layer_backward_time_s"):
-        assert math.isfinite(r[k]) and r[k] > 0, k
-    assert 0 < r["mfu"] < 1
+        assert math.isfinite(r.value(k)) and r.value(k) > 0, k
+    assert 0 < r.mfu < 1
 
 
 @SETTINGS
 @given(layouts())
 def test_no_pipeline_no_bubble(L):
     r = _eval(L, pp=1, vp=1)
-    assert r["bubble_s"] == 0.0
+    assert r.bubble_s == 0.0
 
 
 @SETTINGS
 @given(layouts())
 def test_zero0_has_no_weight_allgather(L):
     r = _eval(L, zero=0)
-    d = r["detail"]
-    assert d["layer"]["fsdp_fwd_s"] == 0.0 and d["layer"]["fsdp_bwd_s"] == 0.0
-    assert d["memory"]["weights"] == d["params_rank"] * 2
+    d = r.detail
+    assert d.layer.fsdp_fwd_s == 0.0 and d.layer.fsdp_bwd_s == 0.0
+    assert d.memory.weights == d.params_rank * 2
 
 
 @SETTINGS
@@ -76,15 +76,15 @@ def test_zero0_has_no_weight_allgather(L):
 def test_doubling_tp_never_raises_weight_memory(L):
     if L["tp"] == 8:
         L = {**L, "tp": 4}
-    a = _eval(L)["detail"]["memory"]["weights"]
-    b = _eval(L, tp=2 * L["tp"])["detail"]["memory"]["weights"]
+    a = _eval(L).detail.memory.weights
+    b = _eval(L, tp=2 * L["tp"]).detail.memory.weights
     assert b <= a
 
 
 @SETTINGS
 @given(layouts())
 def test_more_recompute_less_activation_memory(L):
-    acts = [_eval(L, rc=rc)["detail"]["memory"]["activation_per_layer"] for rc in ("none", "selective", "full")]
+    acts = [_eval(L, rc=rc).detail.memory.activation_per_layer for rc in ("none", "selective", "full")]
     assert acts[0] >= acts[1] >= acts[2]
 
 
@@ -103,6 +103,6 @@ def test_scalar_and_vectorized_paths_agree(Ls):
         for i, M in enumerate(group):
             s = _eval(M)
             assert vec["valid"][i]
-            assert vec["iteration_time_s"][i] == np.float64(s["iteration_time_s"]) or \
-                abs(vec["iteration_time_s"][i] / s["iteration_time_s"] - 1) < 1e-12
-            assert abs(vec["memory_bytes"][i] / s["memory_bytes"] - 1) < 1e-12
+            assert vec["iteration_time_s"][i] == np.float64(s.iteration_time_s) or \
+                abs(vec["iteration_time_s"][i] / s.iteration_time_s - 1) < 1e-12
+            assert abs(vec["memory_bytes"][i] / s.memory_bytes - 1) < 1e-12

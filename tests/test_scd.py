@@ -98,8 +98,8 @@ def test_carnot_minimum():
 
 
 def test_engine_runs_unchanged_on_scd():
-    from xlayer.cost.energy import training_energy
-    from xlayer.cli.cmd_scd import best_training_layout, gpt3_175b
+    from xlayer.predict.energy import training_energy
+    from xlayer.studies.scd import best_training_layout, gpt3_175b
     b = build_scd(load_scd_spec(), boards=6)
     m = gpt3_175b()
     lay, recipe = best_training_layout(m, b.system, "bf16", 96)

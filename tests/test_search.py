@@ -17,7 +17,7 @@ from xlayer.hardware.spec import System
 from xlayer.mapping.layout import Layout, check_layout
 from xlayer.predict.api import predict_training
 from xlayer.predict.case import case_from_dict, load_case
-from xlayer.predict.training import evaluate_training, recipe_for
+from xlayer.engine.training import evaluate_training, recipe_for
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "xlayer" / "examples" / "gpt3-175b-1024xa100.yaml"
@@ -69,7 +69,7 @@ def test_exhaustive_against_scalar_enumeration():
         lay = expected[key]
         s = evaluate_training(SMALL, system, "fp16", gb, lay.tp, lay.pp, lay.dp, lay.cp, lay.vp, lay.micro, lay.sp,
                               lay.recompute, lay.zero, False, recipe)
-        assert found[key] == pytest.approx(s["iteration_time_s"], rel=1e-12)
+        assert found[key] == pytest.approx(s.iteration_time_s, rel=1e-12)
 
 
 def test_ranking_memory_filter_and_counts():
@@ -221,8 +221,8 @@ def test_search_ranks_local_learning_layouts_for_a_local_case():
         local = evaluate_training(c.model, system, c.precision, c.batch.global_, L.tp, L.pp, L.dp, L.cp, L.vp,
                                   L.micro, L.sp, L.recompute, L.zero, L.dp_overlap, recipe,
                                   tp_overlap=L.tp_overlap, algorithm="local", backlink_layers=2)
-        assert r.table["iteration_time_s"][i] == pytest.approx(local["iteration_time_s"], rel=1e-12)
-        assert p.iteration_time_s == pytest.approx(local["iteration_time_s"], rel=1e-12)
+        assert r.table["iteration_time_s"][i] == pytest.approx(local.iteration_time_s, rel=1e-12)
+        assert p.iteration_time_s == pytest.approx(local.iteration_time_s, rel=1e-12)
     # the same case as backprop ranks other numbers (so the algorithm really is passed through)
     bp = search_case(case_from_dict({**yaml.safe_load(LOCAL.read_text()),
                                      "parallel": {"algorithm": "backprop"}}), top=1).result
@@ -265,7 +265,7 @@ def test_each_distinct_layout_listed_once():
 
 @pytest.mark.parametrize("count", [10 ** 30, 1e30, 2 ** 63, (1 << 22) + 1])
 def test_search_on_absurd_count_refuses_at_once(count):
-    from xlayer.explore.vectorized import MAX_SEARCH_COUNT
+    from xlayer.engine.vectorized import MAX_SEARCH_COUNT
     import time as _t
     acc = get_accelerator("A100-SXM-40GB")
     system = System.model_construct(accelerator=acc, count=count, scale_up_size=8)
@@ -291,7 +291,7 @@ def test_cli_search_absurd_count_one_line(tmp_path):
 
 def test_layout_grid_is_bounded():
     """Huge batches, many divisors or a wide --max-vp refuse before anything is built."""
-    from xlayer.explore.vectorized import MAX_SEARCH_GLOBAL_BATCH, divisors, layout_grid
+    from xlayer.engine.vectorized import MAX_SEARCH_GLOBAL_BATCH, divisors, layout_grid
     import time as _t
     assert divisors(1) == (1,) and divisors(12) == (1, 2, 3, 4, 6, 12)
     assert divisors(2 ** 31 - 1) == (1, 2 ** 31 - 1)

@@ -6,7 +6,7 @@ import torch
 from typer.testing import CliRunner
 
 from xlayer.localtrain import data as D
-from xlayer.localtrain.cli import app
+from xlayer.cli.cmd_localtrain import app
 from xlayer.localtrain.methods import MethodConfig
 from xlayer.localtrain.train import TrainConfig, train
 

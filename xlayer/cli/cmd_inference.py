@@ -99,7 +99,7 @@ def register(app: typer.Typer) -> None:
              out_arg: str = typer.Option(str(ROOT / "docs" / "studies"), "--out-dir"),
              stacks: int = typer.Option(5, "--stacks", help="HBM stacks (H100 SXM: 5)")) -> None:
         """Same inference workloads across HBM2e → HBM4 (same compute): latency and bounds."""
-        from xlayer.predict.dram_study import run_dram_study
+        from xlayer.studies.dram import run_dram_study
         out_dir = Path(out_arg)
         try:
             from xlayer.safe_yaml import read_text

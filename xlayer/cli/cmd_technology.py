@@ -69,7 +69,7 @@ def synth(node: str = typer.Option(..., "--node", help="logic node: N12, N7, N5 
 @tech_app.command("a100-gb200")
 def study_a(out_arg: str = typer.Option("docs/studies", "--out", help="folder for the table, plots and markdown")) -> None:
     """Study A: A100 → H100 → B200 → GB200 NVL72 waterfall for GPT-3 175B (one factor at a time)."""
-    from xlayer.technology.studies import STUDY_A_NAME, run_study_a
+    from xlayer.studies.technology import STUDY_A_NAME, run_study_a
     out = Path(out_arg)
     try:
         check_out_dir(out_arg, "--out")
@@ -86,7 +86,7 @@ def study_a(out_arg: str = typer.Option("docs/studies", "--out", help="folder fo
 @tech_app.command("nodes")
 def study_b(out_arg: str = typer.Option("docs/studies", "--out", help="folder for the table, plots and markdown")) -> None:
     """Study B: synthesize a chip per node (12 nm → 1 nm) at fixed area/power; time GPT-3 175B."""
-    from xlayer.technology.studies import STUDY_B_NAME, run_study_b
+    from xlayer.studies.technology import STUDY_B_NAME, run_study_b
     out = Path(out_arg)
     try:
         check_out_dir(out_arg, "--out")

@@ -231,8 +231,8 @@ def catalog(json_out: bool = typer.Option(False, "--json")) -> None:
 
 
 def _mount_optional() -> None:
-    """Sub-commands that live beside their layer: ``xlayer/cli/cmd_*.py`` modules each define
-    ``register(app)``; the local-learning app mounts as ``xlayer localtrain``."""
+    """Sub-commands: ``xlayer/cli/cmd_*.py`` modules each define ``register(app)`` (the
+    local-learning app mounts itself as ``xlayer localtrain``)."""
     import importlib
     import pkgutil
 
@@ -240,11 +240,6 @@ def _mount_optional() -> None:
     for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda i: i.name):
         if info.name.startswith("cmd_"):
             importlib.import_module(f"xlayer.cli.{info.name}").register(app)
-    try:
-        from xlayer.localtrain.cli import app as lt_app
-    except ImportError:
-        return
-    app.add_typer(lt_app, name="localtrain", help="local-learning experiments (BackLink and baselines)")
 
 
 _mount_optional()

@@ -29,9 +29,10 @@ QKᵀ/PV GEMMs), softmax, norms and the 16-bit output layer at 16 bits — FP8 r
 fp32 run.
 
 The work counts come from the cost engine's own outputs without changing them:
-``training_counts`` reads ``evaluate_training(..., detail=True)`` (per-op FLOPs and HBM bytes,
-L2 bytes from the op's L2 time × L2 bandwidth, the layer's collectives); ``decode_counts`` the
-operators of an inference decode step.
+``xlayer.engine.counts.iteration_counts`` reads an ``IterationCost`` with detail (per-op FLOPs
+and HBM bytes, L2 bytes from the op's L2 time × L2 bandwidth, each collective on its group);
+the decode step below counts the operators of an inference decode step. Nothing here imports
+the engine or the predictions above it.
 """
 from __future__ import annotations
 
@@ -46,52 +47,13 @@ from pydantic import BaseModel, ConfigDict
 
 from xlayer.cost.collectives import ranks_in_domain
 from xlayer.errors import InputError
+from xlayer.hardware.energy_spec import ROOM_K, EnergySpec, EnergyTerm
 from xlayer.hardware.spec import Accelerator, System
 
-ROOM_K = 300.0
+__all__ = ["EnergySpec", "EnergyTerm", "WorkCounts", "EnergyResult", "energy_from_counts", "gpu_energy_spec",
+           "energy_spec_for", "energy_data", "collective_bytes", "flop_precision", "decode_step"]
+
 DATA_FILE = Path(__file__).resolve().parent.parent / "data" / "energy.yaml"
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class EnergyTerm(_Frozen):
-    """``j`` joules per unit (per byte, or watts for a static term), dissipated at ``stage_k``."""
-
-    j: float
-    stage_k: float = ROOM_K
-
-
-class EnergySpec(_Frozen):
-    name: str
-    flop_j: dict[str, float]
-    flop_stage_k: float = ROOM_K
-    l2_byte: tuple[EnergyTerm, ...] = ()
-    hbm_byte: tuple[EnergyTerm, ...] = ()
-    scale_up_byte: tuple[EnergyTerm, ...] = ()
-    scale_out_byte: tuple[EnergyTerm, ...] = ()
-    static_w: tuple[EnergyTerm, ...] = ()
-    overhead_w: float = 0.0
-    cooling_w_per_w: dict[float, float] = {}
-    sources: dict[str, str] = {}
-
-    def flop_energy_j(self, precision: str) -> float:
-        order = {"fp4": ["fp4", "fp8", "bf16"], "fp8": ["fp8", "bf16"], "int8": ["int8", "fp8", "bf16"],
-                 "mxfp8": ["mxfp8", "fp8", "bf16"], "nvfp4": ["nvfp4", "fp4", "fp8", "bf16"],
-                 "int4": ["int4", "int8", "fp8", "bf16"], "bf16": ["bf16", "fp16"], "fp16": ["fp16", "bf16"],
-                 "tf32": ["tf32", "bf16"], "fp32": ["fp32", "bf16"]}.get(precision, ["bf16"])
-        for p in order:
-            if p in self.flop_j:
-                return self.flop_j[p]
-        return next(iter(self.flop_j.values()))
-
-    def eta(self, stage_k: float) -> float:
-        if stage_k >= ROOM_K:
-            return 0.0
-        if stage_k not in self.cooling_w_per_w:
-            raise InputError("cooling", stage_k, f"no cooling overhead given for the {stage_k:g} K stage")
-        return self.cooling_w_per_w[stage_k]
 
 
 # ------------------------------------------------------------------------------------------
@@ -221,9 +183,9 @@ def energy_from_counts(counts: WorkCounts, spec: EnergySpec, name: str | None = 
 
 
 # ------------------------------------------------------------------------------------------
-# training: counts from evaluate_training(..., detail=True)
+# bytes per network tier of a collective, and the arithmetic FLOPs are priced at
 
-def _collective_bytes(collective: str, size: float, n: int, n_in: int) -> tuple[float, float]:
+def collective_bytes(collective: str, size: float, n: int, n_in: int) -> tuple[float, float]:
     """Bytes one rank sends over the scale-up and the scale-out network for a hierarchical
     collective (xlayer.cost.collectives): ring all-reduce 2(n−1)/n·S, reduce-scatter /
     all-gather (n−1)/n·S; inside the domain on S, across domains on S/n_in."""
@@ -248,130 +210,6 @@ def flop_precision(op, precision: str) -> str:
         return "fp32"
     p = getattr(op, "precision", None) or "bf16"
     return p if op.kind == "gemm" else ("bf16" if p in ("fp8", "mxfp8", "nvfp4", "fp4", "int8", "int4") else p)
-
-
-def training_counts(model, system: System, precision: str, global_batch: int, layout, recipe,
-                    result: dict[str, Any]) -> WorkCounts:
-    """System totals of one iteration from ``evaluate_training(..., detail=True)`` (scalar layout).
-
-    Layer ops (forward, backward, recompute) run L·m·dp·tp·cp times over the system (each
-    of tp·cp ranks runs its shard, each of dp replicas each of m micro-batches); the
-    embedding and output layer m·dp·tp·cp times; the optimizer moves
-    ``optimizer_step_bytes_per_param`` per parameter of every rank's shard. Communication:
-    the layer's TP collectives, pipeline sends, data-parallel gradient reduction, ZeRO-3
-    gathers, with the bytes each rank sends split into scale-up and scale-out."""
-    from xlayer.cost.compute import op_time
-    from xlayer.predict.training import optimizer_step_bytes_per_param
-    from xlayer.workload.operators import ACT_BYTES, embedding_work, logits_work, recompute_ops
-
-    d = result["detail"]
-    acc = system.accelerator
-    try:
-        l2_bw = acc.level("l2").achievable_bytes_per_s
-    except KeyError:
-        l2_bw = 0.0
-    tp, pp, dp, cp, micro = layout.tp, layout.pp, layout.dp, layout.cp, layout.micro
-    m = int(result["microbatches"])
-    D = system.scale_up_size
-    gp = precision if precision in ("fp8", "fp4") else ("fp32" if precision == "fp32" else "bf16")
-    flops: dict[str, float] = {}
-    l2 = hbm = 0.0
-
-    def take(ops_times, mult: float) -> None:
-        nonlocal l2, hbm
-        for op, t in ops_times:
-            fp = flop_precision(op, precision)
-            flops[fp] = flops.get(fp, 0.0) + float(t.flops) * mult
-            hbm += float(t.bytes) * mult
-            l2 += float(t.l2_s) * l2_bw * mult
-
-    work = d["work"]
-    times = d["ops"]
-    inst = model.layers * m * dp * tp * cp
-    take([(op, times[op.name]) for op in work.fwd + work.bwd], inst)
-    rc_ops, rc_comms = recompute_ops(work, layout.recompute)
-    take([(op, times[op.name]) for op in rc_ops], inst)
-    edge = embedding_work(model, micro, tp, cp)
-    lf, lb = logits_work(model, micro, tp, cp, gp)
-    take([(o, op_time(o, acc)) for o in edge + lf + lb], m * dp * tp * cp)
-    world = tp * pp * dp * cp
-    opt_params = float(d["params_rank"]) / (dp if layout.zero >= 1 else 1)
-    hbm += opt_params * optimizer_step_bytes_per_param(precision) * world
-
-    up = out = 0.0
-    tp_in = ranks_in_domain(tp, 1, D)
-    for c in list(work.fwd_comms) + list(work.bwd_comms) + list(rc_comms):
-        u, o = _collective_bytes(c.collective, float(c.bytes), tp, tp_in)
-        up += u * inst
-        out += o * inst
-    # pipeline sends: activation forward and gradient backward, 1/t per tensor rank, per boundary
-    if pp > 1:
-        T = micro * model.seq_len / cp
-        act = T * model.hidden * ACT_BYTES / tp
-        p2p_in = ranks_in_domain(2, tp * cp * dp, D)
-        sends = 2.0 * act * (pp * layout.vp - 1) * m * dp * tp * cp
-        if p2p_in >= 2:
-            up += sends
-        else:
-            out += sends
-    dp_in = ranks_in_domain(dp, tp * cp, D)
-    p_rank = float(d["params_rank"])
-    if dp > 1:
-        if layout.zero == 0:
-            parts = [("all_reduce", p_rank * 4.0)]
-        elif layout.zero <= 2:
-            parts = [("reduce_scatter", p_rank * 4.0), ("all_gather", p_rank * 2.0)]
-        else:
-            lw = (model.layer_params() - model.norm_params()) / tp + model.norm_params()
-            per_layer = [("all_gather", lw * 2.0), ("all_gather", lw * 2.0), ("reduce_scatter", lw * 4.0)]
-            parts = [(c, s * model.layers / pp) for c, s in per_layer]
-        for coll, size in parts:
-            u, o = _collective_bytes(coll, size, dp, dp_in)
-            up += u * world
-            out += o * world
-    tokens = float(global_batch * model.seq_len)
-    return WorkCounts(float(result["iteration_time_s"]), int(system.count), flops, l2, hbm, up, out, tokens)
-
-
-def training_energy(model, system: System, precision: str, global_batch: int, layout, recipe,
-                    spec: EnergySpec, result: dict[str, Any] | None = None) -> EnergyResult:
-    """Energy of one training iteration (evaluates the iteration if ``result`` is not given)."""
-    if result is None or "detail" not in result:
-        from xlayer.predict.training import evaluate_training
-        result = evaluate_training(model, system, precision, global_batch, layout.tp, layout.pp, layout.dp,
-                                   layout.cp, layout.vp, layout.micro, layout.sp, layout.recompute, layout.zero,
-                                   layout.dp_overlap, recipe, detail=True, tp_overlap=layout.tp_overlap,
-                                   algorithm=layout.algorithm, backlink_layers=layout.backlink_layers)
-    counts = training_counts(model, system, precision, global_batch, layout, recipe, result)
-    return energy_from_counts(counts, spec)
-
-
-def case_training_energy(case, layout=None, spec: EnergySpec | None = None,
-                         system: System | None = None) -> EnergyResult:
-    """Energy per iteration of a training case (the layout ``predict_training`` resolves, or
-    ``layout``); ``system`` replaces the case's system (an SCD build), ``spec`` its energy data."""
-    from xlayer.predict.api import resolve_layout
-    from xlayer.predict.training import recipe_for
-    if case.kind != "training":
-        raise InputError("kind", case.kind, "energy per iteration needs kind: training")
-    system = system or case.system_spec()
-    spec = spec or energy_spec_for(system.accelerator)
-    if spec is None:
-        raise InputError("system.accelerator", system.accelerator.name,
-                         f"no energy data; parts with energy data: {', '.join(sorted(energy_data()['gpus']))}")
-    if layout is None:
-        layout, _ = resolve_layout(case)
-    return training_energy(case.model, system, case.precision, case.batch.global_, layout,
-                           recipe_for(case.model, case.precision), spec)
-
-
-def prediction_energy(case, pred) -> Optional[EnergyResult]:
-    """Energy of the iteration a :class:`~xlayer.predict.api.TrainingPrediction` describes,
-    or None when the case's accelerator has no energy data (for ``xlayer predict``)."""
-    spec = energy_spec_for(case.system_spec().accelerator)
-    if spec is None:
-        return None
-    return case_training_energy(case, pred.layout, spec)
 
 
 # ------------------------------------------------------------------------------------------
@@ -448,7 +286,7 @@ def _decode_step_engine(model, system: System, tp: int, pp: int, batch: int, con
     up = out = 0.0
     tp_in = ranks_in_domain(tp, 1, system.scale_up_size)
     for c in layer.comms:
-        u, o = _collective_bytes(c.collective, float(c.bytes), tp, tp_in)
+        u, o = collective_bytes(c.collective, float(c.bytes), tp, tp_in)
         up, out = up + u * tp * L, out + o * tp * L
     if pp > 1:
         if ranks_in_domain(2, tp, system.scale_up_size) >= 2:

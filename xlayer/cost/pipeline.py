@@ -10,11 +10,16 @@ is paid at the average stage time:
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 
-def pipeline_time_s(microbatches: Any, pp: Any, vp: Any, rank_max_s: Any, rank_mean_s: Any) -> dict[str, Any]:
+@dataclass(frozen=True)
+class PipelineTime:
+    steady_s: Any
+    bubble_s: Any
+
+
+def pipeline_time_s(microbatches: Any, pp: Any, vp: Any, rank_max_s: Any, rank_mean_s: Any) -> PipelineTime:
     """Steady-state and bubble parts of the iteration (see module docstring)."""
-    steady = microbatches * rank_max_s
-    bubble = (pp - 1) * rank_mean_s / vp
-    return {"steady_s": steady, "bubble_s": bubble}
+    return PipelineTime(steady_s=microbatches * rank_max_s, bubble_s=(pp - 1) * rank_mean_s / vp)

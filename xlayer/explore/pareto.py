@@ -13,7 +13,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from xlayer.errors import InputError
-from xlayer.explore.search import pareto_front
+from xlayer.engine.choose import pareto_front
 
 AXES = ("accelerators", "memory_gib", "energy_j", "gpu_hours_per_mtok", "iteration_time_s",
         "tokens_per_s_per_gpu")

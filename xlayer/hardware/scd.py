@@ -335,7 +335,7 @@ def build_scd(spec: SCDSpec, boards: int | None = None) -> SCDBuild:
     """Device/circuit parameters → an ordinary Accelerator + System (+ its EnergySpec).
 
     ``boards`` overrides ``spec.system.boards`` (sweeps at other system sizes)."""
-    from xlayer.cost.energy import EnergySpec, EnergyTerm  # energy imports hardware.spec only
+    from xlayer.hardware.energy_spec import EnergySpec, EnergyTerm
 
     check_physics(spec)
     L, J, D = spec.logic, spec.jsram, spec.dram

@@ -12,7 +12,8 @@ from xlayer.errors import InputError
 from xlayer.mapping.layout import Layout, check_layout
 from xlayer.mapping.stack import allowed_zero, check_zero, default_dp_overlap, default_zero, family
 from xlayer.predict.case import Case, require_modelled
-from xlayer.predict.training import GIB, evaluate_training, recipe_for
+from xlayer.engine.breakdown import layer_times, memory_breakdown_bytes, op_rows, time_breakdown_s
+from xlayer.engine.training import GIB, evaluate_training, recipe_for
 
 MEMORY_HEADROOM = 1.0  # a layout "fits" when its footprint is at most the usable HBM
 
@@ -67,7 +68,7 @@ def _capacity(case: Case) -> float:
 def _search_open_numeric(case: Case, fixed: dict[str, Any], zeros: tuple[int, ...]) -> tuple[Layout, list[str]]:
     """tp/pp/cp/vp (and dp) left open: the fastest fitting layout of a vectorized search with
     the stated fields held fixed; when nothing fits, the layout that needs the least memory."""
-    from xlayer.explore.search import search_layouts  # the one vectorized layout enumeration
+    from xlayer.engine.choose import search_layouts  # the one layout chooser
 
     P = case.parallel
     res = search_layouts(case.model, case.system_spec(), case.precision, case.batch.global_, fixed=fixed,
@@ -162,7 +163,7 @@ def resolve_layout(case: Case) -> tuple[Layout, list[str]]:
                 lay = Layout(**base, micro=micro, recompute=rc, zero=z)
                 check_layout(lay, case.model, count, gb)
                 r = _eval(case, lay, recipe)
-                cands.append((lay, float(r["iteration_time_s"]), float(r["memory_bytes"])))
+                cands.append((lay, float(r.iteration_time_s), float(r.memory_bytes)))
     # activation offloading to host memory (Megatron-Core cpu_offloading, pp = 1) where the part
     # has a host link: what Megatron-Bridge's FSDP recipes do instead of recomputing
     acc = case.system_spec().accelerator
@@ -173,7 +174,7 @@ def resolve_layout(case: Case) -> tuple[Layout, list[str]]:
                     lay = Layout(**base, micro=micro, recompute="none", zero=z, offload_layers=k)
                     check_layout(lay, case.model, count, gb)
                     r = _eval(case, lay, recipe)
-                    cands.append((lay, float(r["iteration_time_s"]), float(r["memory_bytes"])))
+                    cands.append((lay, float(r.iteration_time_s), float(r.memory_bytes)))
     is_default = [all(v is None or getattr(c[0], k) == v for k, v in default.items()) for c in cands]
     fitting = [c for c in cands if c[2] <= capacity]
     defaults_fit = [c for c, d in zip(cands, is_default) if d and c[2] <= capacity]
@@ -218,87 +219,20 @@ def predict_training(case: Case, layout: Layout | None = None, energy: bool = Tr
         notes.append(f"{sysm.job_domain_size} accelerators per scale-up domain of {sysm.scale_up_size} "
                      f"(the job spread evenly: the largest divisor of system.count={sysm.count})")
     r = _eval(case, layout, recipe, detail=True)
-    d = r["detail"]
+    d = r.detail
     system = case.system_spec()
     acc = system.accelerator
-    m = r["microbatches"]
-
-    # split the busiest rank's steady state into its parts, per micro-batch × m
-    ops = d["ops"]
-    work = d["work"]
-    lay = d["layer"]
-    st = d["stages"]
-    ranks = {"first": st["rank_first_s"], "last": st["rank_last_s"], "mid": st["rank_mid_s"]}
-    busy = max(ranks, key=lambda k: float(ranks[k]))
-    n_busy = {"first": st["layers_first"], "last": st["layers_last"], "mid": st["layers_mid"]}[busy]
-    busy_is_first = busy == "first"
-    by_kind: dict[str, float] = {}
-    for frac, kwork, ktimes in d["kinds"]:  # the layer kinds (dense/MoE, full/window), weighted
-        for op in kwork.fwd + kwork.bwd:
-            key = f"compute.{op.kind}"
-            if op.name.startswith(("expert_", "router", "permute", "unpermute")):
-                key = "compute.moe_" + ("grouped_gemm" if op.kind == "gemm" and op.name.startswith("expert_")
-                                        else op.kind)
-            by_kind[key] = by_kind.get(key, 0.0) + frac * ktimes[op.name].time_s
-    scale = m * n_busy
-    tb: dict[str, float] = {k: float(v * scale) for k, v in sorted(by_kind.items())}
-    tb["compute.recompute"] = (lay["recompute_s"] + lay["tp_recompute_s"]) * scale
-    tb["comm.tp_exposed"] = (lay["tp_fwd_s"] + lay["tp_bwd_s"]) * scale
-    if case.model.is_moe:
-        tb["comm.ep_all_to_all_exposed"] = (lay["ep_fwd_s"] + lay["ep_bwd_s"]) * scale
-    if case.parallel.cp and case.parallel.cp > 1 or layout.cp > 1:
-        tb["comm.cp_exposed"] = (lay["cp_fwd_s"] + lay["cp_bwd_s"]) * scale
-    if layout.zero >= 3:
-        tb["comm.fsdp_exposed"] = (lay["fsdp_fwd_s"] + lay["fsdp_bwd_s"]) * scale
-    if layout.pp > 1:
-        tb["comm.pp_p2p"] = st["p2p_s"] * m
-    if layout.pp == 1:
-        edge = st["embedding_s"] + st["logits_s"]
-    else:
-        edge = {"first": st["embedding_s"], "last": st["logits_s"], "mid": 0.0}[busy]
-    tb["compute.embedding_logits"] = edge * m
-    if layout.algorithm == "local" and layout.pp > 1 and busy_is_first:
-        tb["compute.local_aux_head"] = float(st["local_aux_s"] - st["backlink_s"]) * m
-        if layout.backlink_layers:
-            tb["compute.backlink"] = float(st["backlink_s"]) * m
-    tb["pipeline_time_s.bubble"] = r["bubble_s"]
-    tb["comm.dp_exposed"] = r["dp_exposed_s"]
-    if layout.offload_layers:
-        tb["comm.offload_exposed"] = float(d["offload_s"]) * m
-    if layout.zero >= 3:
-        tb["comm.fsdp_embedding_output"] = r["fsdp_edges_s"]
-    if layout.pp > 1 and case.model.tied_embeddings:
-        tb["comm.embedding_grad_sync"] = r["embedding_sync_s"]
-    tb["optimizer_step"] = r["optimizer_s"]
-    # whatever the split above does not cover (rounding of stage imbalance) is reported
-    tb = {k: float(v) for k, v in tb.items()}
-    rest = r["iteration_time_s"] - sum(tb.values())
-    if abs(rest) > 1e-12:
-        tb["pipeline_time_s.imbalance"] = rest
-
-    mem = d["memory"]
-    # model states split into the transformer layers and the embedding/output layer
-    layer_frac = float(d["params_layers_rank"] / d["params_rank"])
-    mb = {"model_state_bytes.weights": mem["weights"] * layer_frac,
-          "model_state_bytes.gradients": mem["gradients"] * layer_frac,
-          "model_state_bytes.optimizer": mem["optimizer"] * layer_frac,
-          "model_state_bytes.embedding_output": (mem["weights"] + mem["gradients"] + mem["optimizer"])
-          * (1.0 - layer_frac),
-          "layer_activation_bytes.activations": mem["activations"],
-          "communication_buffer_bytes": mem["comm_buffers"]}
-    op_rows = []
-    for op in work.fwd + work.bwd:
-        t = ops[op.name]
-        op_rows.append({"name": op.name, "kind": op.kind, "phase": "bwd" if "." in op.name else "fwd",
-                        "time_s": t.time_s, "flops": float(t.flops), "bytes": float(t.bytes),
-                        "bound": t.bound})
+    tb = time_breakdown_s(r, layout, case.model)
+    mb = memory_breakdown_bytes(r)
+    rows = op_rows(r)
     tokens = case.batch.global_ * case.model.seq_len
-    metrics = {k: float(r[k]) for k in ("iteration_time_s", "layer_forward_time_s",
-                                         "layer_backward_time_s", "layer_fwd_bwd_time_s")}
-    metrics["model_tflops_per_gpu"] = float(d["flops_model"] / r["iteration_time_s"] / case.system.count / 1e12)
-    metrics["peak_memory_gib"] = float(r["memory_bytes"] / GIB)
+    metrics = {k: float(r.value(k)) for k in ("iteration_time_s", "layer_forward_time_s",
+                                               "layer_backward_time_s", "layer_fwd_bwd_time_s")}
+    metrics["model_tflops_per_gpu"] = float(d.flops_model / r.iteration_time_s / case.system.count / 1e12)
+    metrics["peak_memory_gib"] = float(r.memory_bytes / GIB)
     # energy when the system defines per-operation energies (xlayer/data/energy.yaml)
-    from xlayer.cost.energy import energy_spec_for, training_energy
+    from xlayer.cost.energy import energy_spec_for
+    from xlayer.predict.energy import training_energy
     spec = energy_spec_for(acc) if energy else None
     if spec is not None:
         e = training_energy(case.model, system, case.precision, case.batch.global_, layout, recipe,
@@ -307,13 +241,13 @@ def predict_training(case: Case, layout: Layout | None = None, energy: bool = Tr
         metrics["energy_wall_j"] = float(e.wall_j)
         if e.tokens:
             metrics["energy_wall_j_per_token"] = float(e.per_token_j())
+    mem = float(r.memory_bytes)
     return TrainingPrediction(
-        case_id=case.id, layout=layout, iteration_time_s=float(r["iteration_time_s"]),
-        memory_bytes=float(r["memory_bytes"]), mfu=float(r["mfu"]), hfu=float(r["hfu"]),
-        tokens_per_s=tokens / float(r["iteration_time_s"]), time_breakdown_s=tb,
-        memory_breakdown_bytes={k: float(v) for k, v in mb.items()},
-        layer={k: float(v) for k, v in lay.items()}, ops=op_rows, assumptions=notes,
-        fits_memory=bool(r["memory_bytes"] <= acc.hbm.capacity_bytes),
+        case_id=case.id, layout=layout, iteration_time_s=float(r.iteration_time_s),
+        memory_bytes=mem, mfu=float(r.mfu), hfu=float(r.hfu),
+        tokens_per_s=tokens / float(r.iteration_time_s), time_breakdown_s=tb,
+        memory_breakdown_bytes=mb, layer=layer_times(r), ops=rows, assumptions=notes,
+        fits_memory=bool(mem <= acc.hbm.capacity_bytes),
         capacity_bytes=acc.hbm.capacity_bytes, metrics=metrics,
-        memory_warning=None if r["memory_bytes"] <= acc.hbm.capacity_bytes else
-        f"predicted {r['memory_bytes'] / GIB:.1f} GiB per accelerator exceeds its {acc.hbm.capacity_bytes / GIB:.1f} GiB")
+        memory_warning=None if mem <= acc.hbm.capacity_bytes else
+        f"predicted {mem / GIB:.1f} GiB per accelerator exceeds its {acc.hbm.capacity_bytes / GIB:.1f} GiB")

@@ -90,7 +90,7 @@ def write(html_text: str, out: str | Path) -> Path:
 # ---- training --------------------------------------------------------------------------
 
 def _gemm_precision(precision: str) -> str:
-    # the precision the GEMMs run in (same rule as xlayer.predict.training.evaluate_training)
+    # the precision the GEMMs run in (same rule as xlayer.engine.training.evaluate_training)
     return precision if precision in ("fp8", "fp4") else ("fp32" if precision == "fp32" else "bf16")
 
 
@@ -452,7 +452,7 @@ def _sweep_axes(df) -> list[tuple[str, str, Any, str]]:
 
 def _sweep_front(ok, x: str) -> list[int]:
     """Row positions of ``ok`` on the (x, iteration time) front, sorted by x."""
-    from xlayer.explore.search import pareto_front
+    from xlayer.engine.choose import pareto_front
     return [int(i) for i in pareto_front(ok[x].to_numpy(dtype=float), ok["iteration_time_s"].to_numpy(dtype=float))]
 
 

@@ -23,12 +23,14 @@ from typing import Any, Optional
 
 import numpy as np
 
+from xlayer.engine.breakdown import coarse_shares
+from xlayer.engine.choose import fastest_fitting
 from xlayer.hardware.catalog import get_accelerator
 from xlayer.hardware.spec import Accelerator, System
 from xlayer.mapping.layout import Layout
 from xlayer.predict.api import predict_training
 from xlayer.predict.case import Case
-from xlayer.predict.training import recipe_for
+from xlayer.engine.training import recipe_for
 from xlayer.technology.synth import Budget, synthesize
 from xlayer.technology.tables import node_names
 from xlayer.workload.model import ModelSpec
@@ -64,25 +66,10 @@ def make_case(acc: Accelerator, count: int = COUNT, scale_up_size: Optional[int]
 
 
 def shares(pred) -> dict[str, float]:
-    """Split an iteration into compute-bound operators, memory-bound operators, exposed
-    communication, pipeline bubble and the rest (optimizer step, stage imbalance), in seconds.
-
-    The ``compute.*`` terms of the breakdown are divided between compute-bound and memory-bound
-    in the ratio of the per-layer operator times whose roofline bound is ``compute`` versus
-    ``hbm``/``l2`` (``pred.ops``)."""
-    tb = pred.time_breakdown_s
-    comp_total = sum(v for k, v in tb.items() if k.startswith("compute."))
-    by_bound = {"compute": 0.0, "memory": 0.0}
-    for r in pred.ops:
-        by_bound["compute" if r["bound"] in ("compute", "mixed") else "memory"] += r["time_s"]
-    tot = sum(by_bound.values()) or 1.0
-    out = {
-        "compute_bound_s": comp_total * by_bound["compute"] / tot,
-        "memory_bound_s": comp_total * by_bound["memory"] / tot,
-        "comm_exposed_s": sum(v for k, v in tb.items() if k.startswith("comm.")),
-        "bubble_s": tb.get("pipeline_time_s.bubble", 0.0),
-    }
-    out["other_s"] = pred.iteration_time_s - sum(out.values())
+    """An iteration in parts (:func:`xlayer.engine.breakdown.coarse_shares`; the optimizer step
+    counts with the rest)."""
+    out = coarse_shares(pred.time_breakdown_s, pred.ops)
+    out["other_s"] += out.pop("optimizer_s")
     return out
 
 
@@ -128,27 +115,14 @@ class Step:
 
 def best_layout(acc: Accelerator, count: int, scale_up_size: int, precision: str,
                 batch: int = GLOBAL_BATCH, model: Optional[dict] = None) -> tuple[Layout, float]:
-    """Fastest layout that fits memory (vectorized path over xlayer.explore's layout grid;
-    sequence parallelism on, recompute none/full, ZeRO 0–3)."""
-    from xlayer.explore.vectorized import evaluate_layouts, layout_grid
+    """Fastest layout that fits memory (:func:`xlayer.engine.choose.fastest_fitting`: tp, pp,
+    dp, vp ≤ 4, micro ≤ 4; sequence parallelism on, recompute none/full, ZeRO 0–3)."""
     ms = ModelSpec.model_validate(model or GPT3_175B)
     system = System(accelerator=acc, count=count, scale_up_size=scale_up_size)
-    grid = layout_grid(ms, count, batch, scale_up_size, max_vp=4, max_cp=1)
-    keep = grid["micro"] <= 4
-    grid = {k: v[keep] for k, v in grid.items()}
-    recipe = recipe_for(ms, precision)
-    best = (math.inf, None)
-    for rc in ("none", "full"):
-        for z in (0, 1, 2, 3):
-            r = evaluate_layouts(ms, system, precision, batch, grid, True, rc, z, recipe)
-            t = np.where(r["valid"] & (r["memory_bytes"] <= acc.hbm.capacity_bytes), r["iteration_time_s"], np.inf)
-            t = np.nan_to_num(t, nan=np.inf)
-            i = int(np.argmin(t))
-            if t[i] < best[0]:
-                best = (float(t[i]), Layout(tp=int(grid["tp"][i]), pp=int(grid["pp"][i]), dp=int(grid["dp"][i]),
-                                            cp=int(grid["cp"][i]), vp=int(grid["vp"][i]), micro=int(grid["micro"][i]),
-                                            sp=True, recompute=rc, zero=z))
-    return best[1], best[0]
+    lay, res = fastest_fitting(ms, system, precision, batch, recipe=recipe_for(ms, precision), max_vp=4, max_cp=1,
+                               fixed={"sp": True, "cp": 1}, recompute=("none", "full"), max_micro=4)
+    i = res.best_index()
+    return lay, (float(res.table["iteration_time_s"][i]) if i is not None else math.inf)
 
 
 def waterfall(count: int = COUNT, batch: int = GLOBAL_BATCH, nvl72_domain: int = 64,

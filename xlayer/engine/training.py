@@ -21,6 +21,7 @@ from xlayer.cost.memory import (WEIGHT_BYTES, communication_buffer_bytes, inflig
                                 inflight_chunks_on_rank, layer_activation_bytes, logits_activation_bytes,
                                 model_state_bytes)
 from xlayer.cost.pipeline import pipeline_time_s
+from xlayer.engine.result import CostDetail, IterationCost, LayerKind, LayerTimes, MemoryTerms, StageTimes
 from xlayer.hardware.spec import System
 from xlayer.mapping.layout import layers_on_first_rank, layers_on_last_rank, layers_on_middle_rank
 from xlayer.workload.model import ModelSpec
@@ -156,7 +157,7 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
                       tp, pp, dp, cp, vp, micro, sp: bool, recompute: str, zero: int,
                       dp_overlap: bool, recipe: Recipe, detail: bool = False,
                       tp_overlap: bool = True, algorithm: str = "backprop",
-                      backlink_layers: int = 0, offload_layers: int = 0, ep=1, etp=1) -> dict[str, Any]:
+                      backlink_layers: int = 0, offload_layers: int = 0, ep=1, etp=1) -> IterationCost:
     """Time and memory of one iteration (formulas in the module docstrings of xlayer.cost).
 
     ``algorithm="local"`` treats each pipeline stage as a local module (local learning,
@@ -372,7 +373,7 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
     opt_params = p_dense / (dpc if zero >= 1 else 1) + p_expert / (edp if zero >= 1 else 1)
     optimizer_s = opt_params * optimizer_step_bytes_per_param(precision) / acc.hbm.achievable_bytes_per_s
 
-    iteration_s = pipe["steady_s"] + pipe["bubble_s"] + dp_exposed + fsdp_edges_s + embedding_sync_s + optimizer_s
+    iteration_s = pipe.steady_s + pipe.bubble_s + dp_exposed + fsdp_edges_s + embedding_sync_s + optimizer_s
 
     # memory of the first, a middle and the last pipeline rank; the largest is reported.
     # In flight (Megatron-LM schedules): 1F1B rank r holds min(m, p−r) micro-batches of its
@@ -418,41 +419,31 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
     # the classic attention core) to the model FLOPs, per layer, as the kernels run it
     hfu = mfu * (1.0 + lay["rc_flops"] / (3.0 * lay["fwd_flops"]))
 
-    res: dict[str, Any] = {
-        "iteration_time_s": iteration_s,
-        "memory_bytes": mem,
-        "mfu": mfu,
-        "hfu": hfu,
-        "microbatches": m,
-        "layer_forward_time_s": layer_fwd_total,
-        "layer_backward_time_s": layer_bwd_total,
-        "layer_fwd_bwd_time_s": layer_fwd_total + layer_bwd_total,
-        "steady_s": pipe["steady_s"],
-        "bubble_s": pipe["bubble_s"],
-        "dp_exposed_s": dp_exposed,
-        "optimizer_s": optimizer_s,
-        "embedding_sync_s": embedding_sync_s,
-        "fsdp_edges_s": fsdp_edges_s,
-    }
+    cost_detail = None
     if detail:
-        res["detail"] = {
-            "ops": times, "work": work, "recompute_ops": rc_ops,
-            "layer": {"compute_fwd_s": fwd_s, "compute_bwd_s": bwd_s, "recompute_s": recompute_s,
-                      "tp_fwd_s": tp_fwd_s, "tp_bwd_s": tp_bwd_s, "tp_recompute_s": tp_rc_s,
-                      "cp_fwd_s": cp_fwd_s, "cp_bwd_s": cp_bwd_s, "ep_fwd_s": ep_fwd_s, "ep_bwd_s": ep_bwd_s,
-                      "fsdp_fwd_s": fsdp_fwd_s, "fsdp_bwd_s": fsdp_bwd_s},
-            "kinds": [(frac, w, t) for frac, w, t, _, _ in kinds],
-            "offload_s": offload_s,
-            "stages": {"layers_first": n_first, "layers_last": n_last, "layers_mid": n_mid,
-                       "rank_first_s": r_first, "rank_mid_s": r_mid, "rank_last_s": r_last, "rank_mean_s": r_mean, "p2p_s": p2p_s,
-                       "embedding_s": extra_first, "logits_s": extra_last, "local_aux_s": aux, "backlink_s": backlink_s},
-            "dp_raw_s": dp_raw,
-            "memory": {"weights": states["weights"], "gradients": states["gradients"],
-                       "optimizer": states["optimizer"], "activations": act,
-                       "activations_first_rank": act_first, "activation_per_layer": act_layer,
-                       "inflight_chunks": chunks, "comm_buffers": buffers},
-            "params_rank": p_rank,
-            "params_layers_rank": n_busy_layers * layer_w,
-            "flops_model": flops_model,
-        }
-    return res
+        edge_params = np.maximum(p_rank - n_busy_layers * layer_w, 0.0)
+        edge = model_state_bytes(edge_params, dpc, zero, precision, recipe.grad_bytes)
+        cost_detail = CostDetail(
+            ops=times, work=work, recompute_ops=rc_ops,
+            layer=LayerTimes(compute_fwd_s=fwd_s, compute_bwd_s=bwd_s, recompute_s=recompute_s,
+                             tp_fwd_s=tp_fwd_s, tp_bwd_s=tp_bwd_s, tp_recompute_s=tp_rc_s,
+                             cp_fwd_s=cp_fwd_s, cp_bwd_s=cp_bwd_s, ep_fwd_s=ep_fwd_s, ep_bwd_s=ep_bwd_s,
+                             fsdp_fwd_s=fsdp_fwd_s, fsdp_bwd_s=fsdp_bwd_s, rc_flops=lay["rc_flops"],
+                             fwd_flops=lay["fwd_flops"]),
+            kinds=tuple(LayerKind(frac, w, t) for frac, w, t, _, _ in kinds),
+            stages=StageTimes(layers_first=n_first, layers_mid=n_mid, layers_last=n_last, rank_first_s=r_first,
+                              rank_mid_s=r_mid, rank_last_s=r_last, rank_mean_s=r_mean, p2p_s=p2p_s,
+                              embedding_s=extra_first, logits_s=extra_last, local_aux_s=aux, backlink_s=backlink_s),
+            memory=MemoryTerms(weights=states["weights"], gradients=states["gradients"],
+                               optimizer=states["optimizer"], activations=act, activations_first_rank=act_first,
+                               activation_per_layer=act_layer, inflight_chunks=chunks, comm_buffers=buffers,
+                               edge_states=edge["weights"] + edge["gradients"] + edge["optimizer"]),
+            offload_s=offload_s, dp_raw_s=dp_raw, params_rank=p_rank,
+            params_layers_rank=n_busy_layers * layer_w, flops_model=flops_model)
+    return IterationCost(
+        iteration_time_s=iteration_s, memory_bytes=mem, mfu=mfu, hfu=hfu, microbatches=m,
+        layer_forward_time_s=layer_fwd_total, layer_backward_time_s=layer_bwd_total,
+        layer_fwd_bwd_time_s=layer_fwd_total + layer_bwd_total, steady_s=pipe.steady_s,
+        bubble_s=pipe.bubble_s, dp_exposed_s=dp_exposed, optimizer_s=optimizer_s,
+        embedding_sync_s=embedding_sync_s, fsdp_edges_s=fsdp_edges_s, detail=cost_detail)
+

@@ -2,7 +2,7 @@
 
 Every command writes JSON + CSV (and a plot) into ``--out`` and prints a table, or with
 ``--json`` one JSON document on stdout. Bad input exits with status 2 and one line on stderr.
-Run standalone as ``python -m xlayer.localtrain.cli --help``.
+Run standalone as ``python -m xlayer.cli.cmd_localtrain --help``.
 """
 from __future__ import annotations
 
@@ -477,3 +477,8 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def register(main_app) -> None:
+    """Mount this app as ``xlayer localtrain``."""
+    main_app.add_typer(app, name="localtrain", help="local-learning experiments (BackLink and baselines)")

@@ -3,7 +3,7 @@
 The numeric layout fields (tp, pp, dp, cp, vp, micro) are arrays; the categorical ones (sp,
 recompute, zero) are fixed per call, so a search loops over a handful of categorical groups
 and evaluates each group's numeric combinations in one call of the same
-:func:`~xlayer.predict.training.evaluate_training` the scalar path uses.
+:func:`~xlayer.engine.training.evaluate_training` the scalar path uses.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import numpy as np
 from xlayer.errors import InputError
 from xlayer.hardware.spec import System
 from xlayer.mapping.layout import edges_as_stages, layers_on_last_rank
-from xlayer.predict.training import Recipe, evaluate_training
+from xlayer.engine.training import Recipe, evaluate_training
 from xlayer.workload.model import ModelSpec
 
 NUMERIC = ("tp", "pp", "dp", "cp", "vp", "micro", "ep")
@@ -88,7 +88,7 @@ def evaluate_layouts(model: ModelSpec, system: System, precision: str, global_ba
                               tp_overlap=tp_overlap, algorithm=algorithm, backlink_layers=backlink_layers,
                               ep=sub["ep"])
     for key in keys:
-        out[key][mask] = np.broadcast_to(np.asarray(r[key], dtype=float), (int(mask.sum()),))
+        out[key][mask] = np.broadcast_to(np.asarray(r.value(key), dtype=float), (int(mask.sum()),))
     return out
 
 
