@@ -106,10 +106,7 @@ def predict(case: str | Path | Mapping[str, Any] | Case, layout=None, hf_config:
     if c.kind == "training":
         from xlayer.predict.api import predict_training
         return Prediction.wrap(predict_training(c, layout), c)
-    try:
-        from xlayer.predict.inference import predict_inference
-    except ImportError:
-        raise InputError("kind", c.kind, "inference prediction is not available in this version") from None
+    from xlayer.predict.inference import predict_inference
     return predict_inference(c)
 
 

@@ -3,11 +3,9 @@ energy of every system (see docs/scd.md and docs/studies/scd.md). The study itse
 :mod:`xlayer.studies.scd`; this module parses, calls and prints."""
 from __future__ import annotations
 
-import json
 import sys
-import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import typer
 
@@ -15,7 +13,7 @@ from xlayer.cli.common import check_out_dir, check_out_file, check_yaml_file, po
 from xlayer.cli.common import fail as _fail
 from xlayer.cli.common import print_json as _print_json
 from xlayer.errors import InputError
-from xlayer.studies.scd import MAX_BOARDS, run_study
+from xlayer.studies.scd import GPUS, MAX_BOARDS, TORNADO, best_training_layout, run_study
 
 ROOT = Path.cwd()
 

@@ -89,10 +89,7 @@ def predict(case: str = typer.Argument(..., help="case YAML (shared/validation f
             else:
                 print_training(pred)
         else:
-            try:
-                from xlayer.predict.inference import predict_inference, print_inference
-            except ImportError:
-                raise InputError("kind", c.kind, "inference prediction is not available in this version") from None
+            from xlayer.predict.inference import predict_inference, print_inference
             pred = predict_inference(c)
             if json_out:
                 _print_json(pred.to_dict())

@@ -43,14 +43,13 @@ from pathlib import Path
 from typing import Any, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict
 
 from xlayer.cost.collectives import ranks_in_domain
 from xlayer.errors import InputError
 from xlayer.hardware.energy_spec import ROOM_K, EnergySpec, EnergyTerm
 from xlayer.hardware.spec import Accelerator, System
 
-__all__ = ["EnergySpec", "EnergyTerm", "WorkCounts", "EnergyResult", "energy_from_counts", "gpu_energy_spec",
+__all__ = ["ROOM_K", "EnergySpec", "EnergyTerm", "WorkCounts", "EnergyResult", "energy_from_counts", "gpu_energy_spec",
            "energy_spec_for", "energy_data", "collective_bytes", "flop_precision", "decode_step"]
 
 DATA_FILE = Path(__file__).resolve().parent.parent / "data" / "energy.yaml"

@@ -7,7 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal, Optional
 
-import yaml
 import math
 
 from pydantic import ConfigDict, Field, PrivateAttr, StrictBool, ValidationError, field_validator
@@ -279,8 +278,6 @@ def unmodelled_reasons(case: Case) -> list[str]:
     """Features of ``case`` that the cost model does not cover yet (each becomes the
     ``reason: "not modelled yet: ..."`` of a validation row; nothing is silently ignored)."""
     out = list(case.model.unmodelled_features(case.kind))
-    if case.kind == "inference" and case.request is not None and case.request.mode == "serving":
-        out.append("serving with continuous batching (request.mode: serving)")
     return out
 
 

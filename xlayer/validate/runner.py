@@ -38,10 +38,10 @@ def _predict(case: Case) -> tuple[dict[str, float], str | None]:
         from xlayer.predict.api import predict_training
         p = predict_training(case, energy=False)
         return p.metrics, p.memory_warning
-    try:
-        from xlayer.predict.inference import predict_inference
-    except ImportError:
-        raise NotImplementedError("inference cases are not modelled yet") from None
+    if case.request is not None and case.request.mode == "serving":
+        from xlayer.serving.predict import predict_serving
+        return predict_serving(case).metrics, None
+    from xlayer.predict.inference import predict_inference
     p = predict_inference(case)
     return p.metrics, getattr(p, "memory_warning", None)
 

@@ -166,8 +166,6 @@ class ModelSpec(NullMeansDefault):
     def unmodelled_features(self, kind: str = "training") -> list[str]:
         """Architecture features the training/inference cost model does not cover yet."""
         out = []
-        if self.is_moe and kind != "training":
-            out.append("mixture of experts in inference (model.moe)")
         if self.mla is not None and kind != "training":
             out.append("multi-head latent attention in inference (model.mla)")
         if self.sliding_window is not None and kind != "training":
@@ -199,8 +197,7 @@ class ModelSpec(NullMeansDefault):
         down projections and latent norms replicated, its up and output projections split."""
         if self.mla is None:
             return self.attention_params() / tp
-        a, h, H = self.mla, self.hidden, self.heads
-        qk = a.qk_nope_head_dim + a.qk_rope_head_dim
+        a, h = self.mla, self.hidden
         dup = h * (a.kv_lora_rank + a.qk_rope_head_dim) + a.kv_lora_rank + \
             ((h * a.q_lora_rank + a.q_lora_rank) if a.q_lora_rank else 0)
         return dup + (self.attention_params() - dup) / tp
