@@ -167,9 +167,13 @@ def _print_validate(result) -> None:
         if r["predicted"] is None:
             t.add_row(str(r["id"]), str(r["metric"]), str(r["measured"]), "-", cut(str(r.get("reason") or ""), 200))
         else:
-            t.add_row(str(r["id"]), str(r["metric"]), f"{r['measured']:.4g}", f"{r['predicted']:.4g}",
+            mark = " (m)" if r.get("memory_warning") else ""
+            t.add_row(str(r["id"]), str(r["metric"]), f"{r['measured']:.4g}", f"{r['predicted']:.4g}{mark}",
                       f"{r['error_pct']:+.1f} %" if r.get("error_pct") is not None else "-")
     out.print(t)
+    if any(r.get("memory_warning") for r in result["cases"]):
+        out.print("(m): the case ran, but the model's memory estimate says it would not fit "
+                  "(memory_warning in --json); predicted with the choices that fit best")
     s = Table(title="summary")
     for col in ("metric", "count", "MAPE %", "max |err| %"):
         s.add_column(col)
