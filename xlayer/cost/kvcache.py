@@ -24,10 +24,16 @@ def stage_layers(layers: int, pp: int) -> int:
     return math.ceil(layers / pp)
 
 
-def weight_bytes(model: ModelSpec, tp: int, pp: int, precision: str) -> dict[str, float]:
-    """Weights held by the busiest stage, split into layers and embedding/output."""
+def weight_bytes(model: ModelSpec, tp: int, pp: int, precision: str, ep: int = 1) -> dict[str, float]:
+    """Weights held by the busiest stage, split into layers and embedding/output. With expert
+    parallelism (``ep`` > 1, MoE) each rank holds E/ep of the routed experts whole and the
+    rest of the layer split over tp (attention data parallel: tp = 1, replicated)."""
     wb = weight_bytes_per_param(precision)
     per_layer = (model.layer_params() - model.norm_params()) * wb / tp + model.norm_params() * ACT_BYTES
+    if model.is_moe and ep > 1:
+        routed = model.moe_layers * model.moe.experts * model.expert_params(model.moe.ffn_hidden) / model.layers
+        per_layer -= routed * wb / tp
+        per_layer += routed * wb / ep
     layers = stage_layers(model.layers, pp) * per_layer
     tok = model.vocab * model.hidden * ACT_BYTES / tp
     out = 0.0 if model.tied_embeddings else tok
@@ -51,6 +57,8 @@ def workspace_bytes(model: ModelSpec, tokens: float, rows_out: float, tp: int) -
     """Peak transient activations of one layer forward over ``tokens`` tokens (see module
     docstring) plus fp32 logits of ``rows_out`` sampled rows."""
     h, f = model.hidden, model.ffn_hidden
+    if model.is_moe:
+        f = model.moe.ffn_hidden or f
     f1 = f * (2 if model.gated else 1) * (model.top_k if model.is_moe else 1)
     f2 = f * (model.top_k if model.is_moe else 1)
     live = 2 * h + (model.q_dim + 2 * model.kv_dim) / tp + f1 / tp + f2 / tp

@@ -15,6 +15,8 @@ Precision of a case (``precision``) sets the **weight** bytes and the GEMM arith
 | fp4 | 0.5 | fp4 (falls back to the next precision the part has) | 1 |
 | int8 | 1 | 16-bit (weight-only W8A16, as gpt-fast int8 and TRT-LLM's weight-only mode) | 2 |
 | int4 | 0.5 | 16-bit (weight-only W4A16: AWQ/GPTQ, gpt-fast int4) | 2 |
+| mxfp8 | 1 + 1/32 | mxfp8 (block-scaled W8A8, Blackwell) | 1 + 1/32 |
+| nvfp4 | 0.5 + 1/16 | nvfp4 (block-scaled W4A4, Blackwell: ModelOpt NVFP4 checkpoints) | 0.5 + 1/16 |
 
 The KV cache has its own precision (``kv_precision``, default 16-bit). The embedding and
 the output layer stay 16-bit (ModelOpt/TRT-LLM and AWQ keep ``lm_head`` unquantized).
@@ -38,8 +40,12 @@ import numpy as np
 from xlayer.workload.model import ModelSpec
 from xlayer.workload.operators import ACT_BYTES, Comm, Op, elementwise, gemm
 
-WEIGHT_BYTES = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "fp4": 0.5, "int4": 0.5}
-KV_BYTES = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5}
+# block-scaled formats carry their scales: MXFP8 one E8M0 byte per 32 elements, NVFP4 one E4M3
+# byte per 16 (xlayer.workload.precision, OCP MX v1.0 / Transformer Engine docs)
+WEIGHT_BYTES = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "fp4": 0.5, "int4": 0.5,
+                "mxfp8": 1.0 + 1.0 / 32.0, "nvfp4": 0.5 + 1.0 / 16.0}
+KV_BYTES = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5,
+            "nvfp4": 0.5 + 1.0 / 16.0}
 DECODE_MAX_NEW = 16  # attention with at most this many new tokens per sequence runs as a decode kernel
 
 
@@ -64,6 +70,8 @@ def gemm_input_bytes(precision: str) -> float:
     """Bytes per activation element fed to a layer GEMM (fp8/fp4 GEMMs take 8-bit inputs)."""
     if precision == "fp32":
         return 4.0
+    if precision in ("mxfp8", "nvfp4"):
+        return WEIGHT_BYTES[precision]  # W8A8 / W4A4 with block scales: activations quantized alike
     return 1.0 if precision in ("fp8", "fp4") else float(ACT_BYTES)
 
 
@@ -119,14 +127,17 @@ def attention_ops(model: ModelSpec, seg: AttentionSegment, tp: int, kv_precision
 
 
 def inference_layer(model: ModelSpec, segments: list[AttentionSegment], tp: int, precision: str,
-                    kv_precision: str, attention: str) -> InferenceLayer:
+                    kv_precision: str, attention: str, *, ep: int = 1,
+                    group_tokens=None) -> InferenceLayer:
     """Operators of one layer for a forward pass over the tokens of ``segments``.
 
     norm1 → QKV GEMM (T × h × (q+2kv)/t) → RoPE + KV-cache append → attention core (per
     segment) → output projection (T × q/t × h) → TP all-reduce → residual add + norm2 →
     FC1 (T × h × f/t, ×2 gated; MoE: T·top_k rows over the experts touched) → activation →
     FC2 (T × f/t × h) → TP all-reduce → residual add. GEMM weights are read once per pass at
-    ``weight_bytes_per_param(precision)``.
+    ``weight_bytes_per_param(precision)``. An MoE layer's FFN is :func:`moe_ffn_ops` (``ep``,
+    ``group_tokens``: expert parallelism with attention data parallel, see there); its
+    all-to-all dispatch and combine are comms of group ``ep``.
     """
     h, f = model.hidden, model.ffn_hidden
     T = sum(s.tokens for s in segments)
@@ -152,12 +163,7 @@ def inference_layer(model: ModelSpec, segments: list[AttentionSegment], tp: int,
     ops.append(elementwise("add_norm2", 2 * T * h, 2 * T * h, 6.0))
     fc1_n = f / tp * (2 if model.gated else 1)
     if model.is_moe:
-        rows = T * model.top_k
-        touched = np.minimum(float(model.experts), np.maximum(1.0, rows))  # experts whose weights are read
-        m = rows / touched
-        ops.append(gemm("fc1", m, h, fc1_n, gp, batch=touched, in_bytes=ib, w_bytes=wb))
-        ops.append(elementwise("activation", rows * fc1_n, rows * f / tp, 8.0))
-        ops.append(gemm("fc2", m, f / tp, h, gp, batch=touched, in_bytes=ib, w_bytes=wb))
+        ops += moe_ffn_ops(model, T, tp, precision, ep=ep, group_tokens=group_tokens)
     else:
         ops.append(gemm("fc1", T, h, fc1_n, gp, in_bytes=ib, w_bytes=wb))
         ops.append(elementwise("activation", T * fc1_n, T * f / tp, 8.0))
@@ -166,7 +172,55 @@ def inference_layer(model: ModelSpec, segments: list[AttentionSegment], tp: int,
     msg = T * h * ACT_BYTES
     comms = [Comm("tp_allreduce_attn", "all_reduce", msg, "tp"),
              Comm("tp_allreduce_mlp", "all_reduce", msg, "tp")]
+    if model.is_moe and ep > 1:
+        # each routed token copy leaves once (dispatch) and comes back once (combine)
+        a2a = T * model.top_k * h * ACT_BYTES
+        comms += [Comm("ep_dispatch", "all_to_all", a2a, "ep"), Comm("ep_combine", "all_to_all", a2a, "ep")]
     return InferenceLayer(ops, comms, T, tuple(core))
+
+
+def expected_experts_touched(experts: float, top_k: float, tokens):
+    """Expected number of distinct experts that ``tokens`` tokens route to, each picking
+    ``top_k`` of ``experts`` (taken as independent draws of probability k/E per expert and
+    token): E·(1 − (1 − k/E)^T). T = 1 gives k, T → ∞ gives E (balls into bins, the
+    occupancy expectation)."""
+    return experts * (1.0 - np.power(1.0 - top_k / experts, np.maximum(tokens, 0.0)))
+
+
+def moe_ffn_ops(model: ModelSpec, T, tp: int, precision: str, *, ep: int = 1, group_tokens=None) -> list[Op]:
+    """Operators of one MoE FFN at inference for T tokens on this accelerator.
+
+    router GEMM T × h × E (16-bit) → routed experts as grouped GEMMs: the experts held here
+    (E/ep, each split over tp) that receive at least one token copy — expected
+    (E/ep)·(1 − (1 − k/E)^Tg) of them, Tg the tokens of the whole EP group (``group_tokens``,
+    default T: with attention data parallel every rank of the group routes its own T) — with
+    Tg·k/ep rows shared among them, every touched expert's weights read once → activation →
+    down GEMMs; shared experts as a dense gated FFN of width S·f_e. Decode (T small) reads
+    about k·T experts' weights; a large batch reads all of them."""
+    m = model.moe
+    h, E, k = model.hidden, float(model.experts), float(model.top_k)
+    fe = m.ffn_hidden or model.ffn_hidden
+    gp = gemm_precision(precision)
+    ib = gemm_input_bytes(precision)
+    wb = weight_bytes_per_param(precision)
+    Tg = T if group_tokens is None else group_tokens
+    touched = np.maximum(expected_experts_touched(E, k, Tg) / ep, 1e-9)
+    rows = Tg * k / ep
+    mrows = rows / touched
+    f1 = fe / tp * (2 if model.gated else 1)
+    # permute: gather each token copy into its expert's rows (TensorRT-LLM's CUTLASS MoE
+    # expandInputRows; vLLM's moe_align/permute), combine: weighted un-permute and sum over k
+    ops = [gemm("router", T, h, E, "bf16"),
+           elementwise("moe_permute", T * h, rows * h, 1.0),
+           gemm("fc1", mrows, h, f1, gp, batch=touched, in_bytes=ib, w_bytes=wb),
+           elementwise("activation", rows * f1, rows * fe / tp, 8.0),
+           gemm("fc2", mrows, fe / tp, h, gp, batch=touched, in_bytes=ib, w_bytes=wb),
+           elementwise("moe_combine", rows * h, T * h, 2.0)]
+    if m.shared_experts:
+        fs = m.shared_experts * fe / tp
+        ops += [gemm("shared_fc1", T, h, fs * (2 if model.gated else 1), gp, in_bytes=ib, w_bytes=wb),
+                gemm("shared_fc2", T, fs, h, gp, in_bytes=ib, w_bytes=wb)]
+    return ops
 
 
 def embedding_ops(model: ModelSpec, tokens: float) -> list[Op]:

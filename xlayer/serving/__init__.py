@@ -1,0 +1,1 @@
+"""Serving: continuous batching (scheduler simulator, steady state, deployments and SLO search). docs/serving.md."""

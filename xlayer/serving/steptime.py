@@ -1,0 +1,239 @@
+"""Time of one engine iteration (a mixed prefill + decode step) from the inference cost model.
+
+One iteration on one rank = the operators of its prefill tokens and its decode tokens in one
+pass (:func:`xlayer.workload.inference_ops.inference_layer`, priced by
+:func:`xlayer.cost.roofline.inference_op_time` and the TP collectives of
+:func:`xlayer.cost.roofline.tp_collective_time_s` — the functions of
+:func:`xlayer.predict.inference.forward_pass`):
+
+    t = L_stage · [ layer(T) + Σ_segments attention(segment) ] + embedding(T) + output(rows)
+
+``layer(T)`` is every per-layer operator but the attention core (norms, QKV, RoPE/KV append,
+projection, FFN or MoE, collectives) for T tokens; it depends on T alone, so it is tabulated
+for T = 0 … T_max once per deployment (numpy, exact at every integer T). Attention is priced
+per segment: the decode sequences as one FlashDecoding kernel over their mean context
+(bytes and FLOPs are linear in the context, so the mean is exact), each group of prefill
+chunks as one flash-attention kernel. ``rows`` = sequences whose next token is sampled.
+
+The host prepares each iteration while the GPU runs the previous one (TensorRT-LLM's overlap
+scheduler), so an iteration takes max(GPU time, host time), host time = c_host · requests in
+the batch (``xlayer/data/serving.yaml``: 29.4 µs, NVIDIA/TensorRT-LLM PR #10273).
+
+A generation-only iteration runs as a CUDA graph padded to the next captured batch size:
+the GEMM and element-wise work of the padded rows is paid, attention only for the real ones.
+
+Pipeline parallelism p: the batch is split into p micro-batches that stream through the
+stages, so one iteration of every sequence takes p × (the busiest stage over 1/p of the
+work), the stage holding ⌈L/p⌉ layers, its edge work (embedding or output) and one
+activation send. Expert parallelism with attention data parallel (ep ranks): every rank runs
+attention over its own sequences; the MoE layers see the tokens of all ep ranks (T·ep) and
+each rank computes its E/ep experts, with an all-to-all dispatch and combine.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from xlayer.cost.collectives import collective_time_s, ranks_in_domain
+from xlayer.cost.kvcache import stage_layers
+from xlayer.cost.roofline import inference_op_time
+from xlayer.hardware.spec import System
+from xlayer.workload.inference_ops import (AttentionSegment, attention_ops, embedding_ops, inference_layer,
+                                           output_ops)
+from xlayer.workload.model import ModelSpec
+from xlayer.workload.operators import ACT_BYTES
+
+
+@dataclass(frozen=True)
+class ServingCalibration:
+    host_s_per_request: float
+
+
+def serving_calibration() -> ServingCalibration:
+    """Constants of ``xlayer/data/serving.yaml`` (each with its source there)."""
+    global _CAL
+    if _CAL is None:
+        import yaml
+        from pathlib import Path
+        data = yaml.safe_load((Path(__file__).resolve().parent.parent / "data" / "serving.yaml").read_text())
+        data.pop("source", None)
+        _CAL = ServingCalibration(**data)
+    return _CAL
+
+
+_CAL: ServingCalibration | None = None
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """How one replica is laid out: tp × pp GPUs, or (MoE) ep ranks of attention data
+    parallel with the experts split over them (× pp); ``replicas`` copies of it."""
+
+    tp: int = 1
+    pp: int = 1
+    ep: int = 1
+    replicas: int = 1
+
+    @property
+    def gpus_per_replica(self) -> int:
+        return self.tp * self.pp * self.ep
+
+    @property
+    def gpus(self) -> int:
+        return self.gpus_per_replica * self.replicas
+
+    @property
+    def label(self) -> str:
+        s = f"tp{self.tp}" + (f" pp{self.pp}" if self.pp > 1 else "") + \
+            (f" ep{self.ep}+attn-dp" if self.ep > 1 else "")
+        return s + (f" x{self.replicas}" if self.replicas > 1 else "")
+
+
+def _comm_time(c, tp: int, ep: int, system: System) -> Any:
+    """A layer collective: TP groups (consecutive ranks), or the EP all-to-all over ep ranks."""
+    n = ep if c.group == "ep" else tp
+    if n <= 1:
+        return 0.0 * c.bytes
+    stride = tp if c.group == "ep" else 1
+    n_in = ranks_in_domain(n, stride, system.scale_up_size)
+    return collective_time_s(c.collective, c.bytes, n, n_in, system.scale_up, system.scale_out)
+
+
+class StepTimer:
+    """Iteration times of one deployment (module docstring). ``t_max``: the largest token
+    count per micro-batch tabulated (larger ones are priced directly)."""
+
+    def __init__(self, model: ModelSpec, system: System, dep: Deployment, precision: str, kv_precision: str,
+                 attention: str = "flash", t_max: int = 8192, rows_max: int | None = None,
+                 host_s_per_request: float | None = None):
+        self.model, self.system, self.dep = model, system, dep
+        self.host_s_per_request = (serving_calibration().host_s_per_request if host_s_per_request is None
+                                   else host_s_per_request)
+        self.precision, self.kv_precision, self.attention = precision, kv_precision, attention
+        self.acc = system.accelerator
+        self.L = stage_layers(model.layers, dep.pp)
+        self.t_max = int(t_max)
+        T = np.arange(0, self.t_max + 1, dtype=float)
+        self.layer_T = self._layer_time(T)
+        self.emb_T = self._emb_time(T)
+        R = np.arange(0, int(rows_max or self.t_max) + 1, dtype=float)
+        self.out_R = self._out_time(R)
+        self.p2p_T = self._p2p_time(T)
+
+    # ---- tables ------------------------------------------------------------------
+    def _layer_time(self, T: np.ndarray) -> np.ndarray:
+        m, d = self.model, self.dep
+        Tq = np.maximum(T, 1.0)
+        lay = inference_layer(m, [AttentionSegment(Tq, 1.0, 0.0)], d.tp, self.precision, self.kv_precision,
+                              self.attention, ep=d.ep, group_tokens=Tq * d.ep if d.ep > 1 else None)
+        tot = np.zeros_like(T)
+        for op in lay.ops:
+            if op.name in lay.attention_ops:
+                continue
+            tot = tot + np.broadcast_to(inference_op_time(op, self.acc)["time_s"], T.shape)
+        for c in lay.comms:
+            tot = tot + np.broadcast_to(_comm_time(c, d.tp, d.ep, self.system), T.shape)
+        return np.where(T > 0, tot, 0.0)
+
+    def _emb_time(self, T: np.ndarray) -> np.ndarray:
+        tot = np.zeros_like(T)
+        for op in embedding_ops(self.model, np.maximum(T, 1.0)):
+            tot = tot + np.broadcast_to(inference_op_time(op, self.acc)["time_s"], T.shape)
+        return np.where(T > 0, tot, 0.0)
+
+    def _out_time(self, R: np.ndarray) -> np.ndarray:
+        ops, comms = output_ops(self.model, np.maximum(R, 1.0), self.dep.tp)
+        tot = np.zeros_like(R)
+        for op in ops:
+            tot = tot + np.broadcast_to(inference_op_time(op, self.acc)["time_s"], R.shape)
+        for c in comms:
+            tot = tot + np.broadcast_to(_comm_time(c, self.dep.tp, 1, self.system), R.shape)
+        return np.where(R > 0, tot, 0.0)
+
+    def _p2p_time(self, T: np.ndarray) -> np.ndarray:
+        if self.dep.pp <= 1:
+            return np.zeros_like(T)
+        s = self.system
+        n_in = ranks_in_domain(2, self.dep.tp, s.scale_up_size)
+        t = collective_time_s("send_recv", np.maximum(T, 1.0) * self.model.hidden * ACT_BYTES, 2, n_in,
+                              s.scale_up, s.scale_out)
+        return np.where(T > 0, np.broadcast_to(t, T.shape), 0.0)
+
+    def _lookup(self, table: np.ndarray, x: Any, fn) -> Any:
+        """table[x] for integer x ≤ t_max (rounded up), the direct formula above."""
+        xi = np.ceil(np.asarray(x, dtype=float) - 1e-9).astype(np.int64)
+        xi = np.maximum(xi, 0)
+        if np.all(xi < table.shape[0]):
+            v = table[xi]
+        else:
+            v = fn(np.asarray(xi, dtype=float))
+        return v if np.ndim(v) else float(v)
+
+    def layer_s(self, T: Any) -> Any:
+        return self._lookup(self.layer_T, T, self._layer_time)
+
+    def edge_s(self, T: Any, rows: Any) -> Any:
+        """Embedding (first stage) and output layer (last stage): both for pp = 1, the larger
+        for pp > 1 (the busiest stage), plus one activation send."""
+        e = self._lookup(self.emb_T, T, self._emb_time)
+        o = self._lookup(self.out_R, rows, self._out_time)
+        if self.dep.pp > 1:
+            return np.maximum(e, o) + self._lookup(self.p2p_T, T, self._p2p_time)
+        return e + o
+
+    # ---- attention ---------------------------------------------------------------
+    def attention_s(self, seg: AttentionSegment) -> Any:
+        """Per-layer attention-core time of one segment."""
+        tot: Any = 0.0
+        for op in attention_ops(self.model, seg, self.dep.tp, self.kv_precision, self.attention):
+            tot = tot + inference_op_time(op, self.acc)["time_s"]
+        return tot
+
+    # ---- one iteration -----------------------------------------------------------
+    def graph_batch(self, b: int, sizes: Sequence[int]) -> int:
+        """The captured CUDA-graph batch size a generation-only batch b is padded to (b itself
+        above the largest)."""
+        for s in sizes:
+            if s >= b:
+                return s
+        return b
+
+    def step_s(self, decode_seqs: Any, decode_ctx: Any, prefills: Sequence[tuple[float, float, float]] = (),
+               padded_tokens: Any = None) -> Any:
+        """One iteration: ``decode_seqs`` sequences decoding one token at mean context
+        ``decode_ctx`` (tokens already cached), and ``prefills`` = (seqs, new tokens, cached)
+        groups of prompt chunks. ``padded_tokens``: the CUDA-graph batch the dense work runs
+        at (generation-only iterations). Arrays broadcast (one value per iteration)."""
+        p = self.dep.pp
+        b = np.asarray(decode_seqs, dtype=float)
+        T = b + sum(s * n for s, n, _ in prefills)
+        rows = b + sum(s for s, _, _ in prefills)
+        Td = T if padded_tokens is None else np.maximum(np.asarray(padded_tokens, dtype=float), T)
+        Rd = rows if padded_tokens is None else np.maximum(np.asarray(padded_tokens, dtype=float), rows)
+        att: Any = 0.0
+        if np.any(b > 0):
+            att = np.where(b > 0, self.attention_s(AttentionSegment(np.maximum(b, 1e-9) / p, 1.0,
+                                                                    decode_ctx)), 0.0)
+        for s, n, c in prefills:
+            if s > 0 and n > 0:
+                att = att + self.attention_s(AttentionSegment(s / p, n, c))
+        t = p * (self.L * (self.layer_s(Td / p) + att) + self.edge_s(Td / p, Rd / p))
+        t = np.maximum(t, self.host_s(rows))
+        return t if np.ndim(t) else float(t)
+
+    def gpu_step_s(self, *a, **k) -> Any:
+        """:meth:`step_s` without the host floor (the GPU's own time)."""
+        h, self.host_s_per_request = self.host_s_per_request, 0.0
+        try:
+            return self.step_s(*a, **k)
+        finally:
+            self.host_s_per_request = h
+
+    def host_s(self, requests: Any) -> Any:
+        """Host time of an iteration over ``requests`` requests: c_host · requests
+        (``xlayer/data/serving.yaml``); the overlap scheduler hides it behind the GPU's work,
+        so an iteration takes max(GPU, host)."""
+        return self.host_s_per_request * np.asarray(requests, dtype=float)
