@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from xlayer.predict.api import predict_training, resolve_layout
+from xlayer.predict.training import predict_training, resolve_layout
 from xlayer.predict.case import load_case
 from xlayer.engine.training import evaluate_training, recipe_for
 

@@ -9,7 +9,7 @@ import math
 import pytest
 
 from xlayer.errors import InputError
-from xlayer.predict.api import predict_training
+from xlayer.predict.training import predict_training
 from xlayer.predict.case import NotModelledYet, case_from_dict, load_case
 
 BASE = {

@@ -277,3 +277,7 @@ def test_validation_inference_error_bars(shared_validation):
     # compare_kernels GEMM 22.7 -> 11.3 %) move the four TRT-LLM v0.5 128-token cases from
     # 13.2 % / 36.7 % to 20.2 % / 44.6 % (docs/inference-model.md, Validation)
     assert s["prefill_time_s"]["mape_pct"] <= 20.5 and s["prefill_time_s"]["max_abs_error_pct"] <= 45.0
+    # issue 16: the 80 TensorRT-LLM v1.0 serving runs through the continuous-batching simulator
+    # (docs/serving.md, Validation: dense 9.0 % / 29.5 %, Qwen3-30B-A3B MoE far higher)
+    srv = s["output_tokens_per_s_per_gpu"]
+    assert srv["count"] >= 80 and srv["mape_pct"] <= 19.0 and srv["max_abs_error_pct"] <= 113.0

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from xlayer.mapping.layout import Layout
-from xlayer.predict.api import predict_training
+from xlayer.predict.training import predict_training
 from xlayer.predict.case import case_from_dict
 
 MODELS = {  # name: (layers, hidden, heads, tp, pp, vp, count, global)

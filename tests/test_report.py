@@ -122,7 +122,7 @@ def test_report_bad_input_names_the_field(tmp_path):
 
 def test_python_api_mirrors_the_cli_and_gives_dataframes(shared_validation):
     import xlayer
-    from xlayer.predict.api import predict_training
+    from xlayer.predict.training import predict_training
     from xlayer.predict.case import load_case
 
     pred = xlayer.predict(str(DEMO))

@@ -178,3 +178,28 @@ def test_validation_cases_predict():
     c = load_case(f)
     got = predict_metrics(c)["output_tokens_per_s_per_gpu"]
     assert got == pytest.approx(c.measured["output_tokens_per_s_per_gpu"], rel=0.15)
+
+
+def test_cli_slo_search_and_errors(tmp_path):
+    from typer.testing import CliRunner
+    from xlayer.cli.main import app
+    f = tmp_path / "c.yaml"
+    f.write_text(yaml.safe_dump({
+        "id": "l70", "kind": "inference", "software": {"framework": "trt-llm"},
+        "model": {"name": "Llama 3.3 70B", "layers": 80, "hidden": 8192, "heads": 64, "kv_heads": 8,
+                  "ffn_hidden": 28672, "vocab": 128256, "activation": "swiglu"},
+        "system": {"accelerator": "H100-SXM-80GB", "count": 8}, "precision": "fp8",
+        "request": {"mode": "serving", "prompt_len": 1000, "output_len": 1000, "requests": 3000}}))
+    r = CliRunner().invoke(app, ["serve", str(f), "--ttft", "1", "--tpot", "0.05", "--curve", str(tmp_path / "c.png")])
+    assert r.exit_code == 0, r.output
+    assert "best:" in r.output and (tmp_path / "c.png").stat().st_size > 1000
+    r2 = CliRunner().invoke(app, ["serve", str(f), "--ttft", "1", "--tpot", "0.02", "--json"])
+    import json
+    d = json.loads(r2.output)
+    assert d["ranked"][0]["tpot_s"] <= 0.02 and d["deployments_evaluated"] >= 100
+    for args, field in ((["--ttft", "0.001", "--tpot", "0.001"], "--tpot"), (["--gpus", "16"], "--gpus"),
+                        (["--input-len", "0"], "--input-len"), (["--tpot", "-1"], "--tpot")):
+        r = CliRunner().invoke(app, ["serve", str(f)] + args)
+        assert r.exit_code == 2 and f"error: {field}:" in r.output, r.output
+    r = CliRunner().invoke(app, ["serve", str(f), "--simulate", "--input-len", "128", "--output-len", "64"])
+    assert r.exit_code == 0 and "TTFT" in r.output, r.output

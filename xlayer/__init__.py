@@ -10,7 +10,7 @@ The Python API mirrors the command line (``xlayer/api.py``), loaded on first use
     case = xlayer.load_case("case.yaml")
 
 ``xlayer.predict``, ``xlayer.validate`` and ``xlayer.report`` are also the sub-packages of
-those layers (``xlayer.predict.api`` …); calling the package calls the API function.
+those layers (``xlayer.predict.training`` …); calling the package calls the API function.
 """
 from __future__ import annotations
 

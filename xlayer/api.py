@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from xlayer.errors import InputError
-from xlayer.predict.api import TrainingPrediction
+from xlayer.predict.training import TrainingPrediction
 from xlayer.predict.case import Case, case_from_dict
 from xlayer.predict.case import load_case as _load_case_file
 
@@ -104,7 +104,7 @@ def predict(case: str | Path | Mapping[str, Any] | Case, layout=None, hf_config:
     inference result when that model is available)."""
     c = load_case(case, hf_config=hf_config)
     if c.kind == "training":
-        from xlayer.predict.api import predict_training
+        from xlayer.predict.training import predict_training
         return Prediction.wrap(predict_training(c, layout), c)
     from xlayer.predict.inference import predict_inference
     return predict_inference(c)

@@ -61,7 +61,7 @@ def build(paths: list[str], out: Path, kind: Optional[str], hf_config: Optional[
         if len(paths) != 1:
             raise InputError("CASE", " ".join(paths), "a predict report takes exactly one case file")
         from xlayer.cli.common import load_case_arg
-        from xlayer.predict.api import predict_training
+        from xlayer.predict.training import predict_training
         case = load_case_arg(paths[0], hf_config)
         if case.kind != "training":
             raise InputError("kind", case.kind, "predict reports cover training cases")

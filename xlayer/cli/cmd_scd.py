@@ -119,7 +119,7 @@ def energy_cmd(case: str = typer.Argument(..., help="case YAML (shared/validatio
             e = training_energy(c.model, b.system, c.precision, c.batch.global_, layout, recipe, b.energy)
             lay = layout.describe()
         else:
-            from xlayer.predict.api import resolve_layout
+            from xlayer.predict.training import resolve_layout
             if c.kind != "training":
                 raise InputError("kind", c.kind, "energy per iteration needs kind: training")
             layout, _ = resolve_layout(c)

@@ -82,7 +82,7 @@ def predict(case: str = typer.Argument(..., help="case YAML (shared/validation f
     try:
         c = load_case_arg(case, hf_config)
         if c.kind == "training":
-            from xlayer.predict.api import predict_training
+            from xlayer.predict.training import predict_training
             pred = predict_training(c)
             if json_out:
                 _print_json(pred.to_dict())
@@ -192,7 +192,7 @@ def _print_validate(result) -> None:
 def demo() -> None:
     """Predict GPT-3 175B on 1024 A100-80GB (the embedded example), print the breakdown and
     the best layouts a search finds."""
-    from xlayer.predict.api import predict_training
+    from xlayer.predict.training import predict_training
     from xlayer.predict.case import load_case
     path = resources.files("xlayer") / "examples" / "gpt3-175b-1024xa100.yaml"
     with resources.as_file(path) as p:

@@ -217,7 +217,7 @@ def pipeline_chart(pred, model, global_batch: int) -> tuple[str, str]:
 
 
 def training_report(case, pred) -> str:
-    """The HTML page for one predicted training case (``xlayer.predict.api.TrainingPrediction``)."""
+    """The HTML page for one predicted training case (``xlayer.predict.training.TrainingPrediction``)."""
     acc = case.system_spec().accelerator
     model = case.model
     lay = pred.layout

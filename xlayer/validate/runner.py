@@ -35,7 +35,7 @@ def _predict(case: Case) -> tuple[dict[str, float], str | None]:
     """(metrics, memory warning or None) of ``case``."""
     require_modelled(case)
     if case.kind == "training":
-        from xlayer.predict.api import predict_training
+        from xlayer.predict.training import predict_training
         p = predict_training(case, energy=False)
         return p.metrics, p.memory_warning
     if case.request is not None and case.request.mode == "serving":
