@@ -22,8 +22,8 @@ from xlayer.errors import InputError
 from xlayer.predict.training import TrainingPrediction
 from xlayer.predict.case import Case, case_from_dict
 from xlayer.predict.case import load_case as _load_case_file
+from xlayer.units import GIB
 
-GIB = 2.0 ** 30
 
 __all__ = ["load_case", "predict", "validate", "report", "search", "Prediction", "ValidationResult", "Search"]
 

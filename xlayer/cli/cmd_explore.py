@@ -17,10 +17,10 @@ from xlayer.cli.common import console as _console
 from xlayer.cli.common import fail as _fail
 from xlayer.cli.common import print_json as _print_json
 from xlayer.units import format_seconds as _fmt_s
+from xlayer.units import GIB
 
 out = _console()
 err = _console(stderr=True)
-GIB = 2.0 ** 30
 
 
 def _bar():

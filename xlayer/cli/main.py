@@ -18,6 +18,7 @@ from xlayer.cli.common import console as _console
 from xlayer.cli.common import fail as _fail
 from xlayer.cli.common import print_json as _print_json
 from xlayer.units import format_seconds as _fmt_s
+from xlayer.units import GIB
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="xlayer: time, memory and bottlenecks of large-model training and inference, "
@@ -25,7 +26,6 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 out = _console()
 err = _console(stderr=True)
 
-GIB = 2.0 ** 30
 
 
 

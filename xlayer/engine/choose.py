@@ -45,7 +45,8 @@ from xlayer.errors import InputError
 from xlayer.engine.vectorized import NUMERIC, check_grid_bounds, evaluate_layouts, layout_grid, valid_mask
 from xlayer.hardware.spec import System
 from xlayer.mapping.layout import Layout
-from xlayer.engine.training import GIB, Recipe, recipe_for
+from xlayer.engine.training import Recipe, recipe_for
+from xlayer.units import GIB
 from xlayer.workload.model import ModelSpec
 
 RANKS = ("time", "tokens_per_s_per_gpu", "cost")

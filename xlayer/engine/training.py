@@ -38,7 +38,6 @@ def optimizer_step_bytes_per_param(precision: str) -> float:
     return 42.0 + (8.0 if precision == "fp16" else 0.0)
 
 
-GIB = 2.0 ** 30
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,8 @@ from typing import Any, Callable, Mapping, Optional
 from xlayer.engine.choose import (ALGORITHMS, DEFAULT_MAX_CP, DEFAULT_MAX_VP, LAYOUT_FIELDS, RANKS, RECOMPUTE, ZERO,
                                   SearchResult, candidate_grid, fastest_fitting, pareto_front, rank_key,
                                   search_layouts)
-from xlayer.engine.training import GIB, recipe_for
+from xlayer.engine.training import recipe_for
+from xlayer.units import GIB
 from xlayer.errors import InputError
 from xlayer.mapping.layout import Layout
 

@@ -66,7 +66,7 @@ from xlayer.explore.search import (DEFAULT_MAX_CP, DEFAULT_MAX_VP, LAYOUT_FIELDS
 from xlayer.engine.vectorized import valid_mask
 from xlayer.hardware.spec import Accelerator, System
 from xlayer.predict.case import Case, ParallelSection, case_from_dict
-from xlayer.engine.training import GIB
+from xlayer.units import GIB
 from xlayer.workload.model import ModelSpec
 
 SWEEP_KEYS = ("name", "base", "mode", "samples", "seed", "search", "rank", "tp_beyond_domain", "max_vp", "max_cp",

@@ -12,8 +12,8 @@ from pydantic import ConfigDict, PositiveFloat, model_validator
 
 from xlayer.hardware.spec import Accelerator
 from xlayer.specs import Count, NullMeansDefault
+from xlayer.units import GIB
 
-GIB = 2.0 ** 30
 
 
 def power_capped_clock_ratio(power_limit_w: float, tdp_w: float) -> float:

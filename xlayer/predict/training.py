@@ -13,7 +13,8 @@ from xlayer.mapping.layout import Layout, check_layout
 from xlayer.mapping.stack import allowed_zero, check_zero, default_dp_overlap, default_zero, family
 from xlayer.predict.case import Case, require_modelled
 from xlayer.engine.breakdown import layer_times, memory_breakdown_bytes, op_rows, time_breakdown_s
-from xlayer.engine.training import GIB, evaluate_training, recipe_for
+from xlayer.engine.training import evaluate_training, recipe_for
+from xlayer.units import GIB
 
 MEMORY_HEADROOM = 1.0  # a layout "fits" when its footprint is at most the usable HBM
 

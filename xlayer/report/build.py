@@ -20,11 +20,12 @@ import math
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from xlayer.workload.precision import gemm_precision
 from xlayer.report.svg import (Point, Series, Task, esc, fmt_time, gantt, log_range, log_scatter, si,
                                stacked_bars)
 from xlayer.report.timeline import chunk_layers, pipeline_timeline
+from xlayer.units import GIB
 
-GIB = 2.0 ** 30
 
 CSS = """
 body{font-family:system-ui,-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;margin:0;color:#222;background:#f4f5f7}
@@ -90,8 +91,8 @@ def write(html_text: str, out: str | Path) -> Path:
 # ---- training --------------------------------------------------------------------------
 
 def _gemm_precision(precision: str) -> str:
-    # the precision the GEMMs run in (same rule as xlayer.engine.training.evaluate_training)
-    return precision if precision in ("fp8", "fp4") else ("fp32" if precision == "fp32" else "bf16")
+    """The precision the GEMMs run in (the one policy, xlayer.workload.precision)."""
+    return gemm_precision(precision)
 
 
 def _term_colors(pred) -> dict[str, str]:

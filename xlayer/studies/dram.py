@@ -15,7 +15,8 @@ from typing import Any
 from xlayer.cost.memtech import read_memory_tech, with_memory_generation
 from xlayer.hardware.spec import System
 from xlayer.predict.case import case_from_dict
-from xlayer.predict.inference import GIB, forward_pass, memory_bytes, resolve_inference
+from xlayer.predict.inference import forward_pass, memory_bytes, resolve_inference
+from xlayer.units import GIB
 from xlayer.workload.inference_ops import AttentionSegment
 
 LLAMA2_70B = dict(name="Llama 2 70B", layers=80, hidden=8192, heads=64, kv_heads=8, ffn_hidden=28672,

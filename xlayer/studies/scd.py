@@ -22,10 +22,10 @@ import yaml
 from xlayer.engine.breakdown import coarse_shares, op_rows, time_breakdown_s
 from xlayer.engine.choose import fastest_fitting
 from xlayer.errors import InputError
+from xlayer.units import GIB
 
 MAX_BOARDS = 100_000      # 100 boards is the concept; a million chips is beyond any cryostat
 
-GIB = 2.0 ** 30
 MODELS = Path(__file__).resolve().parent.parent / "examples" / "models"
 
 
