@@ -48,6 +48,7 @@ from xlayer.cost.collectives import ranks_in_domain
 from xlayer.errors import InputError
 from xlayer.hardware.energy_spec import ROOM_K, EnergySpec, EnergyTerm
 from xlayer.hardware.spec import Accelerator, System
+from xlayer.workload.precision import LOW_PRECISION
 
 __all__ = ["ROOM_K", "EnergySpec", "EnergyTerm", "WorkCounts", "EnergyResult", "energy_from_counts", "gpu_energy_spec",
            "energy_spec_for", "energy_data", "collective_bytes", "flop_precision", "decode_step"]
@@ -208,7 +209,7 @@ def flop_precision(op, precision: str) -> str:
     if precision == "fp32":
         return "fp32"
     p = getattr(op, "precision", None) or "bf16"
-    return p if op.kind == "gemm" else ("bf16" if p in ("fp8", "mxfp8", "nvfp4", "fp4", "int8", "int4") else p)
+    return p if op.kind == "gemm" else ("bf16" if p in LOW_PRECISION else p)
 
 
 # ------------------------------------------------------------------------------------------
