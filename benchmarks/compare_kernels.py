@@ -1,6 +1,17 @@
-"""Set xlayer's per-operator times beside kernels measured by `benchmarks/gpu_kernels.py`.
+"""Set xlayer's per-operator times beside kernels measured by `benchmarks/gpu_kernels.py`,
+and its eager-PyTorch layer times beside the H200 kernel file's layers.
 
     python benchmarks/compare_kernels.py [benchmarks/data/h200-megatron-llama-kernels.json]
+    python benchmarks/compare_kernels.py --layers [shared/validation/kernels/h200-pytorch-kernels.json]
+
+``--layers``: each measured GPT pre-LN layer (bf16, flash SDPA, biases, GELU-tanh, no dropout;
+timed with CUDA events around the layer in eager PyTorch) predicted with the ``pytorch-eager``
+stack profile (xlayer/data/stacks/pytorch.yaml): the kernels of ``layer_work`` plus the eager
+backward's own kernels (one bias-gradient reduction per biased linear layer, one gradient
+accumulation at each residual junction), each at its roofline time + the profile's per-kernel
+floor at the burst GEMM rate; forward = first dispatch + max(GPU time, kernels × host
+dispatch), backward likewise (``xlayer.engine.training.host_bounded_s``); torch.utils.checkpoint
+re-runs the forward inside the backward.
 
 For each measured configuration the model builds the same operator list (training:
 xlayer.workload.operators.layer_work, fp16, classic attention, dropout 0.1; inference:
@@ -18,12 +29,14 @@ import sys
 from pathlib import Path
 
 from xlayer.cost.compute import calibration, op_time
+from xlayer.mapping.profiles import get_profile
 from xlayer.hardware.catalog import get_accelerator
 from xlayer.workload.inference_ops import AttentionSegment, inference_layer
 from xlayer.workload.model import ModelSpec
-from xlayer.workload.operators import layer_work
+from xlayer.workload.operators import elementwise, layer_work
 
 DEFAULT = Path(__file__).resolve().parent / "data" / "h200-megatron-llama-kernels.json"
+LAYERS = Path(__file__).resolve().parents[2] / "shared" / "validation" / "kernels" / "h200-pytorch-kernels.json"
 PART = {"NVIDIA H200": "H200-SXM-141GB", "NVIDIA H100 80GB HBM3": "H100-SXM-80GB"}
 
 
@@ -47,10 +60,47 @@ def model_ops(cfg: dict, family: str) -> dict:
     return out
 
 
-def compare(path: Path = DEFAULT) -> list[dict]:
+def eager_layer_ops(row: dict):
+    """(forward ops, backward ops) of one eager-PyTorch GPT layer of the H200 kernel file."""
+    h, s, b = row["h"], row["s"], row["b"]
+    m = ModelSpec(name="eager-layer", layers=1, hidden=h, heads=row["heads"], ffn_hidden=4 * h, vocab=51200,
+                  seq_len=s, activation="gelu")
+    w = layer_work(m, b, 1, False, 1, "bf16", "flash", 0.0)
+    T = b * s
+    extra = [elementwise(op.name + ".bias_grad", op.m * op.n, op.n, 1.0) for op in w.fwd if op.kind == "gemm"]
+    extra += [elementwise(f"residual{i}.grad_accumulate", 2 * T * h, T * h, 1.0) for i in (1, 2)]
+    return w.fwd, w.bwd + extra
+
+
+def compare_layers(path: Path = LAYERS, profile: str = "pytorch-eager") -> list[dict]:
+    """One row per measured layer and metric (fwd, fwd_bwd): measured, model (see module doc)."""
+    doc = json.loads(Path(path).read_text())
+    acc = get_accelerator(PART.get(doc["device"].get("name"), "H200-SXM-141GB"))
+    cal = calibration().isolated()
+    prof = get_profile(profile)
+    host = prof.host_dispatch_s or 0.0
+    rows = []
+    for r in doc["layer"]:
+        fwd, bwd = eager_layer_ops(r)
+        gpu_f = sum(float(op_time(o, acc, cal, kernel_overhead_s=prof.kernel_floor_s).time_s) for o in fwd)
+        gpu_b = sum(float(op_time(o, acc, cal, kernel_overhead_s=prof.kernel_floor_s).time_s) for o in bwd)
+        t_f = max(gpu_f, len(fwd) * host)
+        t_b = max(gpu_b, len(bwd) * host) + (t_f if r["recompute"] else 0.0)
+        pred = {"fwd_s": host + t_f, "fwd_bwd_s": host + t_f + t_b}
+        for k in ("fwd_s", "fwd_bwd_s"):
+            rows.append({"config": f"h{r['h']}-b{r['b']}-s{r['s']}{'-rc' if r['recompute'] else ''}", "op": k,
+                         "measured_s": r[k], "model_s": pred[k], "kind": "layer",
+                         "bound": "host" if (len(fwd) * host > gpu_f or len(bwd) * host > gpu_b) else "gpu"})
+    return rows
+
+
+def compare(path: Path = DEFAULT, profile: str = "pytorch-cuda-graph") -> list[dict]:
+    """The per-operator file (kernels captured in CUDA graphs): each op at its roofline time +
+    the ``profile``'s per-kernel floor (None: the catalog's) at the burst GEMM rate."""
     doc = json.loads(Path(path).read_text())
     acc = get_accelerator(PART.get(doc["device"].get("name"), doc["device"].get("name", "H200-SXM-141GB")))
     cal = calibration().isolated()
+    floor = get_profile(profile).kernel_floor_s
     rows = []
     for family in ("training", "inference"):
         for cfg in doc[family]:
@@ -59,10 +109,20 @@ def compare(path: Path = DEFAULT) -> list[dict]:
                 op = ops.get(k["op"])
                 if op is None:
                     continue
-                t = op_time(op, acc, cal)
+                t = op_time(op, acc, cal, kernel_overhead_s=floor)
                 rows.append({"config": cfg["name"], "op": k["op"], "measured_s": k["time_s"],
                              "model_s": float(t.time_s), "bound": t.bound, "kind": op.kind})
     return rows
+
+
+def main_layers(path: Path = LAYERS) -> None:
+    rows = compare_layers(path)
+    for r in rows:
+        print(f"{r['config']:22s} {r['op']:10s} {r['bound']:5s} measured {r['measured_s'] * 1e3:8.3f} ms  "
+              f"model {r['model_s'] * 1e3:8.3f} ms  {100 * (r['model_s'] / r['measured_s'] - 1):+6.1f} %")
+    errs = [abs(r["model_s"] / r["measured_s"] - 1) for r in rows]
+    print(f"layers: MAPE {100 * sum(errs) / len(errs):.1f} %, max {100 * max(errs):.1f} %, "
+          f"within 10 %: {sum(e <= 0.10 for e in errs)}/{len(errs)}")
 
 
 def main(path: Path = DEFAULT) -> None:
@@ -84,4 +144,8 @@ def main(path: Path = DEFAULT) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT)
+    args = sys.argv[1:]
+    if args[:1] == ["--layers"]:
+        main_layers(Path(args[1]) if len(args) > 1 else LAYERS)
+    else:
+        main(Path(args[0]) if args else DEFAULT)

@@ -45,31 +45,41 @@ class Recipe:
     """Choices the case may leave open, with the reason each default was taken.
 
     ``grad_bytes``: bytes per element of the gradient buffer and of the data-parallel
-    reduction (4: fp32 accumulation; 2: bf16, Megatron-Core ``grad_reduce_in_fp32=False``)."""
+    reduction (4: fp32 accumulation; 2: bf16, Megatron-Core ``grad_reduce_in_fp32=False``).
+    The stack-profile terms (:mod:`xlayer.mapping.profiles`): ``kernel_floor_s`` per kernel
+    (None: the part's catalog ``kernel_overhead_s``), ``host_dispatch_s`` per kernel in eager
+    mode (None: the host never bounds the step), ``p2p_per_microbatch`` blocking pipeline
+    transfers per micro-batch and chunk."""
 
     attention: str
     dropout: float
     notes: tuple[str, ...] = ()
     grad_bytes: float = 4.0
+    profile: str = "megatron-lm"
+    kernel_floor_s: float | None = None
+    host_dispatch_s: float | None = None
+    p2p_per_microbatch: float = 2.0
 
 
-# stacks whose recipes reduce gradients in bf16: Megatron-Bridge's Llama/Qwen recipes set
-# grad_reduce_in_fp32=False in both the mixed-precision and the DDP config
-# (src/megatron/bridge/recipes/llama/llama3.py, set_llama3_common_configs, v0.4.0 = NeMo 26.04)
-BF16_GRAD_STACKS = ("megatron-bridge", "nemo")
-
-
-def recipe_for(model: ModelSpec, precision: str, framework: str | None = None) -> Recipe:
-    """Attention kernel, dropout and gradient dtype when the case does not state them.
+def recipe_for(model: ModelSpec, precision: str, framework: Any = None, version: str | None = None,
+               mode: str | None = None) -> Recipe:
+    """Attention kernel, dropout, gradient dtype and the stack profile's kernel terms when the
+    case does not state them. ``framework`` is a framework name or a case's ``software``
+    section (its framework, version and mode are then used).
 
     fp16 mixed precision (loss scaling) is the Megatron-LM/DeepSpeed recipe of 2020–22,
     which used the fused-softmax ("classic") attention and dropout 0.1; bf16/fp8 recipes
     use flash attention and, like Llama, no dropout."""
-    notes = []
+    from xlayer.mapping.profiles import profile_for
+
+    if framework is not None and not isinstance(framework, str):
+        framework, version, mode = framework.framework, framework.version, framework.mode
+    prof, why = profile_for(framework, version, mode)
+    notes = [why]
     fw = (framework or "").lower()
-    grad_bytes = 2.0 if fw in BF16_GRAD_STACKS and precision != "fp32" else 4.0
+    grad_bytes = prof.grad_reduce_bytes if precision != "fp32" else 4.0
     if grad_bytes == 2.0:
-        notes.append(f"gradients reduced in bf16 ({fw} recipes: grad_reduce_in_fp32=False)")
+        notes.append(f"gradients reduced in 16 bits ({fw or prof.name}: {prof.file}, grad_reduce_bytes)")
     legacy = precision == "fp16"
     attention = model.attention
     if attention is None:
@@ -79,7 +89,18 @@ def recipe_for(model: ModelSpec, precision: str, framework: str | None = None) -
     if dropout is None:
         dropout = 0.1 if legacy else 0.0
         notes.append(f"model.dropout={dropout} ({'GPT-3/Megatron recipe' if legacy else 'no dropout, as Llama'})")
-    return Recipe(attention, dropout, tuple(notes), grad_bytes)
+    return Recipe(attention, dropout, tuple(notes), grad_bytes, prof.name, prof.kernel_floor_s,
+                  prof.host_dispatch_s, prof.p2p_per_microbatch)
+
+
+def host_bounded_s(gpu_s, kernels, recipe: Recipe):
+    """Time of ``kernels`` kernels issued by an eager host: the GPU runs ahead of the host
+    (CUDA launches are asynchronous), so a run of kernels takes max(GPU time, kernels ×
+    host_dispatch_s). Applied per layer and direction (forward, backward, recompute): a
+    backward cannot be issued before the forward of the same micro-batch has been."""
+    if not recipe.host_dispatch_s:
+        return gpu_s
+    return np.maximum(gpu_s, kernels * recipe.host_dispatch_s)
 
 
 def _where(cond, a, b):
@@ -177,6 +198,7 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
 
     tp_in = ranks_in_domain(tp, 1, D)
     # expert rank order (Megatron-Core): etp fastest, then ep, then expert data parallel
+    floor = recipe.kernel_floor_s  # the stack profile's per-kernel floor (None: the catalog's)
     groups = {"tp": (tp, tp_in), "ep": (ep, ranks_in_domain(ep, etp, D)), "etp": (etp, ranks_in_domain(etp, 1, D))}
 
     def comm_s(c):
@@ -197,12 +219,13 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
 
     def layer_terms(work):
         """Per-layer times of one kind of layer (one micro-batch on one rank)."""
-        times = {op.name: op_time(op, acc) for op in work.fwd + work.bwd}
-        fwd_s = sum(times[op.name].time_s for op in work.fwd)
-        bwd_s = sum(times[op.name].time_s for op in work.bwd)
+        times = {op.name: op_time(op, acc, kernel_overhead_s=floor) for op in work.fwd + work.bwd}
+        fwd_s = host_bounded_s(sum(times[op.name].time_s for op in work.fwd), len(work.fwd), recipe)
+        bwd_s = host_bounded_s(sum(times[op.name].time_s for op in work.bwd), len(work.bwd), recipe)
         rc_ops, rc_comms = recompute_ops(work, recompute)
         t = {"compute_fwd_s": fwd_s, "compute_bwd_s": bwd_s,
-             "recompute_s": sum(times[op.name].time_s for op in rc_ops) if rc_ops else 0.0,
+             "recompute_s": host_bounded_s(sum(times[op.name].time_s for op in rc_ops), len(rc_ops), recipe)
+             if rc_ops else 0.0,
              "tp_fwd_s": sum(comm_s(c) for c in work.fwd_comms if c.group == "tp"),
              "ep_fwd_s": sum(comm_s(c) for c in work.fwd_comms if c.group != "tp"),
              "tp_bwd_s": 0.0, "ep_bwd_s": sum(comm_s(c) for c in work.bwd_comms if c.group != "tp"),
@@ -252,10 +275,11 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
     layer_bwd_total = bwd_s + tp_bwd_s + recompute_s + tp_rc_s + cp_bwd_s + fsdp_bwd_s + ep_bwd_s
 
     # first/last stage extras
-    emb_s = sum(op_time(o, acc).time_s for o in embedding_work(model, micro, tp, cp))
+    emb_ops = embedding_work(model, micro, tp, cp)
+    emb_s = host_bounded_s(sum(op_time(o, acc, kernel_overhead_s=floor).time_s for o in emb_ops), len(emb_ops), recipe)
     lf, lb = logits_work(model, micro, tp, cp, gp)
-    logit_f = sum(op_time(o, acc).time_s for o in lf)
-    logit_b = sum(op_time(o, acc).time_s for o in lb)
+    logit_f = host_bounded_s(sum(op_time(o, acc, kernel_overhead_s=floor).time_s for o in lf), len(lf), recipe)
+    logit_b = host_bounded_s(sum(op_time(o, acc, kernel_overhead_s=floor).time_s for o in lb), len(lb), recipe)
     # the vocab-parallel output layer all-reduces its loss statistics; the input-embedding
     # all-reduce over tp (sum of vocab shards) costs one activation all-reduce
     emb_comm = collective_time_s("all_reduce", T * model.hidden * ACT_BYTES, tp, tp_in, up, out)
@@ -271,7 +295,7 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
         # 2h → h projection, one transformer layer (the model's last kind) and the shared
         # output head with its loss, forward and backward
         proj = gemm("mtp_proj", T, 2 * model.hidden, model.hidden / tp, gp)
-        proj_s = sum(op_time(o, acc).time_s for o in [proj, *_gemm_bwd(proj)])
+        proj_s = sum(op_time(o, acc, kernel_overhead_s=floor).time_s for o in [proj, *_gemm_bwd(proj)])
         last = kinds[-1][4]
         mtp_layer_s = sum(last[k] for k in ("compute_fwd_s", "compute_bwd_s", "tp_fwd_s", "tp_bwd_s",
                                             "ep_fwd_s", "ep_bwd_s", "cp_fwd_s", "cp_bwd_s"))
@@ -283,7 +307,8 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
     act_bytes = T * model.hidden * ACT_BYTES
     p2p_one = collective_time_s("send_recv", act_bytes / tp, 2, p2p_in, up, out) + \
         (0.0 if sp else collective_time_s("all_gather", act_bytes, tp, tp_in, up, out))
-    p2p_s = _where(pp > 1, 2.0 * vp * p2p_one, 0.0)
+    # blocking transfers per micro-batch and chunk: the stack profile's (Megatron 2, DeepSpeed 4)
+    p2p_s = _where(pp > 1, recipe.p2p_per_microbatch * vp * p2p_one, 0.0)
 
     if local:  # forward sends only (+ BackLink's gradient send), an auxiliary head per stage
         p2p_s = _where(pp > 1, (2.0 if backlink_layers else 1.0) * p2p_one, 0.0)

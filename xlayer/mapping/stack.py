@@ -14,12 +14,16 @@ here.
   engine.py``: "ZeRO-2 and ZeRO-3 are incompatible with pipeline parallelism").
 * Anything else (or no ``software`` block): every stage is allowed and an unstated one is
   chosen as the fastest that fits.
+
+The defaults (ZeRO stage, DP overlap) come from the stack profile
+(:mod:`xlayer.mapping.profiles`, ``xlayer/data/stacks/*.yaml``).
 """
 from __future__ import annotations
 
 from typing import Optional
 
 from xlayer.errors import InputError
+from xlayer.mapping.profiles import profile_for
 
 MEGATRON = ("megatron-lm", "megatron", "megatron-core", "nemo", "megatron-bridge")
 
@@ -54,18 +58,25 @@ def check_zero(framework: Optional[str], zero: int, pp: int, field: str = "paral
 
 
 def default_zero(framework: Optional[str], data_parallel: int) -> Optional[int]:
-    """The stack's own choice for an unstated ZeRO stage, or None (no documented default)."""
-    if family(framework) == "megatron":
-        return 1 if data_parallel > 1 else 0
-    return None
-
-
-# stacks that overlap the gradient reduce-scatter and the parameter all-gather with compute by
-# default: Megatron-Bridge's comm-overlap config sets overlap_grad_reduce and
-# overlap_param_gather when dp > 1 (src/megatron/bridge/training/comm_overlap.py,
-# _get_optimizer_overlap_cfgs, v0.4.0); NeMo 2 recipes use the same config
-OVERLAP_DP_STACKS = ("megatron-bridge", "nemo")
+    """The stack's own choice for an unstated ZeRO stage, or None (no documented default):
+    its profile's ``optimizer_sharding`` (xlayer/data/stacks: Megatron-Bridge/NeMo recipes 1,
+    the distributed optimizer; Megatron-LM 0, ``--use-distributed-optimizer`` is opt-in;
+    DeepSpeed and PyTorch none) when dp·cp > 1. No software block: None."""
+    if not (framework or "").strip():
+        return None
+    prof, _ = profile_for(framework)
+    if prof.optimizer_sharding is None or not (framework or "").strip().lower() in prof.frameworks:
+        return None
+    return prof.optimizer_sharding if data_parallel > 1 else 0
 
 
 def default_dp_overlap(framework: Optional[str]) -> bool:
-    return (framework or "").strip().lower() in OVERLAP_DP_STACKS
+    """Whether the stack overlaps the gradient reduce-scatter and the parameter all-gather
+    with compute by default: its profile's ``dp_overlap`` (Megatron-Bridge/NeMo: comm_overlap.py
+    sets overlap_grad_reduce and overlap_param_gather when dp > 1; Megatron-LM:
+    ``--overlap-grad-reduce`` default False; DeepSpeed's pipeline engine reduces after the
+    last micro-batch). No software block: False."""
+    if not (framework or "").strip():
+        return False
+    prof, _ = profile_for(framework)
+    return prof.dp_overlap if (framework or "").strip().lower() in prof.frameworks else False

@@ -1,0 +1,157 @@
+"""Stack profiles (xlayer/mapping/profiles.py, xlayer/data/stacks): loading, selection, the
+engine's use of the per-kernel floor and the eager host bound, DeepSpeed's schedule."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from xlayer.engine.training import evaluate_training, host_bounded_s, recipe_for
+from xlayer.hardware.catalog import get_accelerator
+from xlayer.mapping.profiles import DEFAULT_PROFILE, profile_for, profiles
+from xlayer.mapping.stack import default_dp_overlap, default_zero
+from xlayer.workload.model import ModelSpec
+
+REQUIRED = {"megatron-lm", "megatron-bridge", "deepspeed-2021", "pytorch-eager", "pytorch-cuda-graph",
+            "pytorch-compiled", "trt-llm", "vllm", "gpt-fast"}
+
+
+def small_model():
+    return ModelSpec(name="t", layers=4, hidden=1024, heads=16, ffn_hidden=4096, vocab=32000, seq_len=1024,
+                     activation="gelu")
+
+
+def test_required_profiles_exist():
+    assert REQUIRED <= {p.name for p in profiles()}
+
+
+@pytest.mark.parametrize("fw,ver,mode,name", [
+    (None, None, None, DEFAULT_PROFILE), ("megatron-lm", "2022", None, "megatron-lm"),
+    ("nemo", None, None, "megatron-bridge"), ("deepspeed", "2021", None, "deepspeed-2021"),
+    ("pytorch", None, "eager", "pytorch-eager"), ("pytorch", None, "cuda-graph", "pytorch-cuda-graph"),
+    ("pytorch", None, "compiled", "pytorch-compiled"), ("gpt-fast", None, "compiled", "gpt-fast"),
+    ("trt-llm", "0.5", "cuda-graph", "trt-llm"), ("vllm", None, None, "vllm"),
+    ("unknown-stack", None, None, DEFAULT_PROFILE)])
+def test_selection(fw, ver, mode, name):
+    p, why = profile_for(fw, ver, mode)
+    assert p.name == name and name in why
+
+
+def test_recipe_names_profile_and_takes_software_section():
+    m = small_model()
+    r = recipe_for(m, "bf16")
+    assert r.profile == DEFAULT_PROFILE and any("software profile" in n for n in r.notes)
+
+    class Sw:  # a case's software section
+        framework, version, mode = "pytorch", None, "eager"
+    r2 = recipe_for(m, "bf16", Sw())
+    assert r2.profile == "pytorch-eager" and r2.host_dispatch_s > 0
+
+
+def test_stack_defaults_from_profiles():
+    assert default_zero("megatron-bridge", 8) == 1 and default_zero("nemo", 1) == 0
+    assert default_zero("megatron-lm", 8) == 0  # --use-distributed-optimizer is opt-in
+    assert default_zero(None, 8) is None and default_zero("deepspeed", 8) is None
+    assert default_dp_overlap("megatron-bridge") and not default_dp_overlap("megatron-lm")
+    assert not default_dp_overlap(None) and not default_dp_overlap("deepspeed")
+
+
+def test_gradient_dtype_per_profile():
+    m = small_model()
+    assert recipe_for(m, "bf16", "megatron-bridge").grad_bytes == 2.0
+    assert recipe_for(m, "fp16", "deepspeed").grad_bytes == 2.0
+    assert recipe_for(m, "bf16", "megatron-lm").grad_bytes == 4.0
+    assert recipe_for(m, "fp32", "deepspeed").grad_bytes == 4.0
+
+
+def test_host_bound_is_max_of_gpu_and_host():
+    r = recipe_for(small_model(), "bf16", "pytorch")
+    assert host_bounded_s(1e-3, 10, r) == 1e-3
+    assert host_bounded_s(1e-5, 10, r) == pytest.approx(10 * r.host_dispatch_s)
+    arr = host_bounded_s(np.array([1e-3, 1e-5]), 10, r)
+    assert arr[0] == 1e-3 and arr[1] == pytest.approx(10 * r.host_dispatch_s)
+    assert host_bounded_s(1e-5, 10, recipe_for(small_model(), "bf16")) == 1e-5
+
+
+def _eval(recipe, **kw):
+    from xlayer.hardware.spec import System
+    acc = get_accelerator("H200-SXM-141GB")
+    system = System(accelerator=acc, count=8, scale_up_size=8)
+    args = dict(tp=1, pp=1, dp=8, cp=1, vp=1, micro=1)
+    args.update(kw)
+    return evaluate_training(small_model(), system, "bf16", 64, args["tp"], args["pp"], args["dp"], args["cp"],
+                             args["vp"], args["micro"], False, "none", 0, False, recipe)
+
+
+def test_eager_never_faster_than_fused_default_and_graph_floor_applies():
+    m = small_model()
+    fused = _eval(recipe_for(m, "bf16"))
+    eager = _eval(recipe_for(m, "bf16", "pytorch"))
+    graph = _eval(recipe_for(m, "bf16", "pytorch", mode="cuda-graph"))
+    assert float(eager.layer_forward_time_s) >= float(graph.layer_forward_time_s)
+    # the graph floor (2.4 us) is below the catalog's 4 us: fewer microseconds per kernel
+    assert float(graph.layer_forward_time_s) < float(fused.layer_forward_time_s)
+
+
+def test_scalar_equals_vectorized_with_eager_profile():
+    r = recipe_for(small_model(), "bf16", "pytorch")
+    one = [float(_eval(r, micro=mb).iteration_time_s) for mb in (1, 2, 4)]
+    vec = _eval(r, tp=np.array([1, 1, 1]), pp=np.array([1, 1, 1]), dp=np.array([8, 8, 8]), cp=np.array([1, 1, 1]),
+                vp=np.array([1, 1, 1]), micro=np.array([1, 2, 4]))
+    assert np.allclose(one, vec.iteration_time_s, rtol=1e-9)
+
+
+def _deepspeed_train_schedule(p: int, m: int, F: float, B: float, comm: float) -> float:
+    """Rendezvous simulation of DeepSpeed's TrainSchedule (deepspeed/runtime/pipe/schedule.py
+    @0457bb1: step -> micro-batch mapping, RecvActivation/SendGrad before a forward,
+    SendActivation/RecvGrad before a backward, each a blocking pair with the neighbour)."""
+    def cmds(st):
+        prev, out, valid = -1, [], (lambda mb: 0 <= mb < m)
+        for step in range(2 * (m + p - 1)):
+            ev_s, ev_st = step % 2 == 0, st % 2 == 0
+            if ev_s and ev_st:
+                mb, fw = step // 2 - st // 2, True
+            elif not ev_s and not ev_st:
+                mb, fw = (step - 1) // 2 - st // 2, True
+            elif ev_s:
+                mb, fw = step // 2 - p + (st + 1) // 2, False
+            else:
+                mb, fw = (step - 1) // 2 - p + 1 + st // 2, False
+            if fw:
+                out += [("recv_act", st - 1, mb)] if valid(mb) and st > 0 else []
+                out += [("send_grad", st - 1, prev)] if valid(prev) and st > 0 else []
+            else:
+                out += [("send_act", st + 1, prev)] if valid(prev) and st < p - 1 else []
+                out += [("recv_grad", st + 1, mb)] if valid(mb) and st < p - 1 else []
+            out += [("F" if fw else "B", None, mb)] if valid(mb) else []
+            prev = mb
+        return out
+    pair = {"recv_act": "send_act", "send_act": "recv_act", "send_grad": "recv_grad", "recv_grad": "send_grad"}
+    progs = [cmds(s) for s in range(p)]
+    pc, t = [0] * p, [0.0] * p
+    while any(pc[s] < len(progs[s]) for s in range(p)):
+        moved = False
+        for s in range(p):
+            while pc[s] < len(progs[s]):
+                op, peer, mb = progs[s][pc[s]]
+                if op in ("F", "B"):
+                    t[s] += F if op == "F" else B
+                    pc[s] += 1
+                    moved = True
+                    continue
+                if pc[peer] < len(progs[peer]) and progs[peer][pc[peer]] == (pair[op], s, mb):
+                    t[s] = t[peer] = max(t[s], t[peer]) + comm
+                    pc[s] += 1
+                    pc[peer] += 1
+                    moved = True
+                    continue
+                break
+        assert moved, "deadlock"
+    return max(t)
+
+
+def test_deepspeed_schedule_is_1f1b_with_about_four_blocking_transfers():
+    p, m = 8, 32
+    assert _deepspeed_train_schedule(p, m, 1.0, 3.0, 0.0) == pytest.approx((m + p - 1) * 4.0)
+    extra = (_deepspeed_train_schedule(p, m, 1.0, 3.0, 0.01) - (m + p - 1) * 4.0) / ((m + p - 1) * 0.01)
+    assert 3.0 < extra <= 4.0
+    assert profile_for("deepspeed")[0].p2p_per_microbatch == 4

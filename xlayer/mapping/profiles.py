@@ -1,0 +1,104 @@
+"""Software-stack profiles: what a framework runs and chooses, as data
+(``xlayer/data/stacks/*.yaml``, one file per framework family; docs/stacks.md lists every
+number with its source).
+
+A profile is selected by the case's ``software: {framework, version, mode}``
+(:func:`profile_for`): the entries whose ``frameworks`` name the framework, then the one of
+the stated ``mode`` (else the first), then the one whose ``versions`` contain the version
+(entries without ``versions`` match any). A case without a ``software`` block, or with a
+framework no file names, gets :data:`DEFAULT_PROFILE` (``megatron-lm``: the operator lists of
+``xlayer.workload.operators`` are Megatron's fused layer), and the selection says so.
+
+Fields (all per accelerator):
+
+* ``host_dispatch_s``: host time to issue one kernel in eager mode (None: the host runs ahead
+  of the GPU and never bounds the step — fused stacks at training shapes, or CUDA graphs);
+* ``kernel_floor_s``: GPU-side fixed time per kernel added to its roofline time (None: the
+  part's catalog ``kernel_overhead_s``);
+* ``grad_reduce_bytes``: bytes per element of the gradient buffer and its data-parallel
+  reduction (16-bit recipes; fp32 training always 4);
+* ``dp_overlap``: the gradient reduce / parameter gather overlap compute by default;
+* ``optimizer_sharding``: the ZeRO stage taken when the case leaves it open and dp·cp > 1
+  (None: no documented default, the fastest fitting stage is chosen);
+* ``recompute``: the default activation recompute (None: the fastest fitting);
+* ``low_precision_gemms``: GEMM classes that run in the case's FP8/FP4 format (the rest —
+  the output layer, the router, the attention core — stay 16-bit);
+* ``p2p_per_microbatch``: blocking pipeline transfers per micro-batch on a stage's critical
+  path (Megatron batches send+recv: 2; DeepSpeed's TrainSchedule issues them one by one: 4).
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat
+
+STACKS_DIR = Path(__file__).resolve().parent.parent / "data" / "stacks"
+DEFAULT_PROFILE = "megatron-lm"
+
+
+class StackProfile(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str
+    frameworks: tuple[str, ...]
+    mode: Literal["eager", "cuda-graph", "compiled"]
+    versions: Optional[tuple[str, ...]] = None
+    host_dispatch_s: Optional[PositiveFloat] = None
+    kernel_floor_s: Optional[NonNegativeFloat] = None
+    grad_reduce_bytes: float = Field(4.0, ge=2.0, le=4.0)
+    dp_overlap: bool = False
+    optimizer_sharding: Optional[int] = Field(None, ge=0, le=3)
+    recompute: Optional[Literal["none", "selective", "full"]] = None
+    low_precision_gemms: tuple[str, ...] = ()
+    p2p_per_microbatch: PositiveFloat = 2.0
+    sources: dict[str, str] = {}
+    file: str = ""
+
+
+@lru_cache(maxsize=1)
+def profiles() -> tuple[StackProfile, ...]:
+    """Every profile of ``xlayer/data/stacks/*.yaml``, in file order."""
+    out: list[StackProfile] = []
+    for path in sorted(STACKS_DIR.glob("*.yaml")):
+        doc = yaml.safe_load(path.read_text()) or {}
+        for entry in doc.get("profiles", []):
+            out.append(StackProfile(**entry, file=f"xlayer/data/stacks/{path.name}"))
+    names = [p.name for p in out]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise ValueError(f"stack profiles named twice: {sorted(dup)}")
+    return tuple(out)
+
+
+def get_profile(name: str) -> StackProfile:
+    for p in profiles():
+        if p.name == name:
+            return p
+    raise KeyError(f"no stack profile {name!r}; known: {[p.name for p in profiles()]}")
+
+
+def _norm(s: Optional[str]) -> str:
+    return (s or "").strip().lower()
+
+
+def profile_for(framework: Optional[str] = None, version: Optional[str] = None,
+                mode: Optional[str] = None) -> tuple[StackProfile, str]:
+    """(profile, why) for a case's ``software`` block (see the module docstring)."""
+    fw, ver, md = _norm(framework), _norm(version), _norm(mode)
+    if not fw:
+        p = get_profile(DEFAULT_PROFILE)
+        return p, f"software profile {p.name} (no software block: the default, {p.file})"
+    cands = [p for p in profiles() if fw in p.frameworks]
+    if not cands:
+        p = get_profile(DEFAULT_PROFILE)
+        return p, f"software profile {p.name} (no profile for framework {framework!r}: the default, {p.file})"
+    by_mode = [p for p in cands if p.mode == md] if md else []
+    pool = by_mode or cands
+    by_ver = [p for p in pool if p.versions and ver in p.versions] if ver else []
+    p = (by_ver or [q for q in pool if not q.versions] or pool)[0]
+    said = "/".join(x for x in (framework, version, mode) if x)
+    extra = "" if not md or p.mode == md else f"; no {md} profile, its {p.mode} one"
+    return p, f"software profile {p.name} ({said}{extra}; {p.file})"
