@@ -98,7 +98,7 @@ def search_case(case, top: int = 5, rank: str = "time", tp_beyond_domain: bool =
     algorithm = getattr(P, "algorithm", None) or "backprop"
     backlink_layers = int(getattr(P, "backlink_layers", None) or 0)
     res = search_layouts(case.model, case.system_spec(), case.precision, case.batch.global_, rank=rank,
-                         recipe=recipe_for(case.model, case.precision, fw),
+                         recipe=recipe_for(case.model, case.precision, case.software),
                          tp_beyond_domain=tp_beyond_domain, max_vp=max_vp, max_cp=max_cp,
                          dp_overlap=dp_overlap, tp_overlap=tp_overlap, progress=progress,
                          algorithm=algorithm, backlink_layers=backlink_layers,

@@ -40,7 +40,7 @@ def case_training_energy(case, layout=None, spec: EnergySpec | None = None,
     if layout is None:
         layout, _ = resolve_layout(case)
     return training_energy(case.model, system, case.precision, case.batch.global_, layout,
-                           recipe_for(case.model, case.precision, case.software.framework), spec)
+                           recipe_for(case.model, case.precision, case.software), spec)
 
 
 def prediction_energy(case, pred) -> Optional[EnergyResult]:

@@ -73,6 +73,7 @@ def _search_open_numeric(case: Case, fixed: dict[str, Any], zeros: tuple[int, ..
 
     P = case.parallel
     res = search_layouts(case.model, case.system_spec(), case.precision, case.batch.global_, fixed=fixed,
+                         recipe=recipe_for(case.model, case.precision, case.software), zero_stages=zeros,
                          dp_overlap=bool(P.dp_overlap) if P.dp_overlap is not None
                          else default_dp_overlap(case.software.framework), tp_overlap=P.tp_overlap is not False,
                          algorithm=P.algorithm)
@@ -123,7 +124,7 @@ def resolve_layout(case: Case) -> tuple[Layout, list[str]]:
         if case.batch.micro:
             fixed["micro"] = case.batch.micro
         lay, more = _search_open_numeric(case, fixed, zeros)
-        return lay, notes + more + list(recipe_for(case.model, case.precision, case.software.framework).notes)
+        return lay, notes + more + list(recipe_for(case.model, case.precision, case.software).notes)
     cp = P.cp or 1
     vp = P.vp or 1
     dp = P.dp
@@ -141,7 +142,7 @@ def resolve_layout(case: Case) -> tuple[Layout, list[str]]:
                 dp_overlap=bool(P.dp_overlap) if P.dp_overlap is not None else default_dp_overlap(fw),
                 tp_overlap=bool(P.tp_overlap) if P.tp_overlap is not None else True,
                 algorithm=P.algorithm, backlink_layers=P.backlink_layers)
-    recipe = recipe_for(case.model, case.precision, case.software.framework)
+    recipe = recipe_for(case.model, case.precision, case.software)
     capacity = _capacity(case)
 
     if case.batch.micro:
@@ -214,7 +215,7 @@ def predict_training(case: Case, layout: Layout | None = None, energy: bool = Tr
     else:
         check_layout(layout, case.model, case.system.count, case.batch.global_)
         check_zero(case.software.framework, layout.zero, layout.pp, "layout.zero")
-    recipe = recipe_for(case.model, case.precision, case.software.framework)
+    recipe = recipe_for(case.model, case.precision, case.software)
     sysm = case.system_spec()
     if sysm.count > sysm.scale_up_size and sysm.job_domain_size < sysm.scale_up_size:
         notes.append(f"{sysm.job_domain_size} accelerators per scale-up domain of {sysm.scale_up_size} "
