@@ -23,3 +23,21 @@ def gpt(**kw):
                 activation="gelu")
     base.update(kw)
     return ModelSpec(**base)
+
+
+LLAMA2_70B = dict(name="Llama 2 70B", layers=80, hidden=8192, heads=64, kv_heads=8, ffn_hidden=28672,
+                  vocab=32000, seq_len=4096, activation="swiglu")
+LLAMA2_7B = dict(name="Llama 2 7B", layers=32, hidden=4096, heads=32, kv_heads=32, ffn_hidden=11008,
+                 vocab=32000, seq_len=4096, activation="swiglu")
+
+
+def inference_case(model=LLAMA2_70B, acc="H100-SXM-80GB", tp=4, pp=1, count=None, precision="bf16", batch=1,
+                   prompt=128, context=0, output=1, **extra):
+    """An inference case in the shared/validation format, built in a test."""
+    from xlayer.predict.case import case_from_dict
+    d = {"id": "t", "kind": "inference", "model": dict(model),
+         "system": {"accelerator": acc, "count": count or tp * pp, "scale_up_size": 8},
+         "parallel": {"tp": tp, "pp": pp}, "precision": precision,
+         "request": {"batch": batch, "prompt_len": prompt, "context_len": context, "output_len": output}}
+    d.update(extra)
+    return case_from_dict(d)

@@ -10,25 +10,16 @@ import pytest
 import yaml
 
 from xlayer.errors import InputError
-from xlayer.predict.case import case_from_dict
+
+from conftest import LLAMA2_70B, inference_case  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "xlayer" / "examples" / "llama2-70b-8xh100-fp8.yaml"
 
-LLAMA2_70B = dict(name="Llama 2 70B", layers=80, hidden=8192, heads=64, kv_heads=8, ffn_hidden=28672,
-                  vocab=32000, seq_len=4096, activation="swiglu")
-LLAMA2_7B = dict(name="Llama 2 7B", layers=32, hidden=4096, heads=32, kv_heads=32, ffn_hidden=11008,
-                 vocab=32000, seq_len=4096, activation="swiglu")
 
 
-def case(model=LLAMA2_70B, acc="H100-SXM-80GB", tp=4, pp=1, count=None, precision="bf16", batch=1,
-         prompt=128, context=0, output=1, **extra):
-    d = {"id": "t", "kind": "inference", "model": dict(model),
-         "system": {"accelerator": acc, "count": count or tp * pp, "scale_up_size": 8},
-         "parallel": {"tp": tp, "pp": pp}, "precision": precision,
-         "request": {"batch": batch, "prompt_len": prompt, "context_len": context, "output_len": output}}
-    d.update(extra)
-    return case_from_dict(d)
+def case(**kw):
+    return inference_case(**kw)
 
 
 def predict(**kw):

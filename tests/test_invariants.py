@@ -8,7 +8,6 @@ Training-side invariants (ZeRO, pipeline memory) are added below by their owner.
 """
 from __future__ import annotations
 
-import copy
 import math
 
 import pytest
@@ -17,21 +16,15 @@ from hypothesis import strategies as st
 
 from xlayer.predict.case import case_from_dict
 
-LLAMA2_70B = dict(name="Llama 2 70B", layers=80, hidden=8192, heads=64, kv_heads=8, ffn_hidden=28672,
-                  vocab=32000, seq_len=4096, activation="swiglu")
-LLAMA2_7B = dict(name="Llama 2 7B", layers=32, hidden=4096, heads=32, kv_heads=32, ffn_hidden=11008,
-                 vocab=32000, seq_len=4096, activation="swiglu")
+from conftest import LLAMA2_7B, LLAMA2_70B  # noqa: E402
+from conftest import inference_case as _inference_case  # noqa: E402
+
 FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-def inference_case(model=LLAMA2_70B, acc="H100-SXM-80GB", tp=4, pp=1, count=None, precision="bf16", batch=1,
-                   prompt=128, context=0, output=16, **extra):
-    d = {"id": "inv", "kind": "inference", "model": dict(model),
-         "system": {"accelerator": acc, "count": count or tp * pp, "scale_up_size": 8},
-         "parallel": {"tp": tp, "pp": pp}, "precision": precision,
-         "request": {"batch": batch, "prompt_len": prompt, "context_len": context, "output_len": output}}
-    d.update(extra)
-    return case_from_dict(d)
+def inference_case(**kw):
+    kw.setdefault("output", 16)
+    return _inference_case(**kw)
 
 
 def predict(**kw):
