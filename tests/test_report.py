@@ -266,3 +266,55 @@ def test_progress_callbacks_and_quiet_json(tmp_path):
     assert started == [(3, 0)]
     r = run("sweep", str(f), "--out", str(tmp_path / "j"), "--workers", "1", "--json")
     assert r.returncode == 0 and r.stderr == "" and json.loads(r.stdout)["evaluated"] == 3
+
+
+SERVING_CASE = {"id": "l70-serving", "kind": "inference", "software": {"framework": "trt-llm"},
+                "model": {"name": "Llama 3.3 70B", "layers": 80, "hidden": 8192, "heads": 64, "kv_heads": 8,
+                          "ffn_hidden": 28672, "vocab": 128256, "activation": "swiglu", "max_seq_len": 8192},
+                "system": {"accelerator": "H100-SXM-80GB", "count": 8}, "precision": "fp8",
+                "request": {"mode": "serving", "prompt_len": 1000, "output_len": 1000, "requests": 3000}}
+
+
+def serving_case_file(tmp: Path) -> Path:
+    import yaml
+    f = tmp / "serving.yaml"
+    f.write_text(yaml.safe_dump(SERVING_CASE))
+    return f
+
+
+def test_serving_report_curve_breakdown_and_table(tmp_path):
+    f = serving_case_file(tmp_path)
+    out = tmp_path / "s.html"
+    r = run("report", "--kind", "serving", str(f), "--ttft", "1", "--tpot", "0.02", "--top", "5", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "serving report" in r.stdout
+    html = out.read_text()
+    assert "<script" not in html.lower() and not re.search(r'(src|href)\s*=\s*"(https?:)?//', html)
+    charts = dict(re.findall(r'data-chart="([^"]+)"(.*?)</svg>', html, flags=re.S))
+    assert set(charts) == {"serving-curve", "serving-breakdown"}
+    assert "TPOT target 20 ms" in charts["serving-curve"] and "polyline" in charts["serving-curve"]
+    for term in ("GEMMs", "attention"):
+        assert term in charts["serving-breakdown"]
+    ranked = re.search(r'<table id="serving-ranked">(.*?)</table>', html, flags=re.S).group(1)
+    assert ranked.count("<tr>") == 1 + 5
+    import xlayer
+    s = xlayer.serve(f, ttft=1, tpot=0.02)
+    assert s.best.deployment.label in html and f"{s.best.tokens_per_s_per_gpu:,.0f}" in html
+    p = xlayer.report(s, tmp_path / "api.html")
+    assert 'data-chart="serving-curve"' in p.read_text()
+
+
+def test_serving_report_bad_input(tmp_path):
+    f = serving_case_file(tmp_path)
+    for args, field in ((["--kind", "serving", str(f), "--tpot", "0.001"], "--tpot"),
+                        (["--kind", "serving", str(f), "--gpus", "9"], "--gpus"),
+                        (["--kind", "serving", str(f), "--ttft", "-1"], "--ttft"),
+                        (["--kind", "serving", str(DEMO)], "kind"),
+                        (["--kind", "serving", str(f), str(f)], "CASE"),
+                        ([str(DEMO), "--ttft", "1"], "--ttft"),
+                        ([str(f)], "kind")):
+        r = run("report", *args, "--out", str(tmp_path / "x.html"))
+        assert r.returncode == 2, (args, r.stdout)
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"error: {field}: "), (args, r.stderr)
+    assert not (tmp_path / "x.html").exists()

@@ -42,6 +42,9 @@ def _reports(tmp: Path) -> dict[str, tuple[Path, set[str]]]:
         out["sweep"] = (build([str(small_sweep(tmp / "sweep"))], tmp / "sweep.html", None, None)[1],
                         {"sweep-pareto-accelerators", "sweep-pareto-memory", "sweep-pareto-energy",
                          "sweep-pareto-cost"})
+    from test_report import serving_case_file
+    out["serving"] = (build([str(serving_case_file(tmp))], tmp / "serving.html", "serving", None, top=5,
+                            ttft=1.0, tpot=0.05)[1], {"serving-curve", "serving-breakdown"})
     case = ROOT.parent / "shared" / "validation" / "training"
     if case.is_dir():
         out["validate"] = (build([str(case)], tmp / "validate.html", "validate", None, progress=False)[1],
@@ -51,7 +54,7 @@ def _reports(tmp: Path) -> dict[str, tuple[Path, set[str]]]:
 
 def test_every_report_renders_without_console_errors(browser, tmp_path):
     reports = _reports(tmp_path)
-    assert {"predict", "search", "sweep"} <= set(reports)
+    assert {"predict", "search", "sweep", "serving"} <= set(reports)
     for kind, (path, expected) in reports.items():
         info = inspect(browser, path)
         assert info["console_errors"] == [], (kind, info["console_errors"])

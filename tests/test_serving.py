@@ -203,3 +203,160 @@ def test_cli_slo_search_and_errors(tmp_path):
         assert r.exit_code == 2 and f"error: {field}:" in r.output, r.output
     r = CliRunner().invoke(app, ["serve", str(f), "--simulate", "--input-len", "128", "--output-len", "64"])
     assert r.exit_code == 0 and "TTFT" in r.output, r.output
+
+
+def _l70(tmp_path=None, **over):
+    d = {"id": "l70", "kind": "inference", "software": {"framework": "trt-llm"},
+         "model": {"name": "Llama 3.3 70B", "layers": 80, "hidden": 8192, "heads": 64, "kv_heads": 8,
+                   "ffn_hidden": 28672, "vocab": 128256, "activation": "swiglu", "max_seq_len": 131072},
+         "system": {"accelerator": "H100-SXM-80GB", "count": 8}, "precision": "fp8",
+         "request": {"mode": "serving", "prompt_len": 1000, "output_len": 1000, "requests": 3000}}
+    for k, v in over.items():
+        d[k] = {**d[k], **v} if isinstance(v, dict) and isinstance(d.get(k), dict) else v
+    if tmp_path is None:
+        return case_from_dict(d)
+    f = tmp_path / "l70.yaml"
+    f.write_text(yaml.safe_dump(d))
+    return f
+
+
+def test_step_breakdown_sums_to_the_iteration():
+    """StepTimer.breakdown's terms add up to step_s (dense tp×pp with padding, MoE ep, host floor)."""
+    from xlayer.serving.steptime import Deployment, StepTimer
+    for c, dep in ((_case(system={"accelerator": "H100-SXM-80GB", "count": 8}), Deployment(tp=2, pp=2)),
+                   (_case(), Deployment()),
+                   (_moe_case(system={"accelerator": "H100-SXM-80GB", "count": 4}), Deployment(ep=4))):
+        st = StepTimer(c.model, c.system_spec(), dep, "fp8", "fp8", t_max=4096)
+        for args in ((100, 500.0, [(2, 300, 0)], None), (37, 1000.0, [], 64), (3, 10.0, [], None),
+                     (900, 50.0, [], 1024)):
+            bd = st.breakdown(*args)
+            assert sum(bd.values()) == pytest.approx(st.step_s(*args), rel=1e-9)
+            assert bd["GEMMs"] > 0 and bd["attention"] > 0
+        assert ("EP all-to-all" in st.breakdown(64, 100.0)) == (dep.ep > 1)
+        assert ("pipeline send" in st.breakdown(64, 100.0)) == (dep.pp > 1)
+
+
+def test_disaggregated_pools_formulas():
+    """A disaggregated entry: TTFT = t_p(k) + t_x; tokens/s/GPU = min(N_p·r_p, N_d·r_d)·O/(N_p+N_d);
+    the KV of the prompt (2·L·g·d·kv_bytes·I) over scale-up inside one domain, else scale-out."""
+    from xlayer.cost.collectives import collective_time_s
+    from xlayer.serving.deploy import slo_search
+    from xlayer.serving.disagg import decode_side, prefill_side
+    c = _l70()
+    res = slo_search(c, 1.0, 0.02)
+    dis = [x for x in res.ranked if x.disaggregated]
+    assert dis and any(not x.disaggregated for x in res.ranked)
+    x = dis[0]
+    d = x.deployment
+    assert x.tpot_s <= 0.02 and x.ttft_s <= 1.0 and d.gpus <= 8 and d.network == "scale-up"
+    assert d.kv_bytes_per_request == pytest.approx(2 * 80 * 8 * 128 * 1.0 * 1000)      # fp8 KV
+    ps, ds = res.setups[(d.prefill.tp, d.prefill.pp, 1)], res.setups[(d.decode.tp, d.decode.pp, 1)]
+    s = c.system_spec()
+    rp = d.prefill.tp * d.prefill.pp
+    tx = collective_time_s("send_recv", d.kv_bytes_per_request / rp, 2, 2, s.scale_up, s.scale_out)
+    assert d.kv_transfer_s == pytest.approx(tx)
+    pre, dec = prefill_side(ps), decode_side(ds, 64)
+    i = list(pre.k).index(d.prefill_batch)
+    assert x.ttft_s == pytest.approx(pre.t_p[i] + tx)
+    r_p = d.prefill_batch / max(pre.t_p[i], d.prefill_batch * tx) / rp
+    j = list(dec.caps).index(x.cap)
+    assert x.tpot_s == pytest.approx(dec.t_d[j])
+    r_d = min(x.cap / (dec.t_d[j] * 999), 1 / dec.t_x[0]) / (d.decode.tp * d.decode.pp)
+    n_p, n_d = d.prefill.gpus, d.decode.gpus
+    assert x.tokens_per_s_per_gpu == pytest.approx(min(n_p * r_p, n_d * r_d) * 1000 / (n_p + n_d))
+    assert x.limit.startswith(("prefill pool", "decode pool"))
+    # across scale-up domains of 2 GPUs the KV goes over the scale-out network: slower
+    c2 = _l70(system={"accelerator": "H100-SXM-80GB", "count": 8, "scale_up_size": 2})
+    r2 = slo_search(c2, 2.0, 0.05)
+    nets = {x.deployment.network for x in r2.ranked if x.disaggregated}
+    assert "scale-out" in nets
+    for x in r2.ranked:
+        if x.disaggregated:
+            assert (x.deployment.network == "scale-up") == (x.deployment.gpus <= 2)
+    assert not any(x.disaggregated for x in slo_search(c, 1.0, 0.02, disaggregated=False).ranked)
+
+
+def test_search_breakdown_and_json():
+    from xlayer.serving.deploy import slo_search
+    res = slo_search(_l70(), 1.0, 0.05)
+    for cand in res.ranked[:4]:
+        bd = res.step_breakdown(cand)
+        assert len(bd) == 3 and all(sum(t.values()) > 0 for _, t in bd)
+        if not cand.disaggregated:
+            assert sum(bd[2][1].values()) == pytest.approx(cand.tpot_s, rel=1e-6)      # the mean is the TPOT
+        else:
+            assert sum(bd[2][1].values()) == pytest.approx(cand.tpot_s, rel=1e-6)      # the decode iteration
+            assert sum(bd[0][1].values()) + sum(bd[1][1].values()) == pytest.approx(cand.ttft_s, rel=1e-6)
+    import json
+    d = json.loads(json.dumps(res.to_dict()))
+    assert d["best_step_breakdown"] and {"aggregated", "disaggregated"} <= {r["mode"] for r in d["ranked"]}
+
+
+def test_python_api_serve():
+    import xlayer
+    s = xlayer.serve(_l70(), ttft=1.0, tpot=0.02)
+    df = s.to_frame()
+    assert df.index[0] == 1 and (df["tpot_s"] <= 0.02).all() and (df["ttft_s"] <= 1.0).all()
+    assert df["output_tokens_per_s_per_gpu"].is_monotonic_decreasing
+    assert s.best.tokens_per_s_per_gpu == df["output_tokens_per_s_per_gpu"].iloc[0]
+    cf = s.curve_frame()
+    assert {"deployment", "max_batch", "output_tokens_per_s_per_gpu", "tokens_per_s_per_user"} <= set(cf.columns)
+    bf = s.breakdown_frame()
+    assert set(bf.columns) == {"iteration", "term", "time_s"} and (bf["time_s"] > 0).all()
+    a = xlayer.serve(_l70(), ttft=1.0, tpot=0.02, disaggregated=False).to_frame()
+    assert (a["mode"] == "aggregated").all()
+    with pytest.raises(InputError) as e:
+        s.breakdown_frame(0)
+    assert e.value.field == "rank"
+
+
+@pytest.mark.parametrize("kw,field", [({"prompt_len": 0}, "prompt_len"), ({"output_len": -3}, "output_len"),
+                                      ({"prompt_len": 200000}, "prompt_len"), ({"gpus": 16}, "--gpus"),
+                                      ({"gpus": 0}, "--gpus"), ({"ttft": 0.0}, "--ttft"),
+                                      ({"tpot": float("nan")}, "--tpot"), ({"points": 1}, "points")])
+def test_python_api_serve_bad_input(kw, field):
+    import xlayer
+    with pytest.raises(InputError) as e:
+        xlayer.serve(_l70(), **kw)
+    assert e.value.field == field
+
+
+def test_unmeetable_targets_name_the_closest():
+    """No deployment within the targets: the error names the closest one and by how much it
+    misses, and that deployment exists (it is in the unconstrained search at that cap)."""
+    import re
+    from xlayer.serving.deploy import slo_search
+    c = _l70()
+    with pytest.raises(InputError) as e:
+        slo_search(c, 0.5, 0.003)
+    msg = str(e.value)
+    assert e.value.field == "--tpot" and "closest:" in msg
+    m = re.search(r"closest: (.+) at max batch (\d+): TPOT ([\d.]+) ms vs 3 ms \(\+(\d+) %\)", msg)
+    assert m, msg
+    label, cap, tpot_ms, pct = m.group(1), int(m.group(2)), float(m.group(3)), int(m.group(4))
+    assert pct == round(100 * (tpot_ms / 3 - 1))
+    free = slo_search(c)
+    pts = free.curves[label if label in free.curves else next(k for k in free.curves if k in label)]
+    assert any(p["max_batch"] == cap and p["tpot_s"] * 1e3 == pytest.approx(tpot_ms, abs=0.01) for p in pts)
+    assert min(p["tpot_s"] for k in free.curves for p in free.curves[k]) * 1e3 == pytest.approx(tpot_ms, abs=0.01)
+    with pytest.raises(InputError) as e:
+        slo_search(c, 0.001)
+    assert e.value.field == "--ttft" and "closest:" in str(e.value)
+
+
+def test_cli_serve_bad_input_lines(tmp_path):
+    from typer.testing import CliRunner
+    from xlayer.cli.main import app
+    f = _l70(tmp_path, model={"max_seq_len": 4096})
+    for args, field in ((["--ttft", "1", "--input-len", "4000", "--output-len", "200"], "--input-len"),
+                        (["--simulate", "--input-len", "4000", "--output-len", "200"], "--input-len"),
+                        (["--ttft", "1", "--output-len", "0"], "--output-len"),
+                        (["--ttft", "0.0001"], "--ttft"), (["--gpus", "9"], "--gpus")):
+        r = CliRunner().invoke(app, ["serve", str(f)] + args)
+        assert r.exit_code == 2, (args, r.output)
+        lines = [x for x in r.output.splitlines() if x.strip()]
+        assert len(lines) == 1 and lines[0].startswith(f"error: {field}: ") and " is not valid; " in lines[0], \
+            (args, r.output)
+    r = CliRunner().invoke(app, ["serve", str(f), "--ttft", "1", "--tpot", "0.02", "--no-disagg", "--json"])
+    import json
+    assert r.exit_code == 0 and all(x["mode"] == "aggregated" for x in json.loads(r.output)["ranked"])

@@ -7,6 +7,7 @@ The Python API mirrors the command line (``xlayer/api.py``), loaded on first use
     pred = xlayer.predict("case.yaml")      # xlayer predict      → xlayer.api.Prediction
     res = xlayer.validate(["cases/"])       # xlayer validate     → xlayer.api.ValidationResult
     xlayer.report(pred, "report.html")      # xlayer report
+    srv = xlayer.serve("case.yaml", ttft=0.5, tpot=0.02)  # xlayer serve --ttft --tpot → xlayer.api.ServingSearch
     case = xlayer.load_case("case.yaml")
 
 ``xlayer.predict``, ``xlayer.validate`` and ``xlayer.report`` are also the sub-packages of
@@ -17,7 +18,7 @@ from __future__ import annotations
 import importlib
 import types
 
-_API = ("load_case", "search", "Prediction", "ValidationResult")
+_API = ("load_case", "search", "serve", "Prediction", "ValidationResult", "ServingSearch")
 
 
 class _CallablePackage(types.ModuleType):

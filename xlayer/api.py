@@ -8,6 +8,9 @@ that turn into pandas DataFrames.
     res = xlayer.validate(["../shared/validation"])      # xlayer validate PATH...
     res.to_frame(); res.summary_frame(); res.by_source_frame()
     xlayer.report(pred, "report.html")                   # xlayer report CASE.yaml --out ...
+    srv = xlayer.serve(case, ttft=0.5, tpot=0.02)        # xlayer serve CASE.yaml --ttft 0.5 --tpot 0.02
+    srv.best; srv.to_frame(); srv.curve_frame(); srv.breakdown_frame()
+    xlayer.report(srv, "serving.html")                   # xlayer report --kind serving CASE.yaml ...
 
 Errors are :class:`xlayer.errors.InputError` with the same one-line message the CLI prints.
 pandas is imported only by the ``*_frame`` methods.
@@ -25,7 +28,8 @@ from xlayer.predict.case import load_case as _load_case_file
 from xlayer.units import GIB
 
 
-__all__ = ["load_case", "predict", "validate", "report", "search", "Prediction", "ValidationResult", "Search"]
+__all__ = ["load_case", "predict", "validate", "report", "search", "serve", "Prediction", "ValidationResult", "Search",
+           "ServingSearch"]
 
 
 def _pd():
@@ -148,10 +152,13 @@ def validate(paths: str | Path | Iterable[str | Path],
 
 def report(result: Any, out: str | Path, case: Case | None = None) -> Path:
     """Write the HTML report of a :class:`Prediction`, :class:`ValidationResult` (or the
-    ``validate`` dict), :class:`Search`, or a sweep output folder to ``out``; returns the path."""
+    ``validate`` dict), :class:`Search`, :class:`ServingSearch`, or a sweep output folder to
+    ``out``; returns the path."""
     from xlayer import report as rep
     if isinstance(result, (str, Path)) and Path(result).is_dir():
         return rep.write(rep.sweep_report(result), out)
+    if isinstance(result, ServingSearch):
+        return rep.write(rep.serving_report(case or result.case, result.result), out)
     if isinstance(result, Search):
         return rep.write(rep.search_report(case or load_case_of(result), result._cs), out)
     if isinstance(result, ValidationResult):
@@ -164,7 +171,7 @@ def report(result: Any, out: str | Path, case: Case | None = None) -> Path:
             raise InputError("case", None, "a training report needs the case (pass case=...)")
         return rep.write(rep.training_report(c, result), out)
     raise InputError("result", type(result).__name__,
-                     "give a Prediction, a ValidationResult, a Search or a sweep output folder")
+                     "give a Prediction, a ValidationResult, a Search, a ServingSearch or a sweep output folder")
 
 
 def load_case_of(s: "Search") -> Case:
@@ -214,3 +221,64 @@ def search(case: str | Path | Mapping[str, Any] | Case, top: int = 5, **kwargs: 
     out = Search(search_case(c, top=top, **kwargs))
     out._case = c
     return out
+
+
+class ServingSearch:
+    """The SLO search of ``xlayer serve CASE.yaml --ttft … --tpot …``
+    (:class:`xlayer.serving.deploy.SearchResult`; attributes pass through) with DataFrame views."""
+
+    def __init__(self, result: Any, case: Case):
+        self.result = result
+        self.case = case
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.result, name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.result.to_dict()
+
+    def to_frame(self):
+        """The deployments within the targets, best first: one row each (the best max batch
+        of each shape or prefill/decode pool pair), with its binding limit."""
+        rows = [c.to_dict() for c in self.result.ranked]
+        for r in rows:
+            dis = r.pop("disaggregated", None) or {}
+            for side in ("prefill", "decode"):
+                for k, v in (dis.get(side) or {}).items():
+                    r[f"{side}.{k}"] = v
+            for k in ("prefill_batch", "kv_bytes_per_request", "kv_transfer_s", "network"):
+                r[k] = dis.get(k)
+        df = _pd().DataFrame(rows)
+        df.index = _pd().RangeIndex(1, len(df) + 1, name="rank")
+        return df
+
+    def curve_frame(self):
+        """The throughput-vs-interactivity curves: one row per (shape or pool pair, max batch)."""
+        rows = [{"deployment": k, **p} for k, pts in self.result.curves.items() for p in pts]
+        return _pd().DataFrame(rows)
+
+    def breakdown_frame(self, rank: int = 1):
+        """The step-time breakdown of the deployment ranked ``rank`` (1 = best): one row per
+        (iteration, term), seconds."""
+        if not 1 <= rank <= len(self.result.ranked):
+            raise InputError("rank", rank, f"valid: 1..{len(self.result.ranked)}")
+        bd = self.result.step_breakdown(self.result.ranked[rank - 1])
+        rows = [{"iteration": it, "term": k, "time_s": v} for it, terms in bd for k, v in terms.items()]
+        return _pd().DataFrame(rows)
+
+
+def serve(case: str | Path | Mapping[str, Any] | Case, ttft: float | None = None, tpot: float | None = None,
+          gpus: int | None = None, prompt_len: int | None = None, output_len: int | None = None,
+          disaggregated: bool = True, points: int = 64) -> ServingSearch:
+    """``xlayer serve CASE.yaml --ttft S --tpot S [--gpus N]``: the deployments of ``gpus``
+    GPUs (default system.count) ranked by output tokens/s per GPU within a time-to-first-token
+    target ``ttft`` and a time-per-output-token target ``tpot`` (seconds; None: no target),
+    aggregated and (``disaggregated``) prefill/decode pools. Raises :class:`InputError`
+    (closest deployment and by how much) when no deployment meets the targets."""
+    from xlayer.serving.deploy import slo_search
+    c = load_case(case)
+    if isinstance(points, bool) or not isinstance(points, int) or not 2 <= points <= 4096:
+        raise InputError("points", points, "valid: a whole number 2..4096")
+    return ServingSearch(slo_search(c, ttft, tpot, gpus, prompt_len, output_len, points=points,
+                                    disaggregated=bool(disaggregated),
+                                    length_fields=("prompt_len", "output_len")), c)

@@ -79,6 +79,8 @@ def register(app: typer.Typer) -> None:
               curve: Optional[Path] = typer.Option(None, "--curve", help="write the throughput-vs-interactivity curve (.png/.svg)"),
               simulate: bool = typer.Option(False, "--simulate", help="run the continuous-batching simulator on the case's requests"),
               top: int = typer.Option(8, "--top", help="SLO search: deployments to list"),
+              disagg: bool = typer.Option(True, "--disagg/--no-disagg",
+                                          help="SLO search: also disaggregated prefill/decode pools"),
               json_out: bool = typer.Option(False, "--json")) -> None:
         """Serving: the SLO search (--ttft/--tpot: best deployment by tokens/s per GPU within the
         targets), the continuous-batching simulator (--simulate, or a request.mode: serving case),
@@ -98,11 +100,14 @@ def register(app: typer.Typer) -> None:
             c = load_case(case)
             if c.kind != "inference":
                 raise InputError("kind", c.kind, "serve estimates an inference case (kind: inference)")
+            lf = ("--input-len" if input_len is not None else "request.prompt_len",
+                  "--output-len" if output_len is not None else "request.output_len")
             search = ttft is not None or tpot is not None or gpus is not None or curve is not None
             serving = c.request is not None and c.request.mode == "serving"
             if search:
                 from xlayer.serving.deploy import plot_curves, slo_search
-                res = slo_search(c, ttft, tpot, gpus, input_len, output_len)
+                res = slo_search(c, ttft, tpot, gpus, input_len, output_len, disaggregated=disagg,
+                                 length_fields=lf)
                 if curve is not None:
                     plot_curves(res, curve)
             elif simulate or serving:
@@ -112,7 +117,8 @@ def register(app: typer.Typer) -> None:
                 eng = engine_for(c.software.framework)
                 if max_batch is not None:
                     eng = replace(eng, max_batch_size=max_batch)
-                pred = predict_serving(c, engine=eng, prompt_len=input_len, output_len=output_len)
+                pred = predict_serving(c, engine=eng, prompt_len=input_len, output_len=output_len,
+                                       length_fields=lf)
             else:
                 est = serving_estimate(c, input_len, output_len, max_batch,
                                        tpot_slo_ms / 1e3 if tpot_slo_ms is not None else None)
@@ -168,11 +174,17 @@ def _print_search(res, top: int, curve) -> None:
               f"[bold]{best.tokens_per_s_per_gpu:,.0f}[/bold] output tokens/s per GPU, "
               f"{best.tokens_per_s_per_user:.1f} tokens/s per user, TTFT {best.ttft_s * 1e3:.0f} ms, "
               f"TPOT {best.tpot_s * 1e3:.1f} ms; limited by {best.limit}, iteration {best.bound}-bound")
-    t = Table(title="deployments within the targets (best max batch of each)")
-    for col in ("deployment", "max batch", "tok/s/GPU", "tok/s/user", "TTFT", "TPOT", "limit", "bound"):
+    if best.disaggregated:
+        d = best.deployment
+        out.print(f"disaggregated: {d.prefill.gpus} prefill GPUs ({d.prefill_batch} prompts per iteration), "
+                  f"{d.decode.gpus} decode GPUs; KV {d.kv_bytes_per_request / 2**20:.0f} MiB per request over "
+                  f"{d.network} in {d.kv_transfer_s * 1e3:.2f} ms (in the TTFT)")
+    t = Table(title="deployments within the targets (best max batch of each shape or pool pair)")
+    for col in ("deployment", "GPUs", "max batch", "tok/s/GPU", "tok/s/user", "TTFT", "TPOT", "limit", "bound"):
         t.add_column(col, justify="left" if col in ("deployment", "limit", "bound") else "right")
     for c in res.ranked[:top]:
-        t.add_row(c.deployment.label, str(c.cap), f"{c.tokens_per_s_per_gpu:,.0f}", f"{c.tokens_per_s_per_user:.1f}",
+        t.add_row(c.deployment.label, str(c.deployment.gpus), str(c.cap), f"{c.tokens_per_s_per_gpu:,.0f}",
+                  f"{c.tokens_per_s_per_user:.1f}",
                   f"{c.ttft_s * 1e3:.0f} ms", f"{c.tpot_s * 1e3:.1f} ms", c.limit, c.bound)
     out.print(t)
     if curve is not None:

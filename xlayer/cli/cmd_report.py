@@ -4,6 +4,7 @@ case or of a validation run.
     xlayer report CASE.yaml --out report.html [--hf-config config.json]
     xlayer report PATH... --out report.html --kind validate
     xlayer report CASE.yaml --out report.html --kind search [--top N]
+    xlayer report CASE.yaml --out report.html --kind serving [--ttft S] [--tpot S] [--gpus N]
     xlayer report SWEEP_OUTPUT_DIR --out report.html [--kind sweep]
 """
 from __future__ import annotations
@@ -16,7 +17,7 @@ import typer
 
 from xlayer.errors import InputError
 
-KINDS = ("predict", "validate", "search", "sweep")
+KINDS = ("predict", "validate", "search", "serving", "sweep")
 
 
 def _available(kind: str) -> bool:
@@ -41,9 +42,10 @@ def guess_kind(paths: list[str]) -> str:
 
 
 def build(paths: list[str], out: Path, kind: Optional[str], hf_config: Optional[Path],
-          progress: bool = True, top: int = 10) -> tuple[str, Path]:
+          progress: bool = True, top: int = 10, ttft: Optional[float] = None, tpot: Optional[float] = None,
+          gpus: Optional[int] = None) -> tuple[str, Path]:
     """Make the report; returns (kind, written path). Raises InputError on bad input."""
-    from xlayer.cli.common import check_out_file
+    from xlayer.cli.common import check_out_file, positive
     for p in paths:
         if str(p).strip() == "":
             raise InputError("PATH", p, "empty; give a case file, case folders or a sweep folder")
@@ -53,6 +55,10 @@ def build(paths: list[str], out: Path, kind: Optional[str], hf_config: Optional[
     kind = kind or guess_kind(paths)
     if kind not in KINDS:
         raise InputError("--kind", kind, f"valid: {', '.join(k for k in KINDS if _available(k))}")
+    if kind != "serving":
+        for name, v in (("--ttft", ttft), ("--tpot", tpot), ("--gpus", gpus)):
+            if v is not None:
+                raise InputError(name, v, "only a serving report (--kind serving) takes latency targets and --gpus")
     if not _available(kind):
         raise InputError("--kind", kind, f"{kind} reports need xlayer.explore.{kind}, which this version lacks; "
                                          "valid: predict, validate")
@@ -64,7 +70,8 @@ def build(paths: list[str], out: Path, kind: Optional[str], hf_config: Optional[
         from xlayer.predict.training import predict_training
         case = load_case_arg(paths[0], hf_config)
         if case.kind != "training":
-            raise InputError("kind", case.kind, "predict reports cover training cases")
+            raise InputError("kind", case.kind, "predict reports cover training cases; for an inference case "
+                                                "use --kind serving")
         return kind, rep.write(rep.training_report(case, predict_training(case)), out)
     if kind == "validate":
         if hf_config is not None:
@@ -100,6 +107,18 @@ def build(paths: list[str], out: Path, kind: Optional[str], hf_config: Optional[
         from xlayer.explore.search import search_case
         case = load_case_arg(paths[0], hf_config)
         return kind, rep.write(rep.search_report(case, search_case(case, top=top)), out)
+    if kind == "serving":
+        if len(paths) != 1:
+            raise InputError("CASE", " ".join(paths), "a serving report takes exactly one case file")
+        positive(ttft, "--ttft", integer=False)
+        positive(tpot, "--tpot", integer=False)
+        positive(gpus, "--gpus", maximum=2 ** 31)
+        from xlayer.cli.common import load_case_arg
+        from xlayer.serving.deploy import slo_search
+        case = load_case_arg(paths[0], hf_config)
+        if case.kind != "inference":
+            raise InputError("kind", case.kind, "a serving report needs an inference case (kind: inference)")
+        return kind, rep.write(rep.serving_report(case, slo_search(case, ttft, tpot, gpus), top=top), out)
     # sweep
     if hf_config is not None:
         raise InputError("--hf-config", str(hf_config), "only a predict report takes a Hugging Face config")
@@ -115,16 +134,20 @@ def register(app: typer.Typer) -> None:
                                                             "(validate) or a sweep's output folder (sweep)"),
                out: Path = typer.Option(Path("report.html"), "--out", "-o", help="HTML file to write"),
                kind: Optional[str] = typer.Option(None, "--kind",
-                                                  help="predict | validate | search | sweep (default: one "
+                                                  help="predict | validate | search | serving | sweep (default: one "
                                                        "file → predict, a sweep output folder → sweep, else "
                                                        "validate)"),
                hf_config: Optional[Path] = typer.Option(None, "--hf-config",
                                                         help="Hugging Face config.json replacing the case's model"),
-               top: int = typer.Option(10, "--top", help="search: how many best layouts to show")
+               top: int = typer.Option(10, "--top", help="search, serving: how many best layouts to show"),
+               ttft: Optional[float] = typer.Option(None, "--ttft", help="serving: time-to-first-token target, s"),
+               tpot: Optional[float] = typer.Option(None, "--tpot", help="serving: time-per-output-token target, s"),
+               gpus: Optional[int] = typer.Option(None, "--gpus", help="serving: GPUs to deploy on (default "
+                                                                        "system.count)")
                ) -> None:
         """Write a self-contained HTML report (inline SVG charts, no network needed)."""
         try:
-            k, path = build(paths, out, kind, hf_config, top=top)
+            k, path = build(paths, out, kind, hf_config, top=top, ttft=ttft, tpot=tpot, gpus=gpus)
         except InputError as exc:
             print(f"error: {exc}", file=sys.stderr)
             raise typer.Exit(2)

@@ -7,6 +7,9 @@
 * ``validate_report(result)`` — the ``validate_files`` object: predicted-vs-measured log-log
   scatter with a ±10 % band, error per source and per metric, every case.
 * ``search_report(case, cs)`` — a layout search (``xlayer.explore.search.search_case``).
+* ``serving_report(case, res)`` — an SLO search (``xlayer.serving.deploy.slo_search``): the
+  throughput-vs-interactivity curve, the chosen deployment and its step-time breakdown, the
+  ranked deployments with their binding limits.
 * ``sweep_report(folder_or_frame, meta)`` — a sweep's Parquet results: Pareto plots of
   iteration time against accelerator count, memory, energy and cost, the front and every point.
 
@@ -385,6 +388,109 @@ def search_report(case, cs) -> str:
     return page(f"xlayer search: {case.id}",
                 f"{case.model.name} on {case.system.count} × {case.system.accelerator}, global batch "
                 f"{case.batch.global_}, ranked by {d['rank']}", body)
+
+
+# ---- serving ---------------------------------------------------------------------------
+
+def serving_curve_chart(res, top: int = 6) -> str:
+    """Throughput vs interactivity: output tokens/s per GPU against tokens/s per user
+    (1/TPOT) along the concurrency caps of the best shapes / pool pairs; the best point of each
+    within the targets, the chosen one, and the TPOT target as a vertical line."""
+    from xlayer.report.svg import PALETTE
+    keys = list(dict.fromkeys(res.curve_key(c) for c in res.ranked))[:top]
+    series, pts = [], []
+    xs, ys = [], []
+    for i, k in enumerate(keys):
+        cur = [(p["tokens_per_s_per_user"], p["output_tokens_per_s_per_gpu"]) for p in res.curves.get(k, [])
+               if p["tokens_per_s_per_user"] > 0 and p["output_tokens_per_s_per_gpu"] > 0]
+        cur.sort()
+        pal = [c for c in PALETTE if c != "#D55E00"]          # that one marks the chosen point
+        series.append(Series(k, pal[i % len(pal)], points=cur))
+        xs += [x for x, _ in cur]
+        ys += [y for _, y in cur]
+    for c in res.ranked[:top]:
+        pts.append(Point(c.tokens_per_s_per_user, c.tokens_per_s_per_gpu, "best within the targets",
+                         f"{c.deployment.label}, max batch {c.cap}: {c.tokens_per_s_per_gpu:,.0f} tokens/s/GPU, "
+                         f"{c.tokens_per_s_per_user:.1f} tokens/s/user, TTFT {fmt_time(c.ttft_s)}, "
+                         f"TPOT {fmt_time(c.tpot_s)}"))
+    b = res.best
+    pts.append(Point(b.tokens_per_s_per_user, b.tokens_per_s_per_gpu, "chosen", f"chosen: {b.deployment.label}"))
+    xs += [p.x for p in pts]
+    ys += [p.y for p in pts]
+    if res.tpot_target_s:
+        xs.append(1.0 / res.tpot_target_s)
+    xr, yr = log_range(xs, 0.05), log_range(ys, 0.08)
+    if res.tpot_target_s:
+        x = 1.0 / res.tpot_target_s
+        series.append(Series(f"TPOT target {res.tpot_target_s * 1e3:g} ms", "#c00",
+                             points=[(x, yr[0]), (x, yr[1])], dash="5,3"))
+    return log_scatter("serving-curve", "Throughput vs interactivity", pts, "tokens/s per user (1 / TPOT)",
+                       "output tokens/s per GPU", series=series, x_range=xr, y_range=yr, width=1000, height=560,
+                       x_fmt=lambda v: f"{v:g}", y_fmt=lambda v: f"{v:,.0f}",
+                       colors={"best within the targets": "#222", "chosen": "#D55E00"},
+                       shapes={"chosen": "diamond"})
+
+
+def serving_breakdown_chart(res) -> str:
+    """The chosen deployment's iterations split into their terms (SearchResult.step_breakdown)."""
+    bars = [(label, [(k, v) for k, v in terms.items() if v > 0]) for label, terms in res.step_breakdown()]
+    return stacked_bars("serving-breakdown", f"Iterations of {res.best.deployment.label}", bars, fmt_time,
+                        "seconds per iteration", width=1000)
+
+
+def serving_report(case, res, top: int = 10) -> str:
+    """The HTML page of an SLO search (``xlayer.serving.deploy.slo_search``): the
+    throughput-vs-interactivity curve, the chosen deployment with its step-time breakdown,
+    and the ranked deployments with their binding limits."""
+    b = res.best
+    tg = []
+    if res.ttft_target_s is not None:
+        tg.append(f"TTFT ≤ {fmt_time(res.ttft_target_s)}")
+    if res.tpot_target_s is not None:
+        tg.append(f"TPOT ≤ {fmt_time(res.tpot_target_s)}")
+    body = [cards([("chosen deployment", b.deployment.label), ("output tokens/s per GPU", f"{b.tokens_per_s_per_gpu:,.0f}"),
+                   ("tokens/s per user", f"{b.tokens_per_s_per_user:.1f}"), ("TTFT", fmt_time(b.ttft_s)),
+                   ("TPOT", fmt_time(b.tpot_s)), ("max batch", f"{b.cap}"), ("GPUs used", f"{b.deployment.gpus}"),
+                   ("limited by", b.limit), ("deployments evaluated", f"{res.evaluated:,}")])]
+    body.append("<h2>Throughput vs interactivity</h2>")
+    body.append(figure(serving_curve_chart(res), "chart-serving-curve",
+                       "Each line is one replica shape (or prefill/decode pool pair at its best pool ratio) as its "
+                       "concurrency cap grows from 1 to the KV and batch limits; the markers are the best cap of "
+                       "each within the targets (steady state, xlayer.serving.steady and xlayer.serving.disagg)."))
+    body.append("<h2>Chosen deployment</h2>")
+    rows = [("deployment", b.deployment.label), ("mode", "disaggregated" if b.disaggregated else "aggregated"),
+            ("GPUs used", f"{b.deployment.gpus} of {res.gpus}"), ("max batch (concurrency cap)", str(b.cap)),
+            ("binding limit", b.limit), ("iteration bound by", b.bound)]
+    if b.disaggregated:
+        d = b.deployment
+        rows += [("prefill pool", f"{d.prefill.label}: {d.prefill.gpus} GPUs, {d.prefill_batch} prompts per iteration"),
+                 ("decode pool", f"{d.decode.label}: {d.decode.gpus} GPUs"),
+                 ("KV transfer per request", f"{d.kv_bytes_per_request / 2 ** 20:,.1f} MiB over {d.network} in "
+                                             f"{fmt_time(d.kv_transfer_s)} (part of the TTFT)")]
+    body.append(table(["", ""], rows, table_id="serving-chosen"))
+    body.append(figure(serving_breakdown_chart(res), "chart-serving-breakdown",
+                       "Each bar is one iteration of the chosen deployment split into the terms of "
+                       "StepTimer.breakdown (layer GEMMs, attention core, element-wise kernels, collectives, "
+                       "embedding and output layer, host time not hidden behind the GPU)."))
+    body.append("<h2>Deployments within the targets</h2>")
+    trows = [(i + 1, c.deployment.label, c.deployment.gpus, c.cap, f"{c.tokens_per_s_per_gpu:,.0f}",
+              f"{c.tokens_per_s_per_user:.1f}", fmt_time(c.ttft_s), fmt_time(c.tpot_s), c.limit, c.bound)
+             for i, c in enumerate(res.ranked[:top])]
+    body.append(table(["rank", "deployment", "GPUs", "max batch", "tokens/s/GPU", "tokens/s/user", "TTFT", "TPOT",
+                       "limit", "bound"], trows, [True, False, True, True, True, True, True, True, False, False],
+                      table_id="serving-ranked"))
+    notes = []
+    s = res.setups.get((b.deployment.tp, b.deployment.pp, b.deployment.ep)) if not b.disaggregated else \
+        res.setups.get((b.deployment.decode.tp, b.deployment.decode.pp, b.deployment.decode.ep))
+    if s is not None:
+        notes += s.assumptions
+    notes += [f"skipped {x}" for x in res.skipped]
+    if notes:
+        body.append("<h2>Assumptions</h2><ul class=\"assumed\">" + "".join(f"<li>{esc(x)}</li>" for x in notes) +
+                    "</ul>")
+    return page(f"xlayer serving: {case.id}",
+                f"{case.model.name} on {res.gpus} × {case.system.accelerator}, {res.prompt_len}/{res.output_len} "
+                f"tokens per request, {' and '.join(tg) or 'no latency target'}", body)
 
 
 # ---- sweep -----------------------------------------------------------------------------

@@ -51,7 +51,8 @@ def check_lengths(model, prompt_len: Any, output_len: Any, field_in: str = "requ
 
 def serving_setup(case: Case, deployment: Optional[Deployment] = None, engine: Optional[EngineConfig] = None,
                   prompt_len: Optional[int] = None, output_len: Optional[int] = None,
-                  requests: Optional[int] = None, kv_precision: Optional[str] = None) -> ServingSetup:
+                  requests: Optional[int] = None, kv_precision: Optional[str] = None,
+                  length_fields: tuple[str, str] = ("request.prompt_len", "request.output_len")) -> ServingSetup:
     """Resolve a serving case: the deployment (case parallel block unless given), the engine
     of ``software.framework`` with its open limits filled, the KV precision (the engine's
     choice when null) and the KV pool."""
@@ -61,7 +62,7 @@ def serving_setup(case: Case, deployment: Optional[Deployment] = None, engine: O
     notes: list[str] = []
     I = prompt_len if prompt_len is not None else r.prompt_len
     O = output_len if output_len is not None else r.output_len
-    check_lengths(m, I, O)
+    check_lengths(m, I, O, *length_fields)
     if m.mla is not None:
         raise InputError("model.mla", "{...}", "not modelled yet: multi-head latent attention in inference")
     system = case.system_spec()
@@ -96,7 +97,7 @@ def serving_setup(case: Case, deployment: Optional[Deployment] = None, engine: O
                  f"chunked prefill {'on' if eng.chunked_prefill else 'off'}")
     pool = kv_pool(m, case.precision, kvp, d.tp, d.pp, d.ep, eng, system.accelerator.hbm.capacity_bytes)
     if pool.blocks_for(I + (O if eng.policy == "no_evict" else 1)) > pool.blocks:
-        raise InputError("request.prompt_len", I, f"one request needs {pool.blocks_for(I + O)} KV blocks, the pool "
+        raise InputError(length_fields[0], I, f"one request needs {pool.blocks_for(I + O)} KV blocks, the pool "
                                                   f"holds {pool.blocks} ({pool.pool_bytes / GIB:.1f} GiB)")
     n_req = requests if requests is not None else (r.requests or r.batch or 1)
     timer = StepTimer(m, system, d, case.precision, kvp, m.attention or "flash",

@@ -224,6 +224,59 @@ class StepTimer:
         t = np.maximum(t, self.host_s(rows))
         return t if np.ndim(t) else float(t)
 
+    def breakdown(self, decode_seqs: float, decode_ctx: float,
+                  prefills: Sequence[tuple[float, float, float]] = (), padded_tokens: float | None = None
+                  ) -> dict[str, float]:
+        """One iteration of :meth:`step_s` (scalars) split into its terms, seconds summing to
+        ``step_s`` of the same arguments: the layer's GEMMs, attention core, element-wise
+        kernels (norms, RoPE/KV append, activation, MoE routing and permutes), TP all-reduces,
+        EP all-to-all, embedding + output layer, pipeline send, and the host time the GPU
+        does not hide (max(GPU, host) − GPU)."""
+        p, m, d = self.dep.pp, self.model, self.dep
+        b = float(decode_seqs)
+        T = b + sum(s * n for s, n, _ in prefills)
+        rows = b + sum(s for s, _, _ in prefills)
+        Td = T if padded_tokens is None else max(float(padded_tokens), T)
+        Rd = rows if padded_tokens is None else max(float(padded_tokens), rows)
+
+        def up(x: float) -> float:
+            return float(max(math.ceil(x - 1e-9), 0))
+
+        out: dict[str, float] = {}
+
+        def add(k: str, v: float) -> None:
+            out[k] = out.get(k, 0.0) + float(v)
+
+        Tl = up(Td / p)
+        if Tl > 0:
+            Tq = max(Tl, 1.0)
+            lay = inference_layer(m, [AttentionSegment(Tq, 1.0, 0.0)], d.tp, self.precision, self.kv_precision,
+                                  self.attention, ep=d.ep, group_tokens=Tq * d.ep if d.ep > 1 else None)
+            for op in lay.ops:
+                if op.name in lay.attention_ops:
+                    continue
+                add("GEMMs" if op.kind == "gemm" else "element-wise", p * self.L * inference_op_time(op, self.acc)["time_s"])
+            for c in lay.comms:
+                add("EP all-to-all" if c.group == "ep" else "TP all-reduce",
+                    p * self.L * _comm_time(c, d.tp, d.ep, self.system))
+        att = 0.0
+        if b > 0:
+            att += float(self.attention_s(AttentionSegment(b / p, 1.0, decode_ctx)))
+        for s, n, c in prefills:
+            if s > 0 and n > 0:
+                att += float(self.attention_s(AttentionSegment(s / p, n, c)))
+        add("attention", p * self.L * att)
+        e = float(self._lookup(self.emb_T, Td / p, self._emb_time))
+        o = float(self._lookup(self.out_R, Rd / p, self._out_time))
+        if p > 1:
+            add("embedding + output layer", p * max(e, o))
+            add("pipeline send", p * float(self._lookup(self.p2p_T, Td / p, self._p2p_time)))
+        else:
+            add("embedding + output layer", e + o)
+        gpu = sum(out.values())
+        add("host (not hidden)", max(0.0, float(self.host_s(rows)) - gpu))
+        return {k: v for k, v in out.items() if v > 0 or k in ("GEMMs", "attention")}
+
     def gpu_step_s(self, *a, **k) -> Any:
         """:meth:`step_s` without the host floor (the GPU's own time)."""
         h, self.host_s_per_request = self.host_s_per_request, 0.0
