@@ -8,6 +8,7 @@ and evaluates each group's numeric combinations in one call of the same
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -15,7 +16,7 @@ import numpy as np
 
 from xlayer.errors import InputError
 from xlayer.hardware.spec import System
-from xlayer.mapping.layout import edges_as_stages, layers_on_last_rank
+from xlayer.mapping.layout import edges_as_stages, rules_mask
 from xlayer.engine.training import Recipe, evaluate_training
 from xlayer.workload.model import ModelSpec
 
@@ -31,34 +32,31 @@ MAX_GRID_ROWS = 100_000
 MAX_MODEL_INT = 1 << 53               # model sizes exact in float64 and far from int64 overflow
 
 
+@dataclass(frozen=True)
+class _Fields:
+    tp: Any
+    pp: Any
+    dp: Any
+    cp: Any
+    vp: Any
+    micro: Any
+    ep: Any = 1
+    etp: Any = 1
+    sp: Any = True
+    algorithm: str = "backprop"
+    backlink_layers: int = 0
+    offload_layers: int = 0
+
+
 def valid_mask(model: ModelSpec, count: int, global_batch: int, tp, pp, dp, cp, vp, micro, ep=1,
                algorithm: str = "backprop", backlink_layers: int = 0, sp=None) -> np.ndarray:
-    """The rules of :func:`xlayer.mapping.layout.check_layout`, as a boolean mask.
-
-    ``algorithm="local"`` adds local learning's rules (vp = 1: each stage is one module;
-    ``backlink_layers`` at most the layers of one stage)."""
-    ok = (model.heads % tp == 0) & (model.kv_heads % tp == 0) & (model.ffn_hidden % tp == 0)
-    ok &= tp * pp * dp * cp == count
-    ok &= (pp * vp <= model.layers) | edges_as_stages(model.layers, pp, vp)
-    ok &= layers_on_last_rank(model.layers, pp, vp) >= 1
-    if model.moe is not None:  # experts over a stage's tp x dp x cp ranks; SP with tp > 1
-        ok &= (model.moe.experts % ep == 0) & ((tp * dp * cp) % ep == 0)
-        if sp is not None and not sp:
-            ok &= tp == 1
-    else:
-        ok &= ep == 1
-    ok &= ~((vp > 1) & (pp == 1))
-    ok &= np.where(cp > 1, model.seq_len % (2 * cp) == 0, True)
-    ok &= global_batch % (micro * dp) == 0
-    m = global_batch // np.maximum(micro * dp, 1)
-    ok &= ~((vp > 1) & (m % pp != 0))
-    if algorithm == "local":
-        ok &= vp == 1
-    elif backlink_layers:
-        ok &= False  # BackLink needs algorithm: local
-    if backlink_layers:
-        ok &= backlink_layers <= model.layers // pp
-    return ok
+    """The rules of :func:`xlayer.mapping.layout.check_layout` (:data:`~xlayer.mapping.layout.RULES`,
+    written once), as a boolean mask over arrays of layouts. ``sp=None``: either way (the sp
+    rule is then left to the caller's categorical group)."""
+    f = _Fields(tp=tp, pp=pp, dp=dp, cp=cp, vp=vp, micro=micro, ep=ep, sp=True if sp is None else sp,
+                algorithm=algorithm, backlink_layers=backlink_layers)
+    ok = rules_mask(model, count, global_batch, f)
+    return np.broadcast_to(np.asarray(ok, dtype=bool), np.shape(np.asarray(tp))).copy()
 
 
 def evaluate_layouts(model: ModelSpec, system: System, precision: str, global_batch: int,

@@ -7,7 +7,8 @@ weights; FSDP = 3); recompute none | selective | full; micro-batch size.
 """
 from __future__ import annotations
 
-from typing import Literal
+from dataclasses import dataclass
+from typing import Any, Callable, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
@@ -58,61 +59,91 @@ class Layout(BaseModel):
                 (f" offload{self.offload_layers}" if self.offload_layers else ""))
 
 
+@dataclass(frozen=True)
+class Rule:
+    """One validity rule over the layout fields (Python ints or numpy arrays): ``ok`` returns
+    True (or a boolean array) where the layout obeys it; ``why`` says what would be valid,
+    formatted with the scalar layout's values."""
+
+    field: str
+    ok: Callable[..., Any]
+    why: Callable[..., str]
+    value: Callable[..., Any]
+
+
+def _moe(m) -> bool:
+    return m.moe is not None
+
+
+RULES: tuple[Rule, ...] = (
+    Rule("parallel.tp", lambda m, c, g, x: m.heads % x.tp == 0,
+         lambda m, c, g, x: f"tp={x.tp} does not divide heads={m.heads}", lambda m, c, g, x: x.tp),
+    Rule("parallel.tp", lambda m, c, g, x: m.kv_heads % x.tp == 0,
+         lambda m, c, g, x: f"tp={x.tp} does not divide kv_heads={m.kv_heads}", lambda m, c, g, x: x.tp),
+    Rule("parallel.tp", lambda m, c, g, x: m.ffn_hidden % x.tp == 0,
+         lambda m, c, g, x: f"tp={x.tp} does not divide ffn_hidden={m.ffn_hidden}", lambda m, c, g, x: x.tp),
+    Rule("parallel.ep", lambda m, c, g, x: (x.ep == 1) & (x.etp == 1) if not _moe(m) else True,
+         lambda m, c, g, x: "expert parallelism needs a mixture-of-experts model (model.moe)", lambda m, c, g, x: x.ep),
+    Rule("parallel.ep", lambda m, c, g, x: m.moe.experts % x.ep == 0 if _moe(m) else True,
+         lambda m, c, g, x: f"ep={x.ep} does not divide moe.experts={m.moe.experts}", lambda m, c, g, x: x.ep),
+    Rule("parallel.ep", lambda m, c, g, x: (x.tp * x.dp * x.cp) % (x.ep * x.etp) == 0,
+         lambda m, c, g, x: f"ep*etp={x.ep * x.etp} must divide tp*dp*cp={x.tp * x.dp * x.cp} "
+                            "(Megatron-Core lays experts over a stage's tp x dp x cp ranks)", lambda m, c, g, x: x.ep),
+    Rule("parallel.etp", lambda m, c, g, x: m.moe.ffn_hidden % x.etp == 0 if _moe(m) else True,
+         lambda m, c, g, x: f"etp={x.etp} does not divide moe.ffn_hidden={m.moe.ffn_hidden}",
+         lambda m, c, g, x: x.etp),
+    Rule("parallel.sp", lambda m, c, g, x: ((x.tp == 1) | x.sp) if _moe(m) else True,
+         lambda m, c, g, x: "a mixture of experts with tp > 1 needs sequence parallelism (Megatron-Core requires it)",
+         lambda m, c, g, x: x.sp),
+    Rule("parallel", lambda m, c, g, x: x.tp * x.pp * x.dp * x.cp == c,
+         lambda m, c, g, x: f"tp*pp*dp*cp={x.tp * x.pp * x.dp * x.cp} but system.count={c}",
+         lambda m, c, g, x: f"tp*pp*dp*cp={x.tp * x.pp * x.dp * x.cp}"),
+    Rule("parallel.pp", lambda m, c, g, x: (x.pp * x.vp <= m.layers) | edges_as_stages(m.layers, x.pp, x.vp),
+         lambda m, c, g, x: f"pp*vp={x.pp * x.vp} exceeds layers={m.layers} (or layers+2={m.layers + 2} with the "
+                            "embedding and loss as stages, when pp*vp divides it)", lambda m, c, g, x: x.pp),
+    Rule("parallel.vp", lambda m, c, g, x: (x.vp == 1) | (x.pp > 1),
+         lambda m, c, g, x: "vp > 1 needs pp > 1 (interleaving splits pipeline stages)", lambda m, c, g, x: x.vp),
+    Rule("parallel.cp", lambda m, c, g, x: (x.cp == 1) | (m.seq_len % (2 * x.cp) == 0),
+         lambda m, c, g, x: f"2*cp={2 * x.cp} must divide seq_len={m.seq_len} (load-balanced causal CP)",
+         lambda m, c, g, x: x.cp),
+    Rule("batch.global", lambda m, c, g, x: g % (x.micro * x.dp) == 0,
+         lambda m, c, g, x: f"must be a multiple of micro*dp={x.micro * x.dp}", lambda m, c, g, x: g),
+    Rule("parallel.vp", lambda m, c, g, x: (x.vp == 1) | (x.algorithm != "local"),
+         lambda m, c, g, x: "local learning treats each stage as one module; use vp: 1", lambda m, c, g, x: x.vp),
+    Rule("parallel.offload_layers", lambda m, c, g, x: (x.offload_layers == 0) | ((x.pp == 1) & (x.offload_layers
+                                                                                             <= m.layers)),
+         lambda m, c, g, x: f"activation offloading needs pp=1 and at most layers={m.layers}",
+         lambda m, c, g, x: x.offload_layers),
+    Rule("parallel.backlink_layers", lambda m, c, g, x: (x.backlink_layers == 0) | (x.algorithm == "local"),
+         lambda m, c, g, x: "BackLink needs algorithm: local", lambda m, c, g, x: x.backlink_layers),
+    Rule("parallel.vp", lambda m, c, g, x: layers_on_last_rank(m.layers, x.pp, x.vp) >= 1,
+         lambda m, c, g, x: "the split leaves a pipeline rank without a layer", lambda m, c, g, x: x.vp),
+    Rule("parallel.backlink_layers", lambda m, c, g, x: x.backlink_layers <= m.layers // x.pp,
+         lambda m, c, g, x: f"at most the layers of one stage ({m.layers // x.pp})",
+         lambda m, c, g, x: x.backlink_layers),
+    Rule("parallel.vp", lambda m, c, g, x: (x.vp == 1) | ((g // (x.micro * x.dp)) % x.pp == 0),
+         lambda m, c, g, x: f"the interleaved schedule needs microbatches={g // (x.micro * x.dp)} to be a multiple of "
+                            f"pp={x.pp}", lambda m, c, g, x: x.vp),
+)
+
+
+def rules_mask(model: ModelSpec, count: int, global_batch: int, fields: Any) -> Any:
+    """All :data:`RULES` over ``fields`` (an object whose layout attributes may be arrays)."""
+    import numpy as np
+    ok: Any = True
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for r in RULES:
+            ok = ok & r.ok(model, count, global_batch, fields)
+    return ok
+
+
 def check_layout(layout: Layout, model: ModelSpec, count: int, global_batch: int) -> None:
-    """Raise :class:`InputError` naming the field for the first rule the layout breaks."""
-    L = layout
-    if model.heads % L.tp:
-        raise InputError("parallel.tp", L.tp, f"tp={L.tp} does not divide heads={model.heads}")
-    if model.kv_heads % L.tp:
-        raise InputError("parallel.tp", L.tp, f"tp={L.tp} does not divide kv_heads={model.kv_heads}")
-    if model.ffn_hidden % L.tp:
-        raise InputError("parallel.tp", L.tp, f"tp={L.tp} does not divide ffn_hidden={model.ffn_hidden}")
-    if L.ep > 1 or L.etp > 1:
-        if model.moe is None:
-            raise InputError("parallel.ep", L.ep, "expert parallelism needs a mixture-of-experts model (model.moe)")
-        if model.moe.experts % L.ep:
-            raise InputError("parallel.ep", L.ep, f"ep={L.ep} does not divide moe.experts={model.moe.experts}")
-        if (L.tp * L.dp * L.cp) % (L.ep * L.etp):
-            raise InputError("parallel.ep", L.ep, f"ep*etp={L.ep * L.etp} must divide tp*dp*cp={L.tp * L.dp * L.cp} "
-                                                  f"(Megatron-Core lays experts over a stage's tp x dp x cp ranks)")
-        if model.moe.ffn_hidden % L.etp:
-            raise InputError("parallel.etp", L.etp, f"etp={L.etp} does not divide moe.ffn_hidden={model.moe.ffn_hidden}")
-    if model.moe is not None and L.tp > 1 and not L.sp:
-        raise InputError("parallel.sp", L.sp, "a mixture of experts with tp > 1 needs sequence parallelism "
-                                              "(Megatron-Core requires it)")
-    if L.world != count:
-        raise InputError("parallel", f"tp*pp*dp*cp={L.world}",
-                         f"tp*pp*dp*cp={L.world} but system.count={count}")
-    if L.pp * L.vp > model.layers and not edges_as_stages(model.layers, L.pp, L.vp):
-        raise InputError("parallel.pp", L.pp,
-                         f"pp*vp={L.pp * L.vp} exceeds layers={model.layers} (or layers+2={model.layers + 2} "
-                         f"with the embedding and loss as stages, when pp*vp divides it)")
-    if L.vp > 1 and L.pp == 1:
-        raise InputError("parallel.vp", L.vp, "vp > 1 needs pp > 1 (interleaving splits pipeline stages)")
-    if model.seq_len % (2 * L.cp if L.cp > 1 else 1):
-        raise InputError("parallel.cp", L.cp,
-                         f"2*cp={2 * L.cp} must divide seq_len={model.seq_len} (load-balanced causal CP)")
-    if global_batch % (L.micro * L.dp):
-        raise InputError("batch.global", global_batch,
-                         f"must be a multiple of micro*dp={L.micro * L.dp}")
-    m = L.microbatches(global_batch)
-    if L.algorithm == "local" and L.vp > 1:
-        raise InputError("parallel.vp", L.vp, "local learning treats each stage as one module; use vp: 1")
-    if L.offload_layers and (L.pp > 1 or L.offload_layers > model.layers):
-        raise InputError("parallel.offload_layers", L.offload_layers,
-                         f"activation offloading needs pp=1 and at most layers={model.layers}")
-    if L.backlink_layers and L.algorithm != "local":
-        raise InputError("parallel.backlink_layers", L.backlink_layers, "BackLink needs algorithm: local")
-    if L.vp > 1 and L.pp > 1 and layers_on_last_rank(model.layers, L.pp, L.vp) < 1:
-        raise InputError("parallel.vp", L.vp, "the split leaves a pipeline rank without a layer")
-    if L.backlink_layers > model.layers // L.pp:
-        raise InputError("parallel.backlink_layers", L.backlink_layers,
-                         f"at most the layers of one stage ({model.layers // L.pp})")
-    if L.vp > 1 and m % L.pp:
-        raise InputError("parallel.vp", L.vp,
-                         f"the interleaved schedule needs microbatches={m} to be a multiple of pp={L.pp}")
-    if model.is_moe and L.zero == 3 and False:  # placeholder for EP rules
-        pass
+    """Raise :class:`InputError` naming the field for the first of :data:`RULES` the layout
+    breaks (the vectorized path applies the same rules as a mask: ``rules_mask``)."""
+    for r in RULES:
+        if not bool(r.ok(model, count, global_batch, layout)):
+            raise InputError(r.field, r.value(model, count, global_batch, layout), r.why(model, count, global_batch,
+                                                                                         layout))
 
 
 def edges_as_stages(layers, pp, vp):
