@@ -443,6 +443,43 @@ def build_corpus(tmp: Path) -> list[Case]:
             args += a
         add("localtrain", f"pipeline {' '.join(a)}", args, quick=a == ["--batches", "0"])
     add("localtrain", "localtrain bogus", ["localtrain", "bogus"])
+
+    # serving: the SLO search, the simulator and the serving report (issue 16)
+    srv = "serving"
+    serving = _mut(infer, "request", {"mode": "serving", "prompt_len": 1000, "output_len": 1000, "requests": 500})
+    goods = _dump(d / "serving-good.yaml", serving)
+    for a, q in ((["--ttft", "1e-6"], True), (["--tpot", "1e-5"], True), (["--ttft", "1e-6", "--tpot", "1e-5"], False),
+                 (["--ttft", "1", "--input-len", "4000", "--output-len", "200"], True),
+                 (["--ttft", "1", "--input-len", "0"], False), (["--ttft", "1", "--output-len", "-3"], False),
+                 (["--ttft", "1", "--output-len", str(10 ** 12)], False),
+                 (["--gpus", "9"], True), (["--gpus", "0"], False), (["--gpus", "-8"], False),
+                 (["--gpus", str(10 ** 30)], False), (["--gpus", "2.5"], False),
+                 (["--ttft", "nan"], False), (["--ttft", "inf"], False), (["--ttft", "-1"], False),
+                 (["--tpot", "0"], False), (["--tpot", "-inf"], False),
+                 (["--ttft", "1", "--curve", str(tmp / "c.xyz")], False),
+                 (["--ttft", "1", "--curve", str(folder)], False),
+                 (["--simulate", "--input-len", "4000", "--output-len", "200"], False),
+                 (["--simulate", "--input-len", "0"], False), (["--simulate", "--max-batch", "0"], False)):
+        add(srv, "serve " + " ".join(a)[:60], ["serve", goods, *a], quick=q)
+    sschema = [("request.prompt_len", 0), ("request.prompt_len", -5), ("request.output_len", 0),
+               ("request.output_len", -1), ("request.prompt_len", 5000), ("request.requests", 0),
+               ("request.requests", -1), ("request.requests", 10 ** 30), ("parallel.tp", 16),
+               ("system.count", 4), ("parallel.pp", 3), ("request.kv_precision", "fp3")]
+    for i, (path, value) in enumerate(sschema):
+        f = _dump(d / f"sschema-{i}.yaml", _mut(serving, path, value))
+        add(srv, f"serve {path}={value!r}", ["serve", f], quick=i in (0, 4, 8))
+        if i < 5:
+            add(srv, f"serve --ttft 1 {path}={value!r}", ["serve", f, "--ttft", "1"])
+    for a, q in ((["--tpot", "1e-5"], True), (["--gpus", "9"], False), (["--ttft", "nan"], False),
+                 (["--gpus", "0"], False)):
+        add(srv, "report --kind serving " + " ".join(a), ["report", "--kind", "serving", goods, *a, "--out",
+                                                          tmp / "srv.html"], quick=q)
+    add(srv, "report --kind serving a training case", ["report", "--kind", "serving", good, "--out",
+                                                       tmp / "srv.html"])
+    add(srv, "report --kind serving two cases", ["report", "--kind", "serving", goods, goods, "--out",
+                                                 tmp / "srv.html"])
+    add(srv, "report predict --ttft", ["report", good, "--ttft", "1", "--out", tmp / "srv.html"])
+    add(srv, "report inference case as predict", ["report", goods, "--out", tmp / "srv.html"])
     return cases
 
 

@@ -360,3 +360,14 @@ def test_cli_serve_bad_input_lines(tmp_path):
     r = CliRunner().invoke(app, ["serve", str(f), "--ttft", "1", "--tpot", "0.02", "--no-disagg", "--json"])
     import json
     assert r.exit_code == 0 and all(x["mode"] == "aggregated" for x in json.loads(r.output)["ranked"])
+
+
+def test_more_gpus_than_the_system_has():
+    from xlayer.serving.predict import predict_serving
+    with pytest.raises(InputError) as e:
+        predict_serving(_case(system={"accelerator": "H100-SXM-80GB", "count": 2}, parallel={"tp": 8}))
+    assert e.value.field == "parallel.tp" and "more than the system's 2" in str(e.value)
+    from xlayer.serving.deploy import slo_search
+    with pytest.raises(InputError) as e:
+        slo_search(_case(system={"accelerator": "H100-SXM-80GB", "count": 2}), gpus=4)
+    assert e.value.field == "--gpus"

@@ -176,8 +176,9 @@ def _print_search(res, top: int, curve) -> None:
               f"TPOT {best.tpot_s * 1e3:.1f} ms; limited by {best.limit}, iteration {best.bound}-bound")
     if best.disaggregated:
         d = best.deployment
-        out.print(f"disaggregated: {d.prefill.gpus} prefill GPUs ({d.prefill_batch} prompts per iteration), "
-                  f"{d.decode.gpus} decode GPUs; KV {d.kv_bytes_per_request / 2**20:.0f} MiB per request over "
+        out.print(f"disaggregated: prefill on {d.prefill.gpus} GPU{'s' * (d.prefill.gpus > 1)} "
+                  f"({d.prefill_batch} prompts per iteration), decode on {d.decode.gpus} "
+                  f"GPU{'s' * (d.decode.gpus > 1)}; KV {d.kv_bytes_per_request / 2**20:.0f} MiB per request over "
                   f"{d.network} in {d.kv_transfer_s * 1e3:.2f} ms (in the TTFT)")
     t = Table(title="deployments within the targets (best max batch of each shape or pool pair)")
     for col in ("deployment", "GPUs", "max batch", "tok/s/GPU", "tok/s/user", "TTFT", "TPOT", "limit", "bound"):

@@ -131,6 +131,7 @@ class DecodeSide:
     kv_b: int
     t_x: tuple[float, float]
     ranks: int
+    padded: np.ndarray | None = None
 
 
 def decode_side(setup, points: int) -> DecodeSide:
@@ -147,7 +148,7 @@ def decode_side(setup, points: int) -> DecodeSide:
     td = np.asarray(t.step_s(caps, ctx, (), pad), dtype=float)
     ranks = d.tp * d.pp
     tx = (transfer_s(setup, ranks, True), transfer_s(setup, ranks, False))
-    return DecodeSide(setup, caps, td, b_max, kv_b, tx, ranks)
+    return DecodeSide(setup, caps, td, b_max, kv_b, tx, ranks, pad)
 
 
 def _best_k(pre: PrefillSide, net: int, ttft_s: Optional[float]) -> Optional[tuple[int, float, float, str]]:
@@ -234,6 +235,8 @@ def search_pairs(pres: list[PrefillSide], decs: list[DecodeSide], gpus: int, dom
                 elif int(dec.caps[j]) >= dec.b_max:
                     limit = "decode pool: " + ("KV memory" if dec.kv_b <= dec.setup.engine.max_batch_size
                                                else "batch limit")
+                elif dec.padded is not None and dec.padded[jn] > dec.caps[jn] and tput[c, jn] < tput[c, j]:
+                    limit = f"decode pool: CUDA-graph padding (a larger cap runs at batch {int(dec.padded[jn])})"
                 else:
                     limit = "decode pool: throughput peaks below the limits"
                 return dd, int(dec.caps[j]), float(tput[c, j]), float(1 / dec.t_d[j]), float(ttft_c[c]), \

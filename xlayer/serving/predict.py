@@ -73,6 +73,10 @@ def serving_setup(case: Case, deployment: Optional[Deployment] = None, engine: O
             tp = 1  # TensorRT-LLM attention DP: the tp ranks become attention-DP ranks holding E/ep experts
             notes.append(f"parallel.ep={ep} with attention data parallel: {ep} attention ranks, experts split over them")
         per = tp * pp * ep
+        if per > system.count:
+            f, v = max((("parallel.tp", tp), ("parallel.pp", pp), ("parallel.ep", ep)), key=lambda x: x[1])
+            raise InputError(f, v, f"tp*pp*ep = {per} GPUs per replica, more than the system's "
+                                   f"{system.count} (system.count)")
         if system.count % per:
             raise InputError("system.count", system.count, f"tp*pp*ep={per} must divide the accelerator count")
         deployment = Deployment(tp, pp, ep, system.count // per)
