@@ -163,7 +163,8 @@ def wave_utilization(m: Any, n: Any, batch: Any, sms: int, k: Any = None) -> Any
         tiles = np.ceil(m / tm) * np.ceil(n / tn) * batch
         waves = np.ceil(tiles / sms)
         best = np.maximum(best, m * n * batch / (waves * sms * tm * tn))
-    best = np.maximum(best, _skinny_utilization(m, n, batch, sms, split_max))
+    if np.any(np.asarray(m) <= SKINNY_MAX_M * SKINNY_MAX_BLOCKS):  # the family is 0 above (docstring)
+        best = np.maximum(best, _skinny_utilization(m, n, batch, sms, split_max))
     return best if np.ndim(best) else float(best)
 
 
