@@ -155,3 +155,23 @@ def test_deepspeed_schedule_is_1f1b_with_about_four_blocking_transfers():
     extra = (_deepspeed_train_schedule(p, m, 1.0, 3.0, 0.01) - (m + p - 1) * 4.0) / ((m + p - 1) * 0.01)
     assert 3.0 < extra <= 4.0
     assert profile_for("deepspeed")[0].p2p_per_microbatch == 4
+
+
+def test_eager_inference_is_bounded_by_host_dispatch():
+    """An eager host launches every kernel of a pass: Llama-style decode of 32 layers at 47
+    kernels each (Hugging Face modules, xlayer/data/stacks/pytorch.yaml) at 20 us per launch
+    takes at least 32 x 47 x 20 us = 30 ms; the same model in a CUDA graph is HBM-bound."""
+    from xlayer.predict.case import case_from_dict
+    from xlayer.predict.inference import predict_inference
+
+    def case(mode):
+        return case_from_dict({"id": "e", "kind": "inference", "software": {"framework": "pytorch", "mode": mode},
+                               "model": {"layers": 32, "hidden": 4096, "heads": 32, "ffn_hidden": 11008,
+                                         "vocab": 32000, "activation": "swiglu"},
+                               "system": {"accelerator": "H100-SXM-80GB", "count": 1},
+                               "request": {"batch": 1, "prompt_len": 128, "output_len": 128}, "precision": "bf16"})
+    eager = predict_inference(case("eager"))
+    graph = predict_inference(case("cuda-graph"))
+    assert eager.decode.time_s >= 32 * 47 * 20e-6
+    assert eager.decode.bound == "host"
+    assert graph.decode.time_s < eager.decode.time_s / 3

@@ -54,6 +54,10 @@ class StackProfile(BaseModel):
     recompute: Optional[Literal["none", "selective", "full"]] = None
     low_precision_gemms: tuple[str, ...] = ()
     p2p_per_microbatch: PositiveFloat = 2.0
+    # kernels an eager framework launches per decoder layer forward, by layer family (gated FFN
+    # with RMSNorm and RoPE: Llama-style; plain FFN with LayerNorm: GPT-style); None: count the
+    # model's fused operators
+    eager_kernels_per_layer: Optional[dict[Literal["gated", "plain"], int]] = None
     sources: dict[str, str] = {}
     file: str = ""
 
