@@ -61,7 +61,27 @@ def _inference_case() -> dict[str, Any]:
     return d
 
 
-BASES = {"training": TRAINING, "local": _local_case(), "inference": _inference_case()}
+MOE = {"id": "prop-moe", "kind": "training", "software": {"framework": "megatron-bridge", "version": "26.04"},
+       "model": {"name": "moe-small", "layers": 4, "hidden": 512, "heads": 8, "kv_heads": 8, "ffn_hidden": 1024,
+                 "vocab": 32000, "seq_len": 1024, "activation": "swiglu", "mtp_layers": 1,
+                 "moe": {"experts": 8, "top_k": 2, "ffn_hidden": 256, "shared_experts": 1, "dense_layers": 1},
+                 "mla": {"q_lora_rank": 128, "kv_lora_rank": 64, "qk_nope_head_dim": 64, "qk_rope_head_dim": 32,
+                         "v_head_dim": 64},
+                 "sliding_window": {"size": 128, "layers": 2}},
+       "system": {"accelerator": "H100-SXM-80GB", "count": 4, "scale_up_size": 8},
+       "parallel": {"tp": 1, "pp": 1, "dp": 4, "ep": 2, "etp": None, "zero": None, "recompute": None},
+       "batch": {"global": 16, "micro": None}, "precision": "FP8-CS",
+       "measured": {"iteration_time_s": 0.2}}
+SERVING = {"id": "prop-serving", "kind": "inference", "software": {"framework": "trt-llm", "version": "1.0"},
+           "model": {"name": "llama-small", "layers": 4, "hidden": 1024, "heads": 8, "kv_heads": 4,
+                     "ffn_hidden": 2816, "vocab": 32000, "activation": "swiglu"},
+           "system": {"accelerator": "H100-SXM-80GB", "count": 1, "scale_up_size": 8},
+           "parallel": {"tp": 1, "pp": 1}, "precision": "fp8",
+           "request": {"mode": "serving", "prompt_len": 128, "output_len": 64, "requests": 64, "batch": None,
+                       "kv_precision": None},
+           "measured": {"output_tokens_per_s_per_gpu": 5000.0}}
+BASES = {"training": TRAINING, "local": _local_case(), "inference": _inference_case(), "moe": MOE,
+         "serving": SERVING}
 CASE_KEYS = sorted({k for b in BASES.values() for k in b} |
                    {k for b in BASES.values() for v in b.values() if isinstance(v, dict) for k in v} |
                    {"software", "moe", "mla", "ep", "etp", "head_dim", "sliding_window", "overrides", "mode"})

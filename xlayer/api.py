@@ -110,6 +110,9 @@ def predict(case: str | Path | Mapping[str, Any] | Case, layout=None, hf_config:
     if c.kind == "training":
         from xlayer.predict.training import predict_training
         return Prediction.wrap(predict_training(c, layout), c)
+    if c.request is not None and c.request.mode == "serving":
+        from xlayer.serving.predict import predict_serving
+        return predict_serving(c)
     from xlayer.predict.inference import predict_inference
     return predict_inference(c)
 

@@ -88,6 +88,18 @@ def predict(case: str = typer.Argument(..., help="case YAML (shared/validation f
                 _print_json(pred.to_dict())
             else:
                 print_training(pred)
+        elif c.request is not None and c.request.mode == "serving":
+            from xlayer.serving.predict import predict_serving
+            sp = predict_serving(c)
+            if json_out:
+                _print_json(sp.to_dict())
+            else:
+                d = sp.to_dict()
+                out.print(f"{d['id']}  serving: {d['deployment']}  KV {d['kv_precision']}, "
+                          f"{d['kv_pool_gib']:.1f} GiB pool, weights {d['weights_gib']:.1f} GiB")
+                for k, v in d["metrics"].items():
+                    out.print(f"  {k:36s} {v:,.4g}")
+                out.print("assumed: " + "; ".join(d["assumptions"]))
         else:
             from xlayer.predict.inference import predict_inference, print_inference
             pred = predict_inference(c)

@@ -103,6 +103,9 @@ def resolve_inference(case: Case) -> InferenceSetup:
     if case.kind != "inference":
         raise InputError("kind", case.kind, "predict_inference needs kind: inference")
     m, P, r = case.model, case.parallel, case.request
+    if r.mode == "serving":
+        raise InputError("request.mode", r.mode, "a serving case runs the continuous-batching model "
+                                                 "(xlayer.serving.predict_serving; xlayer predict/validate/serve do)")
     notes: list[str] = list(m.defaults_taken)
     tp, pp = P.tp, P.pp
     count = case.system.count

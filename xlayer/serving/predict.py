@@ -19,6 +19,10 @@ from xlayer.serving.steptime import Deployment, StepTimer
 GIB = 2.0 ** 30
 
 
+# 30,000 requests simulate in ~1.3 s on one core (benchmarks/serving_speed.py)
+MAX_SIMULATED_REQUESTS = 200_000
+
+
 @dataclass
 class ServingSetup:
     case: Case
@@ -104,6 +108,10 @@ def serving_setup(case: Case, deployment: Optional[Deployment] = None, engine: O
         raise InputError(length_fields[0], I, f"one request needs {pool.blocks_for(I + O)} KV blocks, the pool "
                                                   f"holds {pool.blocks} ({pool.pool_bytes / GIB:.1f} GiB)")
     n_req = requests if requests is not None else (r.requests or r.batch or 1)
+    if n_req > MAX_SIMULATED_REQUESTS:
+        raise InputError("request.requests", n_req, f"the event-level simulation takes at most "
+                                                    f"{MAX_SIMULATED_REQUESTS:,} requests (about 10 s; the offline "
+                                                    "throughput no longer changes with more)")
     timer = StepTimer(m, system, d, case.precision, kvp, m.attention or "flash",
                       t_max=int(math.ceil(eng.max_num_tokens / d.pp)) + 1,
                       rows_max=int(max(eng.max_batch_size, max(eng.graph_sizes())) / d.pp) + 1)
