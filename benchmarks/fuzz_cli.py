@@ -470,6 +470,12 @@ def build_corpus(tmp: Path) -> list[Case]:
         add(srv, f"serve {path}={value!r}", ["serve", f], quick=i in (0, 4, 8))
         if i < 5:
             add(srv, f"serve --ttft 1 {path}={value!r}", ["serve", f, "--ttft", "1"])
+    # predict and validate of serving cases run the simulator: its request count is bounded
+    for i, n in enumerate((10 ** 15, 10 ** 7)):
+        f = _dump(d / f"sreq-{i}.yaml", _mut(serving, "request.requests", n))
+        add(srv, f"predict serving requests={n}", ["predict", f])
+        # validate lists it with predicted: null and the reason (exit 0 is right: the file loads)
+        add(srv, f"validate serving requests={n}", ["validate", f], must_refuse=False)
     for a, q in ((["--tpot", "1e-5"], True), (["--gpus", "9"], False), (["--ttft", "nan"], False),
                  (["--gpus", "0"], False)):
         add(srv, "report --kind serving " + " ".join(a), ["report", "--kind", "serving", goods, *a, "--out",
