@@ -173,6 +173,21 @@ def params_per_rank(model: ModelSpec, tp, pp, vp, rank: str, ep=1, etp=1):
     return n_layers * per_layer + _where(pp > 1, head, 0.0)
 
 
+# The operators of a layer kind and their times depend only on these inputs, not on pp, dp, vp,
+# the recompute mode or the ZeRO stage; a search evaluates the same rows under several of those,
+# so the last few results are kept (keyed by value: arrays by their bytes).
+_OPS_CACHE: dict = {}
+
+
+def _ops_key(model, acc, micro, tp, sp, cp, gp, recipe, ffn, ep, etp, window, floor):
+    def arr(x):
+        return (x.dtype.str, x.shape, x.tobytes()) if isinstance(x, np.ndarray) else x
+    if not any(isinstance(x, np.ndarray) for x in (micro, tp, cp, ep, etp)):
+        return None  # scalar calls are cheap; keep them free of the cache
+    return (id(model), id(acc), arr(micro), arr(tp), bool(sp), arr(cp), gp, recipe.attention,
+            recipe.dropout, ffn, arr(ep), arr(etp), window, floor, id(calibration()))
+
+
 def evaluate_training(model: ModelSpec, system: System, precision: str, global_batch: int,
                       tp, pp, dp, cp, vp, micro, sp: bool, recompute: str, zero: int,
                       dp_overlap: bool, recipe: Recipe, detail: bool = False,
@@ -217,9 +232,8 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
     dense_w, expert_w = layer_params_rank(model, tp, ep, etp)
     layer_w = dense_w + expert_w
 
-    def layer_terms(work):
+    def layer_terms(work, times):
         """Per-layer times of one kind of layer (one micro-batch on one rank)."""
-        times = {op.name: op_time(op, acc, kernel_overhead_s=floor) for op in work.fwd + work.bwd}
         fwd_s = host_bounded_s(sum(times[op.name].time_s for op in work.fwd), len(work.fwd), recipe)
         bwd_s = host_bounded_s(sum(times[op.name].time_s for op in work.bwd), len(work.bwd), recipe)
         rc_ops, rc_comms = recompute_ops(work, recompute)
@@ -247,9 +261,21 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
 
     kinds = []
     for frac, ffn, window in layer_kinds(model):
-        work = layer_work(model, micro, tp, sp, cp, gp, recipe.attention, recipe.dropout, ffn=ffn, ep=ep, etp=etp,
-                          window=window)
-        times, rc_ops, t = layer_terms(work)
+        key = _ops_key(model, acc, micro, tp, sp, cp, gp, recipe, ffn, ep, etp, window, floor)
+        hit = _OPS_CACHE.get(key) if key is not None else None
+        if hit is not None and (hit[0] is not model or hit[1] is not acc):
+            hit = None  # ids are only unique among live objects: the entry holds its own
+        if hit is None:
+            work = layer_work(model, micro, tp, sp, cp, gp, recipe.attention, recipe.dropout, ffn=ffn, ep=ep,
+                              etp=etp, window=window)
+            op_times = {op.name: op_time(op, acc, kernel_overhead_s=floor) for op in work.fwd + work.bwd}
+            if key is not None:
+                if len(_OPS_CACHE) >= 8:
+                    _OPS_CACHE.pop(next(iter(_OPS_CACHE)))
+                _OPS_CACHE[key] = (model, acc, work, op_times)
+        else:
+            work, op_times = hit[2], hit[3]
+        times, rc_ops, t = layer_terms(work, op_times)
         kinds.append((frac, work, times, rc_ops, t))
     # the layer of the model: the layer kinds weighted by how many layers they are
     lay = {k: sum(frac * t[k] for frac, _, _, _, t in kinds) for k in kinds[0][4]}
