@@ -83,3 +83,29 @@ def test_layer_split_scalar_equals_arrays():
         arr = f(L, p, v)
         for i, (a, b, c) in enumerate(grid):
             assert f(a, b, c) == arr[i], (f.__name__, a, b, c)
+
+
+def test_operator_cache_never_changes_a_result():
+    """The engine keeps a layer kind's operator times for recent row sets: warm and cold calls
+    agree, and two variants of one part (same name) are never mixed up."""
+    from xlayer.engine.training import _OPS_CACHE, recipe_for
+    from xlayer.engine.vectorized import evaluate_layouts
+    from xlayer.hardware.spec import System
+    from xlayer.hardware.variant import HardwareOverrides
+    from conftest import gpt
+    model = gpt(layers=8, hidden=2048, heads=16, ffn_hidden=8192, vocab=32000, seq_len=2048)
+    acc = get_accelerator("H100-SXM-80GB")
+    slow = HardwareOverrides(hbm_bandwidth_scale=0.5, peak_flops_scale=0.5).apply(acc)
+    fast = HardwareOverrides(hbm_bandwidth_scale=2.0).apply(acc)
+    assert slow.name == fast.name  # both "H100-SXM-80GB*"
+    grid = {"tp": np.array([1, 2, 4, 8]), "pp": np.array([1, 1, 1, 1]), "dp": np.array([8, 4, 2, 1]),
+            "cp": np.ones(4, int), "vp": np.ones(4, int), "micro": np.array([1, 2, 4, 8]), "ep": np.ones(4, int)}
+    out = {}
+    for name, a in (("slow", slow), ("fast", fast), ("slow-again", slow)):
+        system = System(accelerator=a, count=8, scale_up_size=8)
+        r = evaluate_layouts(model, system, "bf16", 64, grid, True, "none", 1, recipe_for(model, "bf16"))
+        out[name] = r["iteration_time_s"].copy()
+        _OPS_CACHE.clear()
+        cold = evaluate_layouts(model, system, "bf16", 64, grid, True, "none", 1, recipe_for(model, "bf16"))
+        assert np.array_equal(cold["iteration_time_s"], out[name])
+    assert np.all(out["slow"] > out["fast"]) and np.array_equal(out["slow"], out["slow-again"])
