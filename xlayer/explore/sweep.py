@@ -384,39 +384,20 @@ def _point_label(i: int, point: dict[str, Any]) -> str:
 
 
 def apply_hardware(acc: Accelerator, overrides: dict[str, Any]) -> Accelerator:
-    """A modified frozen accelerator: ``acc.model_copy(update=...)`` per override, memory levels
-    and links copied the same way (see ``HARDWARE`` for the names)."""
-    upd: dict[str, Any] = {}
-    o = overrides
-    if "hardware.peak_flops_scale" in o:
-        s = float(o["hardware.peak_flops_scale"])
-        upd["peak_flops_per_s"] = {k: (v * s if v else v) for k, v in acc.peak_flops_per_s.items()}
-    hbm_upd: dict[str, Any] = {}
-    if "hardware.hbm_bandwidth_bytes_per_s" in o:
-        hbm_upd["bandwidth_bytes_per_s"] = float(o["hardware.hbm_bandwidth_bytes_per_s"])
-    if "hardware.hbm_bandwidth_scale" in o:
-        hbm_upd["bandwidth_bytes_per_s"] = hbm_upd.get("bandwidth_bytes_per_s", acc.hbm.bandwidth_bytes_per_s) * \
-            float(o["hardware.hbm_bandwidth_scale"])
-    if "hardware.hbm_capacity_bytes" in o:
-        hbm_upd["capacity_bytes"] = float(o["hardware.hbm_capacity_bytes"])
-    if "hardware.hbm_capacity_gib" in o:
-        hbm_upd["capacity_bytes"] = float(o["hardware.hbm_capacity_gib"]) * GIB
-    if hbm_upd:
-        upd["memory"] = tuple(m.model_copy(update=hbm_upd) if m.level == "hbm" else m for m in acc.memory)
-    for link in ("scale_up", "scale_out"):
-        lu: dict[str, Any] = {}
-        if f"hardware.{link}_bandwidth_bytes_per_s" in o:
-            lu["bandwidth_bytes_per_s"] = float(o[f"hardware.{link}_bandwidth_bytes_per_s"])
-        if f"hardware.{link}_bandwidth_scale" in o:
-            lu["bandwidth_bytes_per_s"] = lu.get("bandwidth_bytes_per_s", getattr(acc, link).bandwidth_bytes_per_s) * \
-                float(o[f"hardware.{link}_bandwidth_scale"])
-        if lu:
-            upd[link] = getattr(acc, link).model_copy(update=lu)
-    if "hardware.scale_up_domain" in o:
-        upd["scale_up_domain"] = int(o["hardware.scale_up_domain"])
-    if not upd:
+    """A modified frozen accelerator: the sweep's ``hardware.*`` parameters are the case
+    format's ``system.overrides`` keys (one implementation: :class:`~xlayer.hardware.variant.HardwareOverrides`)."""
+    from pydantic import ValidationError
+
+    from xlayer.hardware.variant import HardwareOverrides
+    keys = {k.removeprefix("hardware."): v for k, v in overrides.items()
+            if k.startswith("hardware.") and k != "hardware.count"}
+    if not keys:
         return acc
-    return acc.model_copy(update=upd | {"name": acc.name + "*"})
+    try:
+        return HardwareOverrides(**keys).apply(acc)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise InputError("hardware", keys, err["msg"].removeprefix("Value error, ")) from None
 
 
 def _check_hardware(entry: str, name: str, value: Any) -> None:
