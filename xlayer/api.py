@@ -184,11 +184,6 @@ def load_case_of(s: "Search") -> Case:
     return c
 
 
-def _search_available() -> bool:
-    import importlib.util
-    return importlib.util.find_spec("xlayer.explore.search") is not None
-
-
 class Search:
     """A ``xlayer.explore.search.CaseSearch`` (attributes pass through) with DataFrame views."""
 
@@ -217,8 +212,6 @@ class Search:
 def search(case: str | Path | Mapping[str, Any] | Case, top: int = 5, **kwargs: Any) -> Search:
     """``xlayer search``: the best layouts for the case's model, system and batch
     (``xlayer.explore.search.search_case``; keyword arguments pass through)."""
-    if not _search_available():
-        raise InputError("search", None, "layout search is not available in this version")
     from xlayer.explore.search import search_case
     c = load_case(case)
     out = Search(search_case(c, top=top, **kwargs))
