@@ -33,7 +33,8 @@ from xlayer.mapping.profiles import get_profile
 from xlayer.hardware.catalog import get_accelerator
 from xlayer.workload.inference_ops import AttentionSegment, inference_layer
 from xlayer.workload.model import ModelSpec
-from xlayer.workload.operators import elementwise, layer_work
+from xlayer.workload.operators import elementwise
+from xlayer.workload.training_ops import layer_work
 
 DEFAULT = Path(__file__).resolve().parent / "data" / "h200-megatron-llama-kernels.json"
 LAYERS = Path(__file__).resolve().parents[2] / "shared" / "validation" / "kernels" / "h200-pytorch-kernels.json"

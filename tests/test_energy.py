@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from xlayer.cost.energy import EnergySpec, EnergyTerm, WorkCounts, decode_step, energy_from_counts, gpu_energy_spec
+from xlayer.cost.energy import EnergySpec, EnergyTerm, WorkCounts, energy_from_counts, gpu_energy_spec
+from xlayer.predict.decode_energy import decode_step
 from xlayer.predict.energy import case_training_energy
 from xlayer.hardware.catalog import get_accelerator
 from xlayer.predict.case import load_case

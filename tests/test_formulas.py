@@ -12,7 +12,7 @@ from xlayer.cost.pipeline import pipeline_time_s
 from xlayer.hardware import get_accelerator
 from xlayer.hardware.spec import Link
 from xlayer.mapping.layout import layers_on_first_rank, layers_on_last_rank, layers_on_middle_rank
-from xlayer.workload.operators import layer_flops_model, layer_work, model_flops_per_iteration
+from xlayer.workload.training_ops import layer_flops_model, layer_work, model_flops_per_iteration
 
 GIB = 2 ** 30
 

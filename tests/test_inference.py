@@ -43,10 +43,11 @@ def test_decode_gemm_reads_every_weight_once():
 
 
 def test_decode_attention_reads_the_kv_cache():
-    from xlayer.workload.inference_ops import AttentionSegment, attention_ops
     from xlayer.workload.model import ModelSpec
+    from xlayer.workload.precision import kv_bytes_per_element
+    from xlayer.workload.transformer import AttentionSegment, attention_ops
     m = ModelSpec(**LLAMA2_70B)
-    (op,) = attention_ops(m, AttentionSegment(16, 1, 4095), 8, "fp8", "flash")
+    (op,) = attention_ops(m, AttentionSegment(16, 1, 4095), 8, kv_bytes_per_element("fp8"), "flash")
     # K and V of 4096 tokens, 1 kv head per rank, d = 128, 1 byte; plus Q and O (8 heads, 16-bit)
     assert op.bytes == 2 * 16 * 128 * 4096 * 1 + 2 * 16 * 8 * 128 * 2
     assert op.flops == 4 * 16 * 8 * 128 * 4096
@@ -149,7 +150,7 @@ def test_skinny_gemms_of_the_kernel_file(shared_validation):
     time plus the eager isolated-kernel floor (calibration.yaml, a host artefact) is within
     15 % on average."""
     from xlayer.cost.compute import calibration
-    from xlayer.cost.roofline import inference_op_time
+    from xlayer.cost.compute import op_time
     from xlayer.hardware.catalog import get_accelerator
     from xlayer.workload.operators import gemm
     data = json.loads((shared_validation / "kernels" / "h200-pytorch-kernels.json").read_text())
@@ -159,7 +160,7 @@ def test_skinny_gemms_of_the_kernel_file(shared_validation):
     for g in data["gemm"]:
         if g["m"] <= 32 and g["k"] * g["n"] * 2 >= 1e8:
             op = gemm("g", g["m"], g["k"], g["n"], "bf16")
-            t = inference_op_time(op, acc, 0.0)["time_s"] + floor
+            t = op_time(op, acc, kernel_overhead_s=0.0).time_s + floor
             errs.append(abs(t - g["time_s"]) / g["time_s"])
     assert len(errs) > 20
     assert sum(errs) / len(errs) < 0.15

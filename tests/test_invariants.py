@@ -102,14 +102,14 @@ def test_inference_decode_context_is_cached_plus_prompt_plus_generated(context, 
     """Step k (k = 0 … n−1) finds C + P + k tokens in the KV cache (n = O − 1 after a prefill,
     O without); the step is timed at the mean, and its attention reads K and V of those
     tokens plus the new one: 2·b·(g·d/t)·(ctx+1)·2 B + Q and O (2·b·(a/t)·d·2 B)."""
-    from xlayer.workload.inference_ops import AttentionSegment, attention_ops
     from xlayer.workload.model import ModelSpec
+    from xlayer.workload.transformer import AttentionSegment, attention_ops
     from xlayer.predict.inference import resolve_inference
     s = resolve_inference(inference_case(model=LLAMA2_7B, tp=1, prompt=prompt, context=context, output=output))
     n = output - 1 if prompt > 0 else output
     expect = context + prompt + (sum(range(n)) / n if n else 0.0)
     assert s.decode_context == pytest.approx(expect)
-    (op,) = attention_ops(ModelSpec(**LLAMA2_7B), AttentionSegment(3, 1, s.decode_context), 1, "bf16", "flash")
+    (op,) = attention_ops(ModelSpec(**LLAMA2_7B), AttentionSegment(3, 1, s.decode_context), 1, 2.0, "flash")
     assert op.bytes == pytest.approx(2 * 3 * 4096 * (expect + 1) * 2 + 2 * 3 * 32 * 128 * 2)
 
 
@@ -171,7 +171,8 @@ def test_gemm_time_never_falls_when_m_grows(n, k, batch, sms, m0):
        tp=st.sampled_from([2, 4, 8]))
 def test_energy_decode_between_idle_and_tdp(batch, context, precision, tp):
     """N·t·P_static ≤ E_device ≤ N·t·TDP (P_static: energy.yaml static_w, H100 100 W)."""
-    from xlayer.cost.energy import decode_step, energy_from_counts, gpu_energy_spec
+    from xlayer.cost.energy import energy_from_counts, gpu_energy_spec
+    from xlayer.predict.decode_energy import decode_step
     from xlayer.hardware.catalog import get_accelerator
     from xlayer.hardware.spec import System
     from xlayer.workload.model import ModelSpec
@@ -204,7 +205,8 @@ def test_energy_fp8_attention_priced_at_16_bit():
     2·b·(h·(q+2kv) + q·h + 3·h·f)/t FLOPs per rank (fp8); attention 4·b·(a/t)·d·(c+1) and the
     16-bit output layer 2·b·h·V/t are 16-bit. Energy = F_fp8·e_fp8 + F_16·e_bf16 with
     e_bf16 = (TDP − static)/(peak_bf16 · MAMF), e_fp8 = e_bf16/2 (energy.yaml)."""
-    from xlayer.cost.energy import decode_step, energy_from_counts, gpu_energy_spec
+    from xlayer.cost.energy import energy_from_counts, gpu_energy_spec
+    from xlayer.predict.decode_energy import decode_step
     from xlayer.hardware.catalog import get_accelerator
     from xlayer.hardware.spec import System
     from xlayer.workload.model import ModelSpec

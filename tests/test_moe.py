@@ -16,7 +16,7 @@ from xlayer.mapping.layout import Layout, check_layout
 from xlayer.predict.case import case_from_dict
 from xlayer.engine.training import evaluate_training, layer_params_rank, recipe_for
 from xlayer.workload.model import ModelSpec
-from xlayer.workload.operators import layer_work
+from xlayer.workload.training_ops import layer_work
 
 QWEN30 = ModelSpec(name="Qwen3 30B-A3B", layers=48, hidden=2048, heads=32, kv_heads=4, head_dim=128,
                    ffn_hidden=6144, vocab=151936, activation="swiglu", seq_len=4096,

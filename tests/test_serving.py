@@ -135,7 +135,7 @@ def test_chunked_prefill_and_preemption():
 
 def test_moe_serving_and_experts_touched():
     from xlayer.serving.predict import predict_serving
-    from xlayer.workload.inference_ops import expected_experts_touched
+    from xlayer.workload.transformer import expected_experts_touched
     assert expected_experts_touched(128, 8, 1) == pytest.approx(8)
     assert expected_experts_touched(128, 8, 10000) == pytest.approx(128)
     p = predict_serving(_moe_case(system={"accelerator": "B200-SXM-180GB", "count": 1}, precision="nvfp4"))

@@ -13,7 +13,7 @@ from xlayer.errors import InputError
 from xlayer.hardware.catalog import get_accelerator
 from xlayer.predict.training import predict_training
 from xlayer.studies.technology import compute_stops_leading, make_case, node_sweep, waterfall
-from xlayer.technology.synth import REFERENCE_BUDGETS, Budget, calibration, synthesize
+from xlayer.technology.synth import REFERENCE_BUDGETS, Budget, node_energy_calibration, synthesize
 from xlayer.technology.tables import get_link, get_memory, get_node, node_names, raw
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,7 +56,7 @@ def test_node_table_chains_foundry_claims():
 
 
 def test_calibration_reproduces_a100_energy():
-    c = calibration()
+    c = node_energy_calibration()
     # (400 W - 2.039 TB/s * 8 * 6 pJ/bit - 2 * 300 GB/s * 8 * 5 pJ/bit) / 312 TFLOP/s
     assert c["energy_per_flop_j"] == pytest.approx((400 - 97.872 - 24.0) / 312e12)
 

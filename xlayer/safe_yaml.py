@@ -181,3 +181,14 @@ def load_json(path: str | Path | None, field: str, what: str = "a JSON file") ->
         raise InputError(name, f"line {exc.lineno}", f"malformed JSON ({exc.msg})") from None
     except RecursionError:
         raise InputError(name, "?", "nested too deeply") from None
+
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+
+
+def package_data(name: str) -> dict[str, Any]:
+    """A constants file shipped in ``xlayer/data`` (trusted: part of the package), without its
+    ``source`` key (every such file states where its numbers come from there)."""
+    data = yaml.safe_load((DATA_DIR / name).read_text())
+    data.pop("source", None)
+    return data

@@ -19,8 +19,8 @@ from xlayer.cli.common import spinner as _spinner
 
 out = _console()
 MAX_TOKENS = 2 ** 31      # a prompt or an output of more tokens than this is not a request
-ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_MEMORY_CSV = ROOT.parent / "shared" / "reference" / "memory_tech.csv"
+# the package's copy of shared/reference/memory_tech.csv (xlayer/technology/data/SOURCES.md)
+DEFAULT_MEMORY_CSV = Path(__file__).resolve().parents[1] / "technology" / "data" / "memory_tech.csv"
 
 
 def roofline_points(pred) -> list[dict]:
@@ -59,8 +59,8 @@ def register(app: typer.Typer) -> None:
         s = pred.setup
         pts = roofline_points(pred)
         title = f"{s.model.name}, {s.system.accelerator.name}, tp{s.tp}, {s.precision}, batch {s.batch}"
-        from xlayer.workload.inference_ops import gemm_precision
-        out_file.write_text(roofline_svg(s.system.accelerator, pts, gemm_precision(s.precision), title))
+        from xlayer.workload.precision import inference_formats
+        out_file.write_text(roofline_svg(s.system.accelerator, pts, inference_formats(s.precision, s.kv_precision).gemm, title))
         parts = []
         for p in (pred.prefill, pred.decode):
             if p is not None:
@@ -140,8 +140,9 @@ def register(app: typer.Typer) -> None:
             print_serving(est, out)
 
     @study.command("dram")
-    def dram(memory_csv: Path = typer.Option(DEFAULT_MEMORY_CSV, "--memory-csv", help="shared/reference/memory_tech.csv"),
-             out_arg: str = typer.Option(str(ROOT / "docs" / "studies"), "--out-dir"),
+    def dram(memory_csv: Path = typer.Option(DEFAULT_MEMORY_CSV, "--memory-csv", help="memory technology table (default: the package's copy of shared/reference/memory_tech.csv)"),
+             out_arg: str = typer.Option("docs/studies", "--out-dir", help="folder for dram.md and its plots (relative "
+                                                                           "to the current directory)"),
              stacks: int = typer.Option(5, "--stacks", help="HBM stacks (H100 SXM: 5)")) -> None:
         """Same inference workloads across HBM2e → HBM4 (same compute): latency and bounds."""
         from xlayer.studies.dram import run_dram_study

@@ -14,6 +14,8 @@ memory level, plus a fixed per-kernel overhead:
   keeps the tensor cores loaded for seconds, so the steady-state rate is the one that
   applies; isolated kernels timed one at a time (the H200 kernel file) run nearer the burst
   rate and are predicted with ``Calibration.isolated()`` (ratio isolated_over_best_matmul).
+* Decode attention (a FlashDecoding kernel over the KV cache) at the sustained 16-bit GEMM
+  rate, streaming the cache from HBM.
 * Flash attention rate R = R_gemm · ρ, ρ = ρ_max · s/(s+s½) · W/(W+W½), with W the number of
   128-row query tiles per SM (fitted to the H200 SDPA measurements); its backward runs at
   2.5/3.0 of that (measured backward/forward time ratio 3.0 for 2.5× the FLOPs).
@@ -28,16 +30,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from xlayer.hardware.spec import Accelerator
 from xlayer.hardware.variant import power_capped_clock_ratio
 from xlayer.workload.precision import LOW_PRECISION, gemm_input_bytes
+from xlayer.safe_yaml import package_data
 from xlayer.workload.operators import Op
+from xlayer.workload.transformer import DECODE_MAX_NEW
 
 TILE_M, TILE_N = 256, 128
 TILES = ((256, 128), (128, 256), (128, 128))
@@ -60,6 +62,7 @@ class Calibration:
     flash_tiles_half: float
     flash_bwd_time_over_fwd: float
     fp8_over_bf16_matmul_efficiency: float
+    fp4_over_bf16_matmul_efficiency: float
     nccl_ctas: int
 
     def isolated(self) -> "Calibration":
@@ -70,20 +73,21 @@ class Calibration:
 
 @lru_cache(maxsize=1)
 def calibration() -> Calibration:
-    path = Path(__file__).resolve().parent.parent / "data" / "calibration.yaml"
-    data = yaml.safe_load(path.read_text())
-    data.pop("source", None)
-    return Calibration(**data)
+    """The constants of ``xlayer/data/calibration.yaml`` (each with its source there)."""
+    return Calibration(**package_data("calibration.yaml"))
 
 
 def gemm_rate_flops_per_s(acc: Accelerator, precision: str, cal: Calibration | None = None) -> float:
     """Steady-state GEMM rate: peak(precision) · matmul_efficiency · sustained/best (parts
     without a power-capped clock, ``acc.power_limited_matmul`` False: isolated/best)
-    (× the measured fp8/bf16 efficiency ratio when the part has a faster 8/4-bit path)."""
+    (× the measured fp8/bf16 efficiency ratio when the part has a faster 8-bit path, the
+    measured fp4/bf16 ratio when it has a native 4-bit one: calibration.yaml)."""
     cal = cal or calibration()
     ratio = cal.sustained_over_best_matmul if acc.power_limited_matmul else cal.isolated_over_best_matmul
     rate = acc.peak(precision) * acc.matmul_efficiency * ratio
-    if precision in LOW_PRECISION and acc.peak(precision) > acc.peak("bf16"):
+    if precision in ("nvfp4", "fp4") and acc.peak(precision) > acc.peak("fp8"):
+        rate *= cal.fp4_over_bf16_matmul_efficiency  # a native 4-bit tensor-core path (Blackwell)
+    elif precision in LOW_PRECISION and acc.peak(precision) > acc.peak("bf16"):
         rate *= cal.fp8_over_bf16_matmul_efficiency
     if acc.power_limit_w is not None:  # a power-capped variant (system.overrides.power_limit_w)
         rate *= power_capped_clock_ratio(acc.power_limit_w, acc.tdp_w)
@@ -212,6 +216,12 @@ def _bandwidths(acc: Accelerator) -> tuple[float, float]:
     return hit[1], hit[2]
 
 
+def is_decode_attention(op: Op) -> bool:
+    """A decode attention kernel: non-causal over the cache, at most ``DECODE_MAX_NEW``
+    queries per sequence (:mod:`xlayer.workload.transformer`)."""
+    return op.kind == "attention" and not op.causal and float(np.max(op.seq_q)) <= DECODE_MAX_NEW
+
+
 def op_time(op: Op, acc: Accelerator, cal: Calibration | None = None,
             kernel_overhead_s: float | None = None) -> OpTime:
     """Roofline time of ``op`` (see module docstring)."""
@@ -226,6 +236,11 @@ def op_time(op: Op, acc: Accelerator, cal: Calibration | None = None,
             elem = gemm_input_bytes(op.precision)
             l2_bytes = op.m * op.n * op.k * op.batch * (1.0 / TILE_M + 1.0 / TILE_N) * elem
             l2_s = l2_bytes / l2_bw
+    elif op.kind == "attention" and is_decode_attention(op):
+        # FlashDecoding: the KV length is split over the SMs, so the QKᵀ/PV work runs at the
+        # sustained 16-bit GEMM rate (the flash efficiency fit of long training sequences
+        # does not apply); memory-bound at every batch
+        compute = op.flops / gemm_rate_flops_per_s(acc, "bf16", cal)
     elif op.kind == "attention":
         # a query tile loops over the keys it sees: the sequence, or the window of a
         # sliding-window layer (short loops pay the tile's fixed work over fewer keys)

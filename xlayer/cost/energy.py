@@ -31,27 +31,26 @@ fp32 run.
 The work counts come from the cost engine's own outputs without changing them:
 ``xlayer.engine.counts.iteration_counts`` reads an ``IterationCost`` with detail (per-op FLOPs
 and HBM bytes, L2 bytes from the op's L2 time × L2 bandwidth, each collective on its group);
-the decode step below counts the operators of an inference decode step. Nothing here imports
-the engine or the predictions above it.
+``xlayer.predict.decode_energy.decode_step`` counts the operators of an inference decode step.
+Nothing here imports the engine or the predictions above it.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Optional
 
 import yaml
 
-from xlayer.cost.collectives import ranks_in_domain
 from xlayer.errors import InputError
 from xlayer.hardware.energy_spec import ROOM_K, EnergySpec, EnergyTerm
-from xlayer.hardware.spec import Accelerator, System
+from xlayer.hardware.spec import Accelerator
 from xlayer.workload.precision import LOW_PRECISION
 
 __all__ = ["ROOM_K", "EnergySpec", "EnergyTerm", "WorkCounts", "EnergyResult", "energy_from_counts", "gpu_energy_spec",
-           "energy_spec_for", "energy_data", "collective_bytes", "flop_precision", "decode_step"]
+           "energy_spec_for", "energy_data", "collective_bytes", "flop_precision"]
 
 DATA_FILE = Path(__file__).resolve().parent.parent / "data" / "energy.yaml"
 
@@ -210,113 +209,3 @@ def flop_precision(op, precision: str) -> str:
         return "fp32"
     p = getattr(op, "precision", None) or "bf16"
     return p if op.kind == "gemm" else ("bf16" if p in LOW_PRECISION else p)
-
-
-# ------------------------------------------------------------------------------------------
-# inference: one decode step
-
-@dataclass
-class DecodeStep:
-    time_s: float
-    tokens: float
-    counts: WorkCounts
-    breakdown_s: dict[str, float]
-    bound: str
-    method: str
-    notes: list[str] = field(default_factory=list)
-
-
-def decode_step(model, system: System, tp: int, pp: int, batch: int, context: float,
-                precision: str = "bf16", kv_precision: str = "bf16") -> DecodeStep:
-    """One decode step of ``batch`` sequences at ``context`` tokens on one replica of tp·pp
-    accelerators (``system.count`` = tp·pp).
-
-    Uses the inference operators of ``xlayer.workload.inference_ops`` with the roofline of
-    ``xlayer.cost.roofline`` (per-op overhead: the accelerator's ``kernel_overhead_s``), stages one after another (pipeline adds no
-    speed to one batch). If those modules are missing, falls back to weights + KV bytes over
-    memory bandwidth vs FLOPs over peak, plus the TP all-reduces."""
-    try:
-        return _decode_step_engine(model, system, tp, pp, batch, context, precision, kv_precision)
-    except (ImportError, AttributeError, TypeError):  # pragma: no cover - inference modules absent or changed
-        return _decode_step_simple(model, system, tp, pp, batch, context, precision, kv_precision)
-
-
-def _decode_step_engine(model, system: System, tp: int, pp: int, batch: int, context: float,
-                        precision: str, kv_precision: str) -> DecodeStep:
-    from xlayer.cost.roofline import comm_cost, op_cost
-    from xlayer.workload.inference_ops import AttentionSegment, embedding_ops, inference_layer, output_ops
-    acc = system.accelerator
-    ov = None  # the accelerator's own kernel_overhead_s
-    seg = [AttentionSegment(batch, 1, context)]
-    layer = inference_layer(model, seg, tp, precision, kv_precision, "flash")
-    ops = [op_cost(o, acc, ov) for o in layer.ops]
-    comms = [comm_cost(c, tp, system) for c in layer.comms]
-    emb = [op_cost(o, acc, ov) for o in embedding_ops(model, layer.tokens)]
-    outs, out_comms = output_ops(model, batch, tp)
-    last = [op_cost(o, acc, ov) for o in outs]
-    last_c = [comm_cost(c, tp, system) for c in out_comms]
-    L = model.layers
-    bd = {"compute": 0.0, "memory": 0.0, "overhead": 0.0, "comm.tp": 0.0, "comm.pp": 0.0}
-    for c in ops + emb + last:
-        mult = L if c in ops else 1
-        roof = max(c.compute_s, c.hbm_s, c.l2_s)
-        bd["compute" if c.compute_s >= max(c.hbm_s, c.l2_s) else "memory"] += roof * mult
-        bd["overhead"] += c.overhead_s * mult
-    bd["comm.tp"] = sum(c.time_s for c in comms) * L + sum(c.time_s for c in last_c)
-    from xlayer.cost.collectives import collective_time_s
-    from xlayer.workload.operators import ACT_BYTES
-    act = batch * model.hidden * ACT_BYTES
-    if pp > 1:
-        n_in = ranks_in_domain(2, tp, system.scale_up_size)
-        bd["comm.pp"] = float(collective_time_s("send_recv", act, 2, n_in, system.scale_up, system.scale_out)) * (pp - 1)
-    t = sum(bd.values())
-    n_acc = tp * pp
-    # per-accelerator op values × tp ranks (each layer runs on one stage's tp ranks), each
-    # operator's FLOPs at its own arithmetic (attention and the output layer 16-bit)
-    flops: dict[str, float] = {}
-    for op, mult in [(o, L) for o in layer.ops] + [(o, 1) for o in embedding_ops(model, layer.tokens) + outs]:
-        fp = flop_precision(op, precision)
-        flops[fp] = flops.get(fp, 0.0) + float(op.flops) * mult * tp
-    hbm = (sum(c.bytes for c in ops) * L + sum(c.bytes for c in emb + last)) * tp
-    try:
-        l2_bw = acc.level("l2").achievable_bytes_per_s
-    except KeyError:
-        l2_bw = 0.0
-    l2 = (sum(c.l2_s for c in ops) * L + sum(c.l2_s for c in emb + last)) * tp * l2_bw
-    up = out = 0.0
-    tp_in = ranks_in_domain(tp, 1, system.scale_up_size)
-    for c in layer.comms:
-        u, o = collective_bytes(c.collective, float(c.bytes), tp, tp_in)
-        up, out = up + u * tp * L, out + o * tp * L
-    if pp > 1:
-        if ranks_in_domain(2, tp, system.scale_up_size) >= 2:
-            up += act * (pp - 1)
-        else:
-            out += act * (pp - 1)
-    counts = WorkCounts(t, n_acc, flops, l2, hbm, up, out, float(batch))
-    bound = max(bd, key=bd.get)
-    return DecodeStep(t, float(batch), counts, bd, bound, "xlayer.workload.inference_ops + cost.roofline")
-
-
-def _decode_step_simple(model, system: System, tp: int, pp: int, batch: int, context: float,
-                        precision: str, kv_precision: str) -> DecodeStep:
-    """t = max((W + KV)/(n·BW_hbm), F/(n·R)) + L·2 TP all-reduces + (pp−1) sends."""
-    from xlayer.cost.collectives import collective_time_s
-    acc = system.accelerator
-    n = tp * pp
-    bpe = {"fp8": 1.0, "int8": 1.0, "fp4": 0.5, "int4": 0.5}.get(precision, 2.0)
-    kvb = {"fp8": 1.0, "int8": 1.0, "int4": 0.5}.get(kv_precision, 2.0)
-    params = model.layers * model.layer_params() + model.vocab * model.hidden * (1 if model.tied_embeddings else 2)
-    W = params * bpe
-    KV = batch * context * model.layers * 2 * model.kv_dim * kvb
-    F = 2.0 * params * batch + 4.0 * batch * context * model.layers * model.q_dim
-    t_mem = (W + KV) / (n * acc.hbm.achievable_bytes_per_s)
-    t_cmp = F / (n * acc.peak(precision) * acc.matmul_efficiency)
-    tp_in = ranks_in_domain(tp, 1, system.scale_up_size)
-    ar = float(collective_time_s("all_reduce", batch * model.hidden * 2.0, tp, tp_in, system.scale_up, system.scale_out))
-    bd = {"memory": t_mem if t_mem >= t_cmp else 0.0, "compute": t_cmp if t_cmp > t_mem else 0.0,
-          "comm.tp": 2 * model.layers * ar, "comm.pp": (pp - 1) * system.scale_out.latency_s}
-    t = sum(bd.values())
-    counts = WorkCounts(t, n, {precision: F}, 0.0, W + KV, 0.0, 0.0, float(batch))
-    return DecodeStep(t, float(batch), counts, bd, max(bd, key=bd.get), "simple: (weights+KV)/bandwidth")
-

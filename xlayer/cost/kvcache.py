@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 
-from xlayer.workload.inference_ops import kv_bytes_per_element, weight_bytes_per_param
+from xlayer.workload.precision import kv_bytes_per_element, weight_bytes_per_param
 from xlayer.workload.model import ModelSpec
 from xlayer.workload.operators import ACT_BYTES
 

@@ -1,20 +1,14 @@
-"""Roofline view of inference: operator times, the bound each one hits, crossovers, SVG.
+"""Roofline view of an inference pass: each operator's terms and bound, crossovers, SVG.
 
-* ``inference_op_time``: the hierarchical roofline of :func:`xlayer.cost.compute.op_time`
-  (t = max(F/R, B_hbm/BW_hbm, B_l2/BW_l2) + t_kernel, t_kernel the catalog's
-  ``kernel_overhead_s``). FP8 GEMMs run at the shared GEMM rate of
-  :func:`xlayer.cost.compute.gemm_rate_flops_per_s` (which applies the measured fp8/bf16
-  efficiency ratio). Decode attention (few new tokens per sequence) is a
-  FlashDecoding kernel: its compute runs at the sustained tensor-core rate of 16-bit GEMMs
-  (split over the KV length, so every SM is busy) and it streams the KV cache from HBM; the
-  flash-attention efficiency fit of training (long sequences) does not apply to it.
+* ``op_cost``: :func:`xlayer.cost.compute.op_time` (t = max(F/R, B_hbm/BW_hbm, B_l2/BW_l2)
+  + t_kernel, decode attention included) as a scalar record with the bound each operator
+  hits: ``compute``, ``hbm``, ``l2``, or ``interconnect`` (collectives). The fixed
+  per-kernel cost is not a roof: it is reported as its own share (``kernel overhead``), and
+  an operator whose overhead exceeds its roofline term is flagged ``overhead_dominated``
+  (tiny kernels at batch 1).
 * ``tp_collective_time_s``: a collective of a tensor-parallel group, ``collective_time_s``
-  (inside one scale-up domain it takes the faster of NCCL's ring and tree). Small decode messages are
-  latency-bound: 2·⌈log₂ t⌉·α (tree) instead of 2·(t−1)·α (ring).
-* ``bound``: which roofline term sets an operator's time: ``compute``, ``hbm``, ``l2``, or
-  ``interconnect`` (collectives). The fixed per-kernel cost is not a roof: it is reported as
-  its own share (``kernel overhead``), and an operator whose overhead exceeds its roofline
-  term is flagged ``overhead_dominated`` (tiny kernels at batch 1).
+  (inside one scale-up domain it takes the faster of NCCL's ring and tree). Small decode
+  messages are latency-bound: 2·⌈log₂ t⌉·α (tree) instead of 2·(t−1)·α (ring).
 * ``crossover``: the smallest batch (decode) or token count (prefill) at which an operator
   stops being memory-bound, scanning the same formulas over numpy arrays.
 """
@@ -22,34 +16,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-import yaml
 
 from xlayer.cost.collectives import collective_time_s, ranks_in_domain
 from xlayer.cost.compute import gemm_rate_flops_per_s, op_time
 from xlayer.hardware.spec import Accelerator, System
-from xlayer.workload.inference_ops import DECODE_MAX_NEW
 from xlayer.workload.operators import Comm, Op
-
-
-FP8_LIKE = ("fp8", "fp4")
-
-
-@dataclass(frozen=True)
-class InferenceCalibration:
-    serving_memory_fraction: float
-
-
-@lru_cache(maxsize=1)
-def inference_calibration() -> InferenceCalibration:
-    path = Path(__file__).resolve().parent.parent / "data" / "inference.yaml"
-    data = yaml.safe_load(path.read_text())
-    data.pop("source", None)
-    return InferenceCalibration(**data)
 
 
 @dataclass(frozen=True)
@@ -78,36 +52,14 @@ class OpCost:
         return self.flops / self.bytes if self.bytes else math.inf
 
 
-def _is_decode_attention(op: Op) -> bool:
-    return op.kind == "attention" and op.seq_q is not None and float(np.max(op.seq_q)) <= DECODE_MAX_NEW
-
-
-def inference_op_time(op: Op, acc: Accelerator, overhead_s: float | None = None) -> Any:
-    """Roofline time terms of ``op`` (scalars or arrays): dict with compute_s, hbm_s, l2_s,
-    overhead_s, time_s."""
-    ov = acc.kernel_overhead_s if overhead_s is None else overhead_s
-    if _is_decode_attention(op):
-        compute = op.flops / gemm_rate_flops_per_s(acc, "bf16")
-        hbm = op.bytes / acc.hbm.achievable_bytes_per_s
-        l2 = 0.0 * hbm
-    else:
-        t = op_time(op, acc, kernel_overhead_s=0.0)
-        compute, hbm, l2 = t.compute_s, t.hbm_s, t.l2_s
-    roof = np.maximum(np.maximum(compute, hbm), l2)
-    roof = roof if np.ndim(roof) else float(roof)
-    return {"compute_s": compute, "hbm_s": hbm, "l2_s": l2, "overhead_s": ov, "time_s": roof + ov}
-
-
-def _bound(terms: dict[str, float]) -> str:
-    roof = {k: float(terms[k + "_s"]) for k in ("compute", "hbm", "l2")}
-    return max(roof, key=roof.get)
-
-
 def op_cost(op: Op, acc: Accelerator, overhead_s: float | None = None) -> OpCost:
-    """Scalar :func:`inference_op_time` with its bound."""
-    t = inference_op_time(op, acc, overhead_s)
-    return OpCost(op.name, op.kind, float(t["time_s"]), float(t["compute_s"]), float(t["hbm_s"]),
-                  float(t["l2_s"]), 0.0, float(t["overhead_s"]), float(op.flops), float(op.bytes), _bound(t))
+    """:func:`xlayer.cost.compute.op_time` of ``op`` as a scalar record with its bound
+    (``overhead_s``: the per-kernel cost, None for the accelerator's own)."""
+    t = op_time(op, acc, kernel_overhead_s=overhead_s)
+    terms = {"compute": float(t.compute_s), "hbm": float(t.hbm_s), "l2": float(t.l2_s)}
+    ov = acc.kernel_overhead_s if overhead_s is None else overhead_s
+    return OpCost(op.name, op.kind, float(t.time_s), terms["compute"], terms["hbm"], terms["l2"], 0.0, float(ov),
+                  float(op.flops), float(op.bytes), max(terms, key=terms.get))
 
 
 def tp_collective_time_s(collective: str, size_bytes: float, tp: int, system: System) -> float:
@@ -134,9 +86,9 @@ def crossover(build: Callable[[Any], list[Op]], acc: Accelerator, hi: int = 1 <<
     for op in ops:
         if op.kind not in ("gemm", "attention"):
             continue
-        t = inference_op_time(op, acc, 0.0)
-        compute = np.broadcast_to(np.asarray(t["compute_s"], dtype=float), xs.shape)
-        mem = np.broadcast_to(np.maximum(np.asarray(t["hbm_s"], dtype=float), np.asarray(t["l2_s"], dtype=float)),
+        t = op_time(op, acc, kernel_overhead_s=0.0)
+        compute = np.broadcast_to(np.asarray(t.compute_s, dtype=float), xs.shape)
+        mem = np.broadcast_to(np.maximum(np.asarray(t.hbm_s, dtype=float), np.asarray(t.l2_s, dtype=float)),
                               xs.shape)
         hit = np.nonzero(compute >= mem)[0]
         out[op.name] = int(xs[hit[0]]) if hit.size else None

@@ -13,7 +13,8 @@ from xlayer.engine.training import (WEIGHT_BYTES, layer_params_rank, optimizer_s
 from xlayer.hardware.spec import System
 from xlayer.mapping.layout import Layout
 from xlayer.workload.model import ModelSpec
-from xlayer.workload.operators import ACT_BYTES, embedding_work, logits_work, recompute_ops
+from xlayer.workload.operators import ACT_BYTES
+from xlayer.workload.training_ops import embedding_work, logits_work, recompute_ops
 from xlayer.workload.precision import gemm_precision
 
 

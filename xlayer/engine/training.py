@@ -26,8 +26,9 @@ from xlayer.hardware.spec import System
 from xlayer.mapping.layout import layers_on_first_rank, layers_on_last_rank, layers_on_middle_rank
 from xlayer.workload.model import ModelSpec
 from xlayer.workload.precision import gemm_precision
-from xlayer.workload.operators import (ACT_BYTES, _gemm_bwd, embedding_work, gemm, layer_work, logits_work,
-                                       model_flops_per_iteration, recompute_ops)
+from xlayer.workload.operators import ACT_BYTES, gemm
+from xlayer.workload.training_ops import (_gemm_bwd, embedding_work, layer_work, logits_work,
+                                          model_flops_per_iteration, recompute_ops)
 
 
 def optimizer_step_bytes_per_param(precision: str) -> float:

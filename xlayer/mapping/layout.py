@@ -7,6 +7,7 @@ weights; FSDP = 3); recompute none | selective | full; micro-batch size.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Literal
 
@@ -125,6 +126,32 @@ RULES: tuple[Rule, ...] = (
          lambda m, c, g, x: f"the interleaved schedule needs microbatches={g // (x.micro * x.dp)} to be a multiple of "
                             f"pp={x.pp}", lambda m, c, g, x: x.vp),
 )
+
+
+TP_RULES = RULES[:3]  # tensor parallelism splits heads, KV heads and the FFN width
+
+
+@dataclass(frozen=True)
+class _TP:
+    tp: Any
+
+
+def _divisors(n: int) -> str:
+    return ", ".join(str(d) for d in range(1, n + 1) if n % d == 0)
+
+
+def check_tensor_parallel(model: ModelSpec, tp: int, field: str = "parallel.tp") -> None:
+    """Raise :class:`InputError` for the first of :data:`TP_RULES` that ``tp`` breaks (the
+    rules of training layouts, used by inference and serving too), with the valid sizes."""
+    for r in TP_RULES:
+        if not bool(r.ok(model, 0, 0, _TP(tp))):
+            valid = _divisors(math.gcd(math.gcd(model.heads, model.kv_heads), model.ffn_hidden))
+            raise InputError(field, tp, r.why(model, 0, 0, _TP(tp)) + f"; valid: {valid}")
+
+
+def tensor_parallel_ok(model: ModelSpec, tp: int) -> bool:
+    """``tp`` obeys :data:`TP_RULES`."""
+    return all(bool(r.ok(model, 0, 0, _TP(tp))) for r in TP_RULES)
 
 
 def rules_mask(model: ModelSpec, count: int, global_batch: int, fields: Any) -> Any:

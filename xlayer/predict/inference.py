@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -35,17 +36,30 @@ import numpy as np
 from xlayer.cost.collectives import collective_time_s, ranks_in_domain
 from xlayer.cost.kvcache import kv_bytes_per_token, stage_layers, weight_bytes, workspace_bytes
 from xlayer.cost.compute import gemm_rate_flops_per_s
-from xlayer.cost.roofline import OpCost, comm_cost, inference_calibration, op_cost
+from xlayer.cost.roofline import OpCost, comm_cost, op_cost
 from xlayer.errors import InputError
 from xlayer.units import format_seconds as _fmt_s
 from xlayer.hardware.spec import System
+from xlayer.mapping.layout import check_tensor_parallel
 from xlayer.predict.case import Case
-from xlayer.workload.inference_ops import (AttentionSegment, embedding_ops, inference_layer, output_ops,
-                                           weight_bytes_per_param)
+from xlayer.safe_yaml import package_data
+from xlayer.workload.inference_ops import AttentionSegment, embedding_ops, inference_layer, output_ops
+from xlayer.workload.precision import weight_bytes_per_param
 from xlayer.workload.model import ModelSpec
 from xlayer.workload.operators import ACT_BYTES
 
-GIB = 2.0 ** 30
+from xlayer.units import GIB
+
+
+@dataclass(frozen=True)
+class InferenceCalibration:
+    serving_memory_fraction: float
+
+
+@lru_cache(maxsize=1)
+def inference_calibration() -> InferenceCalibration:
+    """The constants of ``xlayer/data/inference.yaml`` (each with its source there)."""
+    return InferenceCalibration(**package_data("inference.yaml"))
 
 
 # --------------------------------------------------------------------------------------
@@ -109,13 +123,7 @@ def resolve_inference(case: Case) -> InferenceSetup:
     notes: list[str] = list(m.defaults_taken)
     tp, pp = P.tp, P.pp
     count = case.system.count
-    if m.kv_heads % tp:
-        divs = [d for d in range(1, m.kv_heads + 1) if m.kv_heads % d == 0]
-        raise InputError("parallel.tp", tp, f"tp={tp} does not divide kv_heads={m.kv_heads}; valid: {divs}")
-    if m.heads % tp:
-        raise InputError("parallel.tp", tp, f"tp={tp} does not divide heads={m.heads}")
-    if m.ffn_hidden % tp:
-        raise InputError("parallel.tp", tp, f"tp={tp} does not divide ffn_hidden={m.ffn_hidden}")
+    check_tensor_parallel(m, tp)
     if pp > m.layers:
         raise InputError("parallel.pp", pp, f"pp={pp} exceeds layers={m.layers}")
     if P.cp not in (None, 1):

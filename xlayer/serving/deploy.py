@@ -21,6 +21,7 @@ from typing import Any, Optional
 import numpy as np
 
 from xlayer.errors import InputError
+from xlayer.mapping.layout import tensor_parallel_ok
 from xlayer.predict.case import Case
 from xlayer.serving.disagg import Disaggregated
 from xlayer.serving.predict import check_lengths, serving_setup
@@ -45,7 +46,7 @@ def replica_shapes(case: Case, max_gpus: int) -> list[Deployment]:
     out = []
     for pp in _pow2_divisors(1 << 20, min(max_gpus, m.layers)):
         for tp in _pow2_divisors(m.kv_heads, max_gpus // pp):
-            if m.heads % tp == 0:
+            if tensor_parallel_ok(m, tp):
                 out.append(Deployment(tp, pp, 1, 1))
         if m.is_moe:
             for ep in _pow2_divisors(m.experts, max_gpus // pp):

@@ -38,7 +38,7 @@ from xlayer.cost.kvcache import kv_bytes_per_token, weight_bytes, workspace_byte
 from xlayer.errors import InputError
 from xlayer.workload.model import ModelSpec
 
-GIB = 2.0 ** 30
+from xlayer.units import GIB
 # trtllm-bench perf-overview llm_options.yml cuda_graph_config.batch_sizes
 TRTLLM_GRAPH_BATCH_SIZES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 384, 512, 1024, 2048, 4096, 8192)
 TRTLLM_TOKENS_PER_BLOCK = 32          # llm_args.py KvCacheConfig.tokens_per_block

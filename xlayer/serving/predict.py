@@ -10,13 +10,14 @@ from typing import Any, Optional
 import numpy as np
 
 from xlayer.errors import InputError
+from xlayer.mapping.layout import check_tensor_parallel
 from xlayer.predict.case import Case
 from xlayer.serving.engine import EngineConfig, KVPool, default_kv_precision, engine_for, kv_pool, resolve_engine
 from xlayer.serving.scheduler import SimResult, simulate
 from xlayer.serving.steady import SteadyState, kv_concurrency, steady_state
 from xlayer.serving.steptime import Deployment, StepTimer
 
-GIB = 2.0 ** 30
+from xlayer.units import GIB
 
 
 # 30,000 requests simulate in ~1.3 s on one core (benchmarks/serving_speed.py)
@@ -87,9 +88,7 @@ def serving_setup(case: Case, deployment: Optional[Deployment] = None, engine: O
     d = deployment
     if d.gpus > system.count:
         raise InputError("system.count", system.count, f"the deployment {d.label} needs {d.gpus} GPUs")
-    for name, val, tot in (("parallel.tp", d.tp, None),):
-        if m.kv_heads % d.tp or m.heads % d.tp:
-            raise InputError(name, val, f"tp={val} must divide heads={m.heads} and kv_heads={m.kv_heads}")
+    check_tensor_parallel(m, d.tp)
     if d.ep > 1 and (not m.is_moe or m.experts % d.ep):
         raise InputError("parallel.ep", d.ep, "ep needs an MoE model whose expert count it divides")
     if d.pp > m.layers:

@@ -2,7 +2,7 @@
 
 One iteration on one rank = the operators of its prefill tokens and its decode tokens in one
 pass (:func:`xlayer.workload.inference_ops.inference_layer`, priced by
-:func:`xlayer.cost.roofline.inference_op_time` and the TP collectives of
+:func:`xlayer.cost.compute.op_time` and the TP collectives of
 :func:`xlayer.cost.roofline.tp_collective_time_s` — the functions of
 :func:`xlayer.predict.inference.forward_pass`):
 
@@ -33,16 +33,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Sequence
 
 import numpy as np
 
 from xlayer.cost.collectives import collective_time_s, ranks_in_domain
 from xlayer.cost.kvcache import stage_layers
-from xlayer.cost.roofline import inference_op_time
+from xlayer.cost.compute import op_time
 from xlayer.hardware.spec import System
-from xlayer.workload.inference_ops import (AttentionSegment, attention_ops, embedding_ops, inference_layer,
-                                           output_ops)
+from xlayer.safe_yaml import package_data
+from xlayer.workload.inference_ops import AttentionSegment, embedding_ops, inference_layer, output_ops
+from xlayer.workload.precision import kv_bytes_per_element
+from xlayer.workload.transformer import attention_ops
 from xlayer.workload.model import ModelSpec
 from xlayer.workload.operators import ACT_BYTES
 
@@ -52,19 +55,12 @@ class ServingCalibration:
     host_s_per_request: float
 
 
+@lru_cache(maxsize=1)
 def serving_calibration() -> ServingCalibration:
     """Constants of ``xlayer/data/serving.yaml`` (each with its source there)."""
-    global _CAL
-    if _CAL is None:
-        import yaml
-        from pathlib import Path
-        data = yaml.safe_load((Path(__file__).resolve().parent.parent / "data" / "serving.yaml").read_text())
-        data.pop("source", None)
-        _CAL = ServingCalibration(**data)
-    return _CAL
+    return ServingCalibration(**package_data("serving.yaml"))
 
 
-_CAL: ServingCalibration | None = None
 
 
 @dataclass(frozen=True)
@@ -133,7 +129,7 @@ class StepTimer:
         for op in lay.ops:
             if op.name in lay.attention_ops:
                 continue
-            tot = tot + np.broadcast_to(inference_op_time(op, self.acc)["time_s"], T.shape)
+            tot = tot + np.broadcast_to(op_time(op, self.acc).time_s, T.shape)
         for c in lay.comms:
             tot = tot + np.broadcast_to(_comm_time(c, d.tp, d.ep, self.system), T.shape)
         return np.where(T > 0, tot, 0.0)
@@ -141,14 +137,14 @@ class StepTimer:
     def _emb_time(self, T: np.ndarray) -> np.ndarray:
         tot = np.zeros_like(T)
         for op in embedding_ops(self.model, np.maximum(T, 1.0)):
-            tot = tot + np.broadcast_to(inference_op_time(op, self.acc)["time_s"], T.shape)
+            tot = tot + np.broadcast_to(op_time(op, self.acc).time_s, T.shape)
         return np.where(T > 0, tot, 0.0)
 
     def _out_time(self, R: np.ndarray) -> np.ndarray:
         ops, comms = output_ops(self.model, np.maximum(R, 1.0), self.dep.tp)
         tot = np.zeros_like(R)
         for op in ops:
-            tot = tot + np.broadcast_to(inference_op_time(op, self.acc)["time_s"], R.shape)
+            tot = tot + np.broadcast_to(op_time(op, self.acc).time_s, R.shape)
         for c in comms:
             tot = tot + np.broadcast_to(_comm_time(c, self.dep.tp, 1, self.system), R.shape)
         return np.where(R > 0, tot, 0.0)
@@ -188,8 +184,8 @@ class StepTimer:
     def attention_s(self, seg: AttentionSegment) -> Any:
         """Per-layer attention-core time of one segment."""
         tot: Any = 0.0
-        for op in attention_ops(self.model, seg, self.dep.tp, self.kv_precision, self.attention):
-            tot = tot + inference_op_time(op, self.acc)["time_s"]
+        for op in attention_ops(self.model, seg, self.dep.tp, kv_bytes_per_element(self.kv_precision), self.attention):
+            tot = tot + op_time(op, self.acc).time_s
         return tot
 
     # ---- one iteration -----------------------------------------------------------
@@ -255,7 +251,7 @@ class StepTimer:
             for op in lay.ops:
                 if op.name in lay.attention_ops:
                     continue
-                add("GEMMs" if op.kind == "gemm" else "element-wise", p * self.L * inference_op_time(op, self.acc)["time_s"])
+                add("GEMMs" if op.kind == "gemm" else "element-wise", p * self.L * op_time(op, self.acc).time_s)
             for c in lay.comms:
                 add("EP all-to-all" if c.group == "ep" else "TP all-reduce",
                     p * self.L * _comm_time(c, d.tp, d.ep, self.system))

@@ -19,6 +19,7 @@ from typing import Any, Optional
 import numpy as np
 import yaml
 
+from xlayer.mapping.layout import tensor_parallel_ok
 from xlayer.engine.breakdown import coarse_shares, op_rows, time_breakdown_s
 from xlayer.engine.choose import fastest_fitting
 from xlayer.errors import InputError
@@ -142,12 +143,12 @@ class DecodeResult:
 def decode_replica(model, acc, batch: int, context: float, precision="bf16", kv="bf16",
                    fraction: float = 0.9, max_chips: Optional[int] = None):
     """Smallest tp (≤ kv_heads, ≤ domain), then pp, whose main memory holds weights + KV."""
-    from xlayer.workload.inference_ops import kv_bytes_per_element, weight_bytes_per_param
+    from xlayer.workload.precision import kv_bytes_per_element, weight_bytes_per_param
     params = model.layers * model.layer_params() + model.vocab * model.hidden * (1 if model.tied_embeddings else 2)
     need = params * weight_bytes_per_param(precision) + \
         batch * context * model.layers * 2 * model.kv_dim * kv_bytes_per_element(kv)
     cap = acc.hbm.capacity_bytes * fraction
-    tps = [t for t in (1, 2, 4, 8, 16) if model.kv_heads % t == 0 and t <= acc.scale_up_domain]
+    tps = [t for t in (1, 2, 4, 8, 16) if tensor_parallel_ok(model, t) and t <= acc.scale_up_domain]
     for tp in tps:
         if need <= tp * cap:
             return tp, 1, need
@@ -160,10 +161,11 @@ def decode_replica(model, acc, batch: int, context: float, precision="bf16", kv=
 
 def run_decode(label: str, model, acc, count: int, spec, batch=DECODE_BATCH, context=DECODE_CONTEXT,
                note: str = "") -> Optional[DecodeResult]:
-    from xlayer.cost.energy import decode_step, energy_from_counts
+    from xlayer.cost.energy import energy_from_counts
+    from xlayer.predict.decode_energy import decode_step
     tp, pp, need = decode_replica(model, acc, batch, context, max_chips=count)
     if tp is None:
-        tpmax = max(t for t in (1, 2, 4, 8, 16) if model.kv_heads % t == 0 and t <= acc.scale_up_domain)
+        tpmax = max(t for t in (1, 2, 4, 8, 16) if tensor_parallel_ok(model, t) and t <= acc.scale_up_domain)
         ppmax = min(model.layers, count // tpmax)
         most = tpmax * ppmax * acc.hbm.capacity_bytes * 0.9
         return DecodeResult(label, f"does not fit: weights + KV {need / 1e9:.0f} GB > {most / 1e9:.0f} GB "
@@ -449,7 +451,7 @@ def _study_markdown(res: dict[str, Any], out_dir: Path, doc_path: Path) -> str:
         "",
         "Each system is filled with replicas of the smallest tensor/pipeline group whose main memory holds "
         "weights + KV cache (90 %); the decode step uses `xlayer.workload.inference_ops` with the roofline of "
-        "`xlayer.cost.roofline` through `xlayer.cost.energy.decode_step` (per-operator overhead: the accelerator's "
+        "`xlayer.cost.compute.op_time` through `xlayer.predict.decode_energy.decode_step` (per-operator overhead: the accelerator's "
         f"own; method used: {res.get('decode_method', '?')}).",
         "",
         _md_table(drows, [("system", "system", ""), ("replica", "replica", ""), ("replicas", "replicas", "d"),

@@ -16,7 +16,7 @@ The compute unit is today's design (an SM-class unit doing 4096 dense BF16 FLOP 
   ``units = ⌊0.9 · ⌊A_compute / unit_area⌋⌋`` (yield harvesting).
 * power: ``P_compute = P − BW_hbm·8·pJ/bit(mem) − 2·BW_up·8·pJ/bit(link)``;
   ``E_flop(node) = E_flop(N7) · Π power claims``, E_flop(N7) calibrated on the A100 (see
-  ``calibration()``);
+  ``node_energy_calibration()``);
 * clock: ``f = min(f_max(node), P_compute / (E_flop · units · 4096))``, with
   ``f_max(node) = 1.41 GHz · Π speed claims``; peak(bf16) = units · 4096 · f, other precisions
   by their FLOP/clk ratio (FP8 at half the energy per FLOP, as on Hopper).
@@ -76,7 +76,7 @@ def _link_pj(gen) -> float:
     return gen.pj_per_bit
 
 
-def calibration() -> dict[str, float]:
+def node_energy_calibration() -> dict[str, float]:
     """Energy per BF16 FLOP at the reference node and its f_max, from the one calibration part
     (A100-SXM-80GB, nodes.yaml ``calibration``):
     ``E_flop(N7) = (TDP − BW_hbm·8·pJ/bit(HBM2e) − 2·BW_NVLink3·8·pJ/bit) / peak_bf16``."""
@@ -159,7 +159,7 @@ def synthesize(b: Budget) -> SynthResult:
     units = max(1, int(full_units * a["enabled_unit_fraction"]))
 
     # power
-    cal = calibration()
+    cal = node_energy_calibration()
     p_hbm = hbm_bw * 8 * mem.pj_per_bit * 1e-12
     p_link = 2 * up_bw * 8 * _link_pj(up) * 1e-12
     p_compute = b.power_w - p_hbm - p_link

@@ -26,6 +26,7 @@ upper-case names.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from xlayer.errors import InputError
@@ -103,3 +104,72 @@ def check_precision_supported(precision: str, acc: Any, field: str = "precision"
         have = [p for p in ("fp8", "fp4") if acc.peak_flops_per_s.get(p)]
         raise InputError(field, precision, f"{acc.name} has no {precision} tensor cores (block-scaled formats need "
                                            f"Blackwell); it supports {', '.join(have + ['bf16'])}")
+
+
+@dataclass(frozen=True)
+class NumberFormats:
+    """What a case's precision means for the operators of one pass: the arithmetic of the
+    layer GEMMs, the bytes per element of their activation inputs and of their weights as
+    read from HBM, of a cached K or V element, and whether the stack casts every GEMM input
+    (Transformer Engine's training recipes, :func:`xlayer.workload.training_ops.quantize`)."""
+
+    gemm: str
+    input_bytes: float
+    weight_bytes: float
+    kv_bytes: float
+    casts_inputs: bool
+
+
+# bytes per stored layer weight of an inference engine: block-scaled formats carry their
+# scales (MXFP8 one E8M0 byte per 32 elements, NVFP4 one E4M3 byte per 16)
+_WEIGHT_BYTES = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "fp4": 0.5, "int4": 0.5,
+                 "mxfp8": 1.0 + 1.0 / 32.0, "nvfp4": 0.5 + 1.0 / 16.0}
+_KV_BYTES = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5,
+             "nvfp4": 0.5 + 1.0 / 16.0}
+
+
+def weight_bytes_per_param(precision: str) -> float:
+    """Bytes per weight of the transformer layers of a served model (inference table of
+    :func:`inference_formats`)."""
+    return _WEIGHT_BYTES[precision]
+
+
+def kv_bytes_per_element(kv_precision: str) -> float:
+    """Bytes per cached K or V element."""
+    return _KV_BYTES[kv_precision]
+
+
+def training_formats(precision: str) -> NumberFormats:
+    """A training recipe: GEMMs in the case's format with inputs and weights cast to it
+    (``gemm_input_bytes``, scales included), 16-bit K/V in the attention kernel; low-precision
+    recipes cast every GEMM input (row- and column-wise copies)."""
+    q = gemm_input_bytes(gemm_precision(precision))
+    return NumberFormats(gemm_precision(precision), q, q, 2.0, precision in LOW_PRECISION)
+
+
+def inference_formats(precision: str, kv_precision: str) -> NumberFormats:
+    """A served model (TensorRT-LLM / vLLM / gpt-fast conventions):
+
+    | precision | weight bytes | GEMM arithmetic | GEMM input bytes |
+    |---|---|---|---|
+    | fp32 | 4 | fp32 | 4 |
+    | bf16 / fp16 | 2 | 16-bit | 2 |
+    | fp8 | 1 | fp8 (W8A8, activations quantized per tensor) | 1 |
+    | fp4 | 0.5 | fp4 (W4A8) | 1 |
+    | int8 | 1 | 16-bit (weight-only W8A16: gpt-fast int8, TRT-LLM weight-only) | 2 |
+    | int4 | 0.5 | 16-bit (weight-only W4A16: AWQ/GPTQ, gpt-fast int4) | 2 |
+    | mxfp8 | 1 + 1/32 | mxfp8 (block-scaled W8A8, Blackwell) | 1 + 1/32 |
+    | nvfp4 | 0.5 + 1/16 | nvfp4 (block-scaled W4A4: ModelOpt NVFP4 checkpoints) | 0.5 + 1/16 |
+
+    The KV cache has its own precision; the embedding and the output layer stay 16-bit
+    (ModelOpt/TRT-LLM and AWQ keep ``lm_head`` unquantized). Activation quantization is part
+    of the producing kernel (no separate casts)."""
+    if precision in ("int8", "int4"):
+        gemm, inp = "bf16", 2.0
+    elif precision in ("mxfp8", "nvfp4"):
+        gemm, inp = precision, _WEIGHT_BYTES[precision]
+    elif precision in ("fp8", "fp4"):
+        gemm, inp = precision, 1.0
+    else:
+        gemm, inp = precision, gemm_input_bytes(precision)
+    return NumberFormats(gemm, inp, _WEIGHT_BYTES[precision], _KV_BYTES[kv_precision], False)

@@ -1,0 +1,132 @@
+"""One transformer for training and inference (xlayer.workload.transformer): the same
+operators with different token counts and KV lengths, one op_time (decode attention
+included), the number formats of each side, and the NVFP4 activation casts of inference."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conftest import LLAMA2_7B
+from xlayer.cost.compute import calibration, gemm_rate_flops_per_s, op_time
+from xlayer.hardware.catalog import get_accelerator
+from xlayer.workload.inference_ops import inference_layer
+from xlayer.workload.model import ModelSpec
+from xlayer.workload.precision import inference_formats, training_formats
+from xlayer.workload.training_ops import layer_work
+from xlayer.workload.transformer import AttentionSegment, expected_experts_touched, moe_ffn_ops
+
+QWEN30 = ModelSpec(name="Qwen3 30B-A3B", layers=48, hidden=2048, heads=32, kv_heads=4, head_dim=128,
+                   ffn_hidden=6144, vocab=151936, activation="swiglu", seq_len=4096,
+                   moe={"experts": 128, "top_k": 8, "ffn_hidden": 768})
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.sampled_from([128, 512, 2048]), b=st.integers(1, 4), tp=st.sampled_from([1, 2, 4]))
+def test_training_forward_and_inference_prefill_share_their_layer_operators(n, b, tp):
+    """A bf16 prefill of b×n tokens from an empty cache does the work of a training forward
+    over b sequences of n (no SP, no CP): the same GEMMs (name, shape, FLOPs, bytes) and
+    the same flash-attention FLOPs and bytes; only the kernel boundaries of the stacks differ
+    (KV append, fused add+norm)."""
+    m = ModelSpec(**{**LLAMA2_7B, "seq_len": n})
+    train = layer_work(m, b, tp, False, 1, "bf16", "flash", 0.0)
+    infer = inference_layer(m, [AttentionSegment(b, n, 0)], tp, "bf16", "bf16", "flash")
+    g_train = {o.name: o for o in train.fwd if o.kind != "elementwise"}
+    g_infer = {o.name: o for o in infer.ops if o.kind != "elementwise"}
+    assert set(g_train) == set(g_infer) == {"qkv", "flash_attn", "proj", "fc1", "fc2"}
+    for name, op in g_train.items():
+        other = g_infer[name]
+        assert (op.flops, op.bytes, op.m, op.n, op.k) == pytest.approx((other.flops, other.bytes, other.m, other.n,
+                                                                        other.k))
+    # flash attention: 4·b·(a/t)·d·n·n/2 FLOPs (causal half)
+    assert g_infer["flash_attn"].flops == pytest.approx(4 * b * 32 / tp * 128 * n * n / 2)
+    assert {o.name for o in infer.ops} - {o.name for o in train.fwd} == {"rope_kv_append", "add_norm2", "add2"}
+
+
+def test_context_parallel_queries_see_half_the_sequence():
+    """With cp ranks a rank's s/cp queries attend over all s keys and see s/2 on average
+    (load-balanced causal split): FLOPs 4·b·(a/t)·d·(s/cp)·s/2, i.e. 1/cp of cp = 1."""
+    m = ModelSpec(**{**LLAMA2_7B, "seq_len": 8192})
+    one = next(o for o in layer_work(m, 1, 1, False, 1, "bf16", "flash", 0.0).fwd if o.kind == "attention")
+    four = next(o for o in layer_work(m, 1, 1, False, 4, "bf16", "flash", 0.0).fwd if o.kind == "attention")
+    assert four.flops == pytest.approx(one.flops / 4)
+    assert (four.seq_q, four.seq_kv) == (2048, 8192)
+
+
+def test_decode_attention_is_priced_in_the_one_op_time():
+    """A decode kernel (≤ 16 new tokens over a cache) runs at the sustained 16-bit GEMM rate
+    without the flash efficiency fit and streams the cache: t = max(F/R_bf16, B/BW) + t_k."""
+    acc = get_accelerator("H100-SXM-80GB")
+    m = ModelSpec(**LLAMA2_7B)
+    lay = inference_layer(m, [AttentionSegment(8, 1, 4095)], 1, "bf16", "fp8", "flash")
+    (op,) = [o for o in lay.ops if o.kind == "attention"]
+    assert op.name == "attn_decode" and not op.causal
+    t = op_time(op, acc)
+    expect = max(op.flops / gemm_rate_flops_per_s(acc, "bf16"), op.bytes / acc.hbm.achievable_bytes_per_s)
+    assert t.time_s == pytest.approx(expect + acc.kernel_overhead_s)
+    assert op.bytes == pytest.approx(2 * 8 * 4096 * 4096 * 1.0 + 2 * 8 * 4096 * 2)
+
+
+def test_number_formats_of_each_side():
+    """Training casts GEMM inputs to the recipe's format (weights alike); inference keeps
+    weight-only integer formats' GEMMs 16-bit and reads the weights at their own width."""
+    t = training_formats("mxfp8")
+    assert (t.gemm, t.input_bytes, t.weight_bytes, t.casts_inputs) == ("mxfp8", 1 + 1 / 32, 1 + 1 / 32, True)
+    assert training_formats("fp32").input_bytes == 4.0 and not training_formats("bf16").casts_inputs
+    i4 = inference_formats("int4", "fp8")
+    assert (i4.gemm, i4.input_bytes, i4.weight_bytes, i4.kv_bytes) == ("bf16", 2.0, 0.5, 1.0)
+    f4 = inference_formats("nvfp4", "fp8")
+    assert (f4.gemm, f4.input_bytes, f4.weight_bytes) == ("nvfp4", 0.5 + 1 / 16, 0.5 + 1 / 16)
+
+
+def test_nvfp4_inference_quantizes_every_linear_input_once():
+    """W4A4 serving: one fp4_quantize kernel before qkv, proj, fc1 and fc2 (N elements read
+    at 2 B, written at 0.5625 B); none for bf16 or fp8."""
+    m = ModelSpec(**LLAMA2_7B)
+    lay = inference_layer(m, [AttentionSegment(1, 256, 0)], 1, "nvfp4", "fp8", "flash")
+    casts = {o.name: o for o in lay.ops if o.name.endswith(".quantize_in")}
+    assert set(casts) == {"qkv.quantize_in", "proj.quantize_in", "fc1.quantize_in", "fc2.quantize_in"}
+    assert casts["fc2.quantize_in"].bytes == pytest.approx(256 * 11008 * (2 + 0.5625))
+    names = [o.name for o in lay.ops]
+    assert all(names.index(c) == names.index(c.removesuffix(".quantize_in")) - 1 for c in casts)
+    for prec in ("bf16", "fp8"):
+        lay = inference_layer(m, [AttentionSegment(1, 256, 0)], 1, prec, "fp8", "flash")
+        assert not any(o.name.endswith(".quantize_in") for o in lay.ops)
+    moe = inference_layer(QWEN30, [AttentionSegment(1, 256, 0)], 1, "nvfp4", "fp8", "flash")
+    moe_casts = [o.name for o in moe.ops if o.name.endswith(".quantize_in")]
+    assert moe_casts == ["qkv.quantize_in", "proj.quantize_in", "moe_input.quantize_in"]
+
+
+def test_fp4_gemms_run_at_their_own_measured_efficiency():
+    """A native 4-bit path (Blackwell) runs at peak_fp4 · η_MAMF · sustained · 0.750 (best
+    measured B200 FP4 GEMM over the bf16 MAMF efficiency, calibration.yaml); mxfp8 keeps the
+    fp8 ratio."""
+    acc = get_accelerator("B200-SXM-180GB")
+    cal = calibration()
+    base = acc.matmul_efficiency * cal.sustained_over_best_matmul
+    assert gemm_rate_flops_per_s(acc, "nvfp4") == pytest.approx(acc.peak("nvfp4") * base * 0.750)
+    assert gemm_rate_flops_per_s(acc, "mxfp8") == pytest.approx(acc.peak("mxfp8") * base * 0.903)
+
+
+@settings(max_examples=40, deadline=None)
+@given(tokens=st.integers(1, 100_000), ep=st.sampled_from([1, 2, 4, 8]))
+def test_moe_routing_touches_at_most_every_expert_and_reads_each_once(tokens, ep):
+    """Balanced routing touches min(E/ep, Tg·k/ep) experts, independent routing the
+    occupancy expectation; both never more than E/ep, and the routed rows are Tg·k/ep either
+    way; a large batch under independent routing reads (almost) every expert."""
+    fm = inference_formats("bf16", "bf16")
+    m = QWEN30
+    for routing in ("balanced", "independent"):
+        ops, comms = moe_ffn_ops(m, float(tokens), ep=ep, etp=1, fm=fm, routing=routing)
+        fc1 = next(o for o in ops if o.name == "expert_fc1")
+        assert fc1.batch <= 128 / ep + 1e-9
+        assert fc1.m * fc1.batch == pytest.approx(tokens * ep * 8 / ep)
+        assert [c.name for c in comms] == ["ep_dispatch", "ep_combine"]
+        assert comms[0].bytes == pytest.approx(tokens * 8 * 2048 * 2)
+    big, _ = moe_ffn_ops(m, 1e6, ep=1, etp=1, fm=fm, routing="independent")
+    assert next(o for o in big if o.name == "expert_fc1").batch == pytest.approx(128)
+    assert math.isclose(float(expected_experts_touched(128, 8, 1)), 8.0)
+    assert np.all(np.diff(expected_experts_touched(128, 8, np.arange(1, 200))) > 0)

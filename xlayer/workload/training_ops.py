@@ -1,0 +1,199 @@
+"""A transformer layer in training: the forward of :func:`xlayer.workload.transformer.layer_forward`
+with the casts of a low-precision recipe, its backward, the tensor/expert-parallel
+collectives and the recompute; the embedding and the loss; the model FLOPs.
+
+All sizes are per accelerator and per micro-batch; arguments may be numbers or numpy arrays.
+Notation: b micro-batch, s sequence, h hidden, t tensor-parallel size, c context-parallel
+size, T = b·s/c tokens per accelerator. FLOP counts follow Narayanan et al. 2021 /
+Korthikanti et al. 2022: a GEMM's backward costs two GEMMs of its size (data gradient and
+weight gradient).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from xlayer.workload.model import ModelSpec
+from xlayer.workload.operators import ACT_BYTES, Comm, Op, gemm
+from xlayer.workload.precision import gemm_input_bytes, training_formats
+from xlayer.workload.transformer import (MEGATRON_KERNELS, embedding_ops, layer_forward, output_layer_ops,
+                                         tp_forward_comms, training_segment)
+
+Num = Any  # float or numpy array
+
+
+@dataclass(frozen=True)
+class LayerWork:
+    """Everything one transformer layer does for one micro-batch on one accelerator."""
+
+    fwd: list[Op]
+    bwd: list[Op]
+    fwd_comms: list[Comm]
+    bwd_comms: list[Comm]
+    attention_core: tuple[str, ...] = field(default=())
+
+
+# GEMM inputs quantized inside the preceding norm kernel (Transformer Engine LayerNormLinear /
+# LayerNormMLP fuse the norm and the cast: Megatron-Core's TE spec uses them for qkv and fc1)
+NORM_FUSED = ("qkv", "fc1", "shared_fc1")
+
+
+def quantize(name: str, elements: Num, precision: str, read: bool = True) -> Op:
+    """Cast of a 16-bit tensor to a low-precision GEMM format for training (Transformer
+    Engine): both a row-wise and a column-wise (transposed) copy are written, since the
+    forward GEMM and the weight-gradient GEMM contract the tensor along different dimensions
+    (TE cast_transpose for per-tensor fp8; separate row/column block scales for MXFP8 and
+    NVFP4), so bytes = 2·N read + 2·N·q written, q = bytes per element with its scales
+    (:func:`xlayer.workload.precision.gemm_input_bytes`); per-tensor current scaling (fp8)
+    reads the tensor once more for its amax first. ``read=False``: the cast is fused into the
+    kernel that produced the tensor (only the writes remain)."""
+    q = gemm_input_bytes(precision)
+    reads = (2.0 * ACT_BYTES if precision == "fp8" else ACT_BYTES) if read else 0.0
+    return Op(name, "elementwise", 2.0 * elements, elements * (reads + 2.0 * q), precision=precision)
+
+
+def _with_input_quantize(fwd: list[Op], gp: str) -> list[Op]:
+    """Insert the input cast before every low-precision GEMM of a forward list (the router and
+    the attention core stay 16-bit)."""
+    out: list[Op] = []
+    for op in fwd:
+        if op.kind == "gemm" and op.precision == gp:
+            out.append(quantize(op.name + ".quantize_in", op.m * op.k * op.batch, gp,
+                                read=op.name not in NORM_FUSED))
+        out.append(op)
+    return out
+
+
+def _gemm_bwd(op: Op) -> list[Op]:
+    """Backward of a GEMM: data gradient dA = dC·Bᵀ ([m,n]x[n,k]) and weight gradient
+    dB = Aᵀ·dC ([k,m]x[m,n]); each 2·m·k·n FLOPs."""
+    dgrad = gemm(op.name + ".dgrad", op.m, op.n, op.k, op.precision, op.batch)
+    wgrad = gemm(op.name + ".wgrad", op.k, op.m, op.n, op.precision, op.batch)
+    return [dgrad, wgrad]
+
+
+def layer_work(model: ModelSpec, b: Num, tp: Num, sp: bool, cp: Num, precision: str,
+               attention: str, dropout: float, ffn: str = "dense", ep: Num = 1, etp: Num = 1,
+               window: Num = None) -> LayerWork:
+    """Operators and collectives of one transformer layer (forward and backward).
+
+    Forward: :func:`xlayer.workload.transformer.layer_forward` over one micro-batch
+    (:func:`~xlayer.workload.transformer.training_segment`: b sequences of s/c queries over
+    s keys) with Megatron-Core's kernels, then a cast before every low-precision GEMM.
+    Backward, in reverse order: a GEMM's data and weight gradients (with a cast of its output
+    gradient), flash attention's backward (5 GEMMs of the forward's size vs 2, Dao 2023:
+    2.5× the FLOPs), element-wise kernels re-reading their saved input (1.5× the traffic).
+    Collectives: :func:`~xlayer.workload.transformer.tp_forward_comms` forward; backward
+    (Korthikanti 2022 §4.2.2) with SP the all-gather of the output gradient is exposed, the
+    reduce-scatter of the input gradient overlaps the weight-gradient GEMM and the re-gather
+    of the saved 1/t input the data-gradient GEMM; without SP the all-reduce of the input
+    gradient of each column-parallel GEMM overlaps its weight-gradient GEMM (Megatron-LM async
+    TP all-reduce). An MoE layer's all-to-alls run forward and again backward.
+    ``ffn="moe"``: the FFN is a mixture of experts; ``window``: a sliding-window layer whose
+    queries see at most ``window`` keys.
+    """
+    fm = training_formats(precision)
+    fp = layer_forward(model, [training_segment(b, model.seq_len, cp, window)], tp=tp, fm=fm, attention=attention,
+                       kernels=MEGATRON_KERNELS, sp=sp, dropout=dropout, ffn=ffn, ep=ep, etp=etp,
+                       moe_tokens="sequence_parallel", routing="balanced")
+    fwd = _with_input_quantize(fp.ops, fm.gemm) if fm.casts_inputs else fp.ops
+    bwd: list[Op] = []
+    for op in reversed(fwd):
+        if op.name.endswith(".quantize_in"):
+            continue  # a cast has no backward of its own
+        if op.kind == "gemm":
+            if fm.casts_inputs and op.precision == fm.gemm:
+                bwd.append(quantize(op.name + ".quantize_grad", op.m * op.n * op.batch, op.precision))
+            bwd.extend(_gemm_bwd(op))
+        elif op.kind == "attention":
+            bwd.append(Op(op.name + ".bwd", "attention", 2.5 * op.flops, 2.0 * op.bytes,
+                          precision=op.precision, causal=op.causal, heads=op.heads,
+                          seq_q=op.seq_q, seq_kv=op.seq_kv, head_dim=op.head_dim))
+        else:
+            bwd.append(Op(op.name + ".bwd", "elementwise", 2.0 * op.flops, 1.5 * op.bytes))
+
+    msg = fp.tokens * model.hidden * ACT_BYTES  # the full activation of the layer, all ranks together
+    # an MoE layer's routed experts work on each rank's own (sequence-parallel) tokens: the
+    # MLP's tensor-parallel gather/reduce remains only for shared experts
+    mlp_tp = ffn != "moe" or (model.moe is not None and model.moe.shared_experts > 0)
+    # the column-parallel GEMM at the attention's input (the backward collectives overlap it)
+    attn_in = "qkv" if model.mla is None else ("q_up" if model.mla.q_lora_rank else "q_proj")
+    mlp_in = "fc1" if ffn != "moe" else "shared_fc1"
+    fwd_comms = tp_forward_comms(msg, sp, mlp_tp)
+    if sp:
+        bwd_comms = [Comm("sp_allgather_grad_mlp", "all_gather", msg, "tp"),
+                     Comm("sp_regather_mlp", "all_gather", msg, "tp", overlap=mlp_in + ".dgrad"),
+                     Comm("sp_reducescatter_grad_mlp", "reduce_scatter", msg, "tp", overlap=mlp_in + ".wgrad"),
+                     Comm("sp_allgather_grad_attn", "all_gather", msg, "tp"),
+                     Comm("sp_regather_attn", "all_gather", msg, "tp", overlap=attn_in + ".dgrad"),
+                     Comm("sp_reducescatter_grad_attn", "reduce_scatter", msg, "tp", overlap=attn_in + ".wgrad")]
+    else:
+        bwd_comms = [Comm("tp_allreduce_grad_mlp", "all_reduce", msg, "tp", overlap=mlp_in + ".wgrad"),
+                     Comm("tp_allreduce_grad_attn", "all_reduce", msg, "tp", overlap=attn_in + ".wgrad")]
+    if not mlp_tp:
+        bwd_comms = [c for c in bwd_comms if "mlp" not in c.name]
+    fwd_comms += fp.moe_comms
+    bwd_comms += [Comm(c.name + ".bwd", c.collective, c.bytes, c.group) for c in fp.moe_comms]
+    return LayerWork(fwd, bwd, fwd_comms, bwd_comms, fp.attention_core)
+
+
+def recompute_ops(work: LayerWork, mode: str) -> tuple[list[Op], list[Comm]]:
+    """Work redone in the backward pass. ``selective`` re-runs the attention core
+    (Korthikanti 2022 §5: QKᵀ, softmax, dropout, PV); a flash kernel already recomputes
+    internally, so selective adds nothing there. ``full`` re-runs the whole forward,
+    collectives included."""
+    if mode == "none":
+        return [], []
+    if mode == "selective":
+        return [op for op in work.fwd if op.name in work.attention_core and op.kind != "attention"], []
+    if mode == "full":
+        return list(work.fwd), list(work.fwd_comms)
+    raise ValueError(mode)
+
+
+def embedding_work(model: ModelSpec, b: Num, tp: Num, cp: Num) -> list[Op]:
+    """Embedding lookup of one micro-batch on the first stage (T = b·s/c tokens)."""
+    return embedding_ops(model, b * model.seq_len / cp)
+
+
+def logits_work(model: ModelSpec, b: Num, tp: Num, cp: Num, precision: str) -> tuple[list[Op], list[Op]]:
+    """Final norm and output layer (:func:`~xlayer.workload.transformer.output_layer_ops`,
+    16-bit) over the micro-batch's T tokens and the fused vocab-parallel cross-entropy (reads
+    the T×V/t logits twice in fp32). Forward and backward."""
+    T = b * model.seq_len / cp
+    V = model.vocab
+    norm, out = output_layer_ops(model, T, tp, "fp32" if precision == "fp32" else "bf16")
+    loss = Op("cross_entropy", "elementwise", 5.0 * T * V / tp, 4.0 * 2 * T * V / tp)
+    fwd = [norm, out, loss]
+    bwd = [Op("cross_entropy.bwd", "elementwise", 2.0 * T * V / tp, (4.0 + ACT_BYTES) * T * V / tp),
+           *_gemm_bwd(out), Op("final_norm.bwd", "elementwise", 2 * norm.flops, 1.5 * norm.bytes)]
+    return fwd, bwd
+
+
+def layer_flops_model(model: ModelSpec, tokens: Num) -> Num:
+    """Model FLOPs of one layer's forward for ``tokens`` tokens (no recompute):
+    2·T·(h·(q+2kv) + q·h + m·h·f·top_k) + 2·T·s·q. The attention term is the causal half of
+    the 4·T·s·q of full attention — what a causal (flash) kernel does, so that MFU and HFU
+    count the same work the kernel times do and never exceed 100 % (Megatron-LM's and PaLM's
+    reported figures count the full 4·T·s·q; at long sequences they are higher than ours)."""
+    h, f, s = model.hidden, model.ffn_hidden, model.seq_len
+    attn = h * (model.q_dim + 2 * model.kv_dim) + model.q_dim * h
+    if model.moe is None:
+        ffn = model.ffn_matrices * h * f
+    else:  # averaged over the layers: dense layers, MoE layers (router + top_k + shared experts)
+        m = model.moe
+        moe_ffn = h * m.experts + (m.top_k + m.shared_experts) * model.ffn_matrices * h * m.ffn_hidden
+        ffn = (m.dense_layers * model.ffn_matrices * h * f + model.moe_layers * moe_ffn) / model.layers
+    seen = s / 2.0
+    if model.sliding_window is not None:  # window layers see w − w²/(2s) keys per query
+        w, n = model.sliding_window.size, model.sliding_window.layers
+        seen = ((model.layers - n) * s / 2.0 + n * (w - w * w / (2.0 * s))) / model.layers
+    return 2.0 * tokens * (attn + ffn) + 4.0 * tokens * seen * model.q_dim
+
+
+def model_flops_per_iteration(model: ModelSpec, sequences: Num) -> Num:
+    """Model FLOPs per iteration: 3 × forward (forward + backward), layers + logits
+    (Narayanan 2021 eq. 3 generalised to GQA / gated FFN): 3·(L·F_layer + 2·T·h·V)."""
+    T = sequences * model.seq_len
+    return 3.0 * (model.layers * layer_flops_model(model, T) + 2.0 * T * model.hidden * model.vocab)
+
