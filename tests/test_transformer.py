@@ -130,3 +130,17 @@ def test_moe_routing_touches_at_most_every_expert_and_reads_each_once(tokens, ep
     assert next(o for o in big if o.name == "expert_fc1").batch == pytest.approx(128)
     assert math.isclose(float(expected_experts_touched(128, 8, 1)), 8.0)
     assert np.all(np.diff(expected_experts_touched(128, 8, np.arange(1, 200))) > 0)
+
+
+def test_a_sliding_window_layer_costs_less_attention_than_a_full_one():
+    """A window of w keys: w − w²/(2s) keys per query instead of s/2, its query tiles still
+    the sequence's (the flash efficiency's tile count comes from s_q, its loop length from
+    the window), so the window layer's attention is cheaper forward and backward."""
+    acc = get_accelerator("H100-SXM-80GB")
+    m = ModelSpec(**{**LLAMA2_7B, "seq_len": 4096, "sliding_window": {"size": 128, "layers": 16}})
+    full = layer_work(m, 1, 1, False, 1, "bf16", "flash", 0.0)
+    win = layer_work(m, 1, 1, False, 1, "bf16", "flash", 0.0, window=128)
+    for a, b in zip([o for o in full.fwd + full.bwd if o.kind == "attention"],
+                    [o for o in win.fwd + win.bwd if o.kind == "attention"]):
+        assert b.flops == pytest.approx(a.flops * (128 - 128 ** 2 / 8192) / 2048)
+        assert op_time(b, acc).time_s < op_time(a, acc).time_s

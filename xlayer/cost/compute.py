@@ -95,11 +95,15 @@ def gemm_rate_flops_per_s(acc: Accelerator, precision: str, cal: Calibration | N
 
 
 def flash_relative_efficiency(acc: Accelerator, heads_x_batch: Any, seq_q: Any,
-                              cal: Calibration | None = None) -> Any:
-    """ρ = ρ_max · s/(s+s½) · W/(W+W½), W = b·heads·s/128/SMs."""
+                              cal: Calibration | None = None, loop_keys: Any = None) -> Any:
+    """ρ = ρ_max · s/(s+s½) · W/(W+W½), W = b·heads·s_q/128/SMs the 128-row query tiles per
+    SM and s the keys one tile's loop runs over (``loop_keys``, default s_q: the fit's SDPA
+    measurements had s_q = s_kv; a sliding window loops over its w keys, while its query
+    tiles are still the sequence's)."""
     cal = cal or calibration()
+    s = seq_q if loop_keys is None else loop_keys
     w = heads_x_batch * seq_q / 128.0 / acc.compute_units
-    return cal.flash_rel_max * seq_q / (seq_q + cal.flash_seq_half) * w / (w + cal.flash_tiles_half)
+    return cal.flash_rel_max * s / (s + cal.flash_seq_half) * w / (w + cal.flash_tiles_half)
 
 
 def _skinny_fill(tiles: Any, split_max: Any, sms: int) -> Any:
@@ -244,8 +248,8 @@ def op_time(op: Op, acc: Accelerator, cal: Calibration | None = None,
     elif op.kind == "attention":
         # a query tile loops over the keys it sees: the sequence, or the window of a
         # sliding-window layer (short loops pay the tile's fixed work over fewer keys)
-        rho = flash_relative_efficiency(acc, op.heads, np.minimum(op.seq_q, op.seq_kv) if op.seq_kv else op.seq_q,
-                                        cal)
+        rho = flash_relative_efficiency(acc, op.heads, op.seq_q, cal,
+                                        np.minimum(op.seq_q, op.seq_kv) if op.seq_kv else None)
         if op.name.endswith(".bwd"):
             rho = rho * 2.5 / cal.flash_bwd_time_over_fwd
         compute = op.flops / (gemm_rate_flops_per_s(acc, op.precision, cal) * rho)
