@@ -29,7 +29,8 @@ def test_required_profiles_exist():
     ("nemo", None, None, "megatron-bridge"), ("deepspeed", "2021", None, "deepspeed-2021"),
     ("pytorch", None, "eager", "pytorch-eager"), ("pytorch", None, "cuda-graph", "pytorch-cuda-graph"),
     ("pytorch", None, "compiled", "pytorch-compiled"), ("gpt-fast", None, "compiled", "gpt-fast"),
-    ("trt-llm", "0.5", "cuda-graph", "trt-llm"), ("vllm", None, None, "vllm"),
+    ("trt-llm", "0.5", "cuda-graph", "trt-llm-0.5"), ("trt-llm", "1.0", None, "trt-llm"),
+    ("vllm", None, None, "vllm"),
     ("unknown-stack", None, None, DEFAULT_PROFILE)])
 def test_selection(fw, ver, mode, name):
     p, why = profile_for(fw, ver, mode)

@@ -144,3 +144,16 @@ def test_a_sliding_window_layer_costs_less_attention_than_a_full_one():
                     [o for o in win.fwd + win.bwd if o.kind == "attention"]):
         assert b.flops == pytest.approx(a.flops * (128 - 128 ** 2 / 8192) / 2048)
         assert op_time(b, acc).time_s < op_time(a, acc).time_s
+
+
+def test_unfused_gate_and_up_projections_are_two_gemms_of_the_same_work():
+    """Without a fused MLP (TensorRT-LLM v0.5 builds) the gated FFN's gate and up projections
+    are two T × h × f/t GEMMs: the same FLOPs and weight bytes as the fused 2f/t GEMM, one more
+    input read and one more kernel."""
+    m = ModelSpec(**LLAMA2_7B)
+    seg = [AttentionSegment(1, 128, 0)]
+    fused = {o.name: o for o in inference_layer(m, seg, 1, "fp8", "fp8", "flash").ops}
+    split = {o.name: o for o in inference_layer(m, seg, 1, "fp8", "fp8", "flash", fused_gate_up=False).ops}
+    assert "fc1_gate" in split and "fc1_gate" not in fused
+    assert split["fc1"].flops + split["fc1_gate"].flops == pytest.approx(fused["fc1"].flops)
+    assert split["fc1"].bytes + split["fc1_gate"].bytes == pytest.approx(fused["fc1"].bytes + 128 * 4096 * 1.0)

@@ -58,6 +58,9 @@ class StackProfile(BaseModel):
     # with RMSNorm and RoPE: Llama-style; plain FFN with LayerNorm: GPT-style); None: count the
     # model's fused operators
     eager_kernels_per_layer: Optional[dict[Literal["gated", "plain"], int]] = None
+    # a gated MLP's gate and up projections run as one GEMM of width 2f/t (False: two GEMMs of
+    # f/t each, e.g. TensorRT-LLM v0.5 engines built without --use_fused_mlp)
+    fused_gated_mlp: bool = True
     sources: dict[str, str] = {}
     file: str = ""
 

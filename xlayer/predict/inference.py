@@ -87,6 +87,7 @@ class InferenceSetup:
     host_dispatch_s: float | None = None
     kernel_floor_s: float | None = None
     eager_kernels_per_layer: int | None = None
+    fused_gated_mlp: bool = True  # the stack's gate and up projections as one GEMM
 
     @property
     def decode_steps(self) -> int:
@@ -175,9 +176,11 @@ def resolve_inference(case: Case) -> InferenceSetup:
     if prof.host_dispatch_s and prof.eager_kernels_per_layer:
         per_layer = prof.eager_kernels_per_layer["gated" if m.gated else "plain"]
         notes.append(f"{per_layer} kernels per layer forward in {prof.name} ({prof.file})")
+    if m.gated and not prof.fused_gated_mlp:
+        notes.append(f"gate and up projections as two GEMMs ({prof.name}: {prof.file}, fused_gated_mlp)")
     return InferenceSetup(m, case.system_spec(), tp, pp, dp, case.precision, kv, attention, batch,
                           r.prompt_len, r.context_len, r.output_len, dctx, tuple(notes), r.batch,
-                          prof.host_dispatch_s, floor, per_layer)
+                          prof.host_dispatch_s, floor, per_layer, prof.fused_gated_mlp)
 
 
 # --------------------------------------------------------------------------------------
@@ -239,7 +242,8 @@ def forward_pass(s: InferenceSetup, segments: list[AttentionSegment], name: str,
     system = system or s.system
     acc = system.accelerator
     m = s.model
-    layer = inference_layer(m, segments, s.tp, s.precision, s.kv_precision, s.attention)
+    layer = inference_layer(m, segments, s.tp, s.precision, s.kv_precision, s.attention,
+                            fused_gate_up=s.fused_gated_mlp)
     fl = s.kernel_floor_s
     ops = [op_cost(o, acc, fl) for o in layer.ops] + [comm_cost(c, s.tp, system) for c in layer.comms]
     T = layer.tokens
@@ -460,12 +464,12 @@ def predict_inference(case: Case) -> InferencePrediction:
 
     def dec_build(x):
         return inference_layer(s.model, _decode_segments(s, x, s.decode_context), s.tp, s.precision,
-                               s.kv_precision, s.attention).ops
+                               s.kv_precision, s.attention, fused_gate_up=s.fused_gated_mlp).ops
     cross = {"decode": balance_crossover(dec_build, acc, s.precision)}
     if s.prompt_len > 0:
         def pre_build(x):
             return inference_layer(s.model, _prefill_segments(s, x), s.tp, s.precision, s.kv_precision,
-                                   s.attention).ops
+                                   s.attention, fused_gate_up=s.fused_gated_mlp).ops
         cross["prefill"] = balance_crossover(pre_build, acc, s.precision)
     return InferencePrediction(case.id, s, prefill, decode, gen, mem, cap, cross, metrics)
 

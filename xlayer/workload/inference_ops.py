@@ -10,7 +10,7 @@ its own precision.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from xlayer.workload.model import ModelSpec
 from xlayer.workload.operators import ACT_BYTES, Comm, Op
@@ -33,16 +33,17 @@ class InferenceLayer:
 
 def inference_layer(model: ModelSpec, segments: list[AttentionSegment], tp: int, precision: str,
                     kv_precision: str, attention: str, *, ep: int = 1,
-                    group_tokens=None) -> InferenceLayer:
+                    group_tokens=None, fused_gate_up: bool = True) -> InferenceLayer:
     """Operators of one layer for a forward pass over the tokens of ``segments``:
     :func:`~xlayer.workload.transformer.layer_forward` with fused add+norm and the KV-cache
     append, MoE tokens replicated over the tensor-parallel ranks (each expert's width split
     over t) and independent routing; then the TP all-reduces after the attention and the MLP,
     and with ``ep`` > 1 the all-to-all dispatch and combine (``group_tokens``: the tokens the
-    EP group routes, with attention data parallel every rank its own)."""
+    EP group routes, with attention data parallel every rank its own; ``fused_gate_up`` False:
+    the gate and up projections of a gated MLP are two GEMMs)."""
     fm = inference_formats(precision, kv_precision)
     fp = layer_forward(model, segments, tp=tp, fm=fm, attention=attention,
-                       kernels=INFERENCE_KERNELS, ffn="moe" if model.is_moe else "dense", ep=ep,
+                       kernels=replace(INFERENCE_KERNELS, fused_gate_up=fused_gate_up), ffn="moe" if model.is_moe else "dense", ep=ep,
                        moe_tokens="replicated", routing="independent",
                        group_tokens=group_tokens)
     ops = with_block_scaled_casts(fp.ops, fm, fp.tokens * model.hidden) if fm.gemm == "nvfp4" else fp.ops

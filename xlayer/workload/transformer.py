@@ -100,6 +100,7 @@ class LayerKernels:
 
     kv_cache_append: bool  # RoPE + paged KV-cache append as one kernel (inference)
     fused_add_norm: bool  # residual add fused with the next RMSNorm (inference engines)
+    fused_gate_up: bool = True  # a gated MLP's gate and up projections as one GEMM of width 2f/t
 
 
 MEGATRON_KERNELS = LayerKernels(kv_cache_append=False, fused_add_norm=False)
@@ -230,12 +231,17 @@ def _moe_comms(a2a: Num, ep: Num, etp: Num, etp_comms: bool) -> list[Comm]:
     return comms
 
 
-def _dense_mlp(name: str, T: Num, h: float, width_t: Num, gated: bool, fm: NumberFormats) -> list[Op]:
-    """FC1 (T × h × w/t, ×2 for a gated FFN) → activation → FC2 (T × w/t × h)."""
+def _dense_mlp(name: str, T: Num, h: float, width_t: Num, gated: bool, fm: NumberFormats,
+               fused_gate_up: bool = True) -> list[Op]:
+    """FC1 (T × h × w/t, ×2 for a gated FFN: one GEMM, or gate and up as two) → activation →
+    FC2 (T × w/t × h)."""
     fc1_n = width_t * (2 if gated else 1)
     g = dict(in_bytes=fm.input_bytes, w_bytes=fm.weight_bytes)
-    return [gemm(f"{name}fc1", T, h, fc1_n, fm.gemm, **g),
-            elementwise(f"{name}activation", T * fc1_n, T * width_t, 8.0),
+    if gated and not fused_gate_up:
+        fc1 = [gemm(f"{name}fc1", T, h, width_t, fm.gemm, **g), gemm(f"{name}fc1_gate", T, h, width_t, fm.gemm, **g)]
+    else:
+        fc1 = [gemm(f"{name}fc1", T, h, fc1_n, fm.gemm, **g)]
+    return [*fc1, elementwise(f"{name}activation", T * fc1_n, T * width_t, 8.0),
             gemm(f"{name}fc2", T, width_t, h, fm.gemm, **g)]
 
 
@@ -304,7 +310,7 @@ def layer_forward(model: ModelSpec, segments: list[AttentionSegment], *, tp: Num
         if m.shared_experts:
             ops += _dense_mlp("shared_", T, h, m.shared_experts * m.ffn_hidden / tp, model.gated, fm)
     else:
-        ops += _dense_mlp("", T, h, model.ffn_hidden / tp, model.gated, fm)
+        ops += _dense_mlp("", T, h, model.ffn_hidden / tp, model.gated, fm, kernels.fused_gate_up)
     ops.append(elementwise("dropout_add2" if not kernels.fused_add_norm else "add2", 2 * rows * h, rows * h,
                            2.0 if drop or not kernels.fused_add_norm else 1.0, extra_bytes=mask))
     return LayerForward(ops, moe_comms, T, tuple(core))
