@@ -157,3 +157,35 @@ def test_unfused_gate_and_up_projections_are_two_gemms_of_the_same_work():
     assert "fc1_gate" in split and "fc1_gate" not in fused
     assert split["fc1"].flops + split["fc1_gate"].flops == pytest.approx(fused["fc1"].flops)
     assert split["fc1"].bytes + split["fc1_gate"].bytes == pytest.approx(fused["fc1"].bytes + 128 * 4096 * 1.0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(c=st.integers(0, 20000), n=st.integers(17, 8000), w=st.integers(16, 8192))
+def test_windowed_segment_mean_keys_match_a_direct_count(c, n, w):
+    """A prefill chunk of n > 16 tokens after c cached, in a window of w keys: the mean keys seen
+    per query equals the direct mean of min(p, w) over the chunk's positions (to the
+    continuous approximation's half-key), and it reads min(c, w) + n keys; a decode reads
+    the last min(c + 1, w)."""
+    from xlayer.workload.transformer import windowed_segment
+    g = windowed_segment(AttentionSegment(1, n, c), w)
+    direct = np.minimum(np.arange(c, c + n) + 0.5, w).mean()
+    assert g.mean_seen == pytest.approx(direct, rel=1e-9, abs=0.5)
+    assert g.kv_len == min(c, w) + n and g.mean_seen <= min(c + n / 2, w) + 1e-9
+    d = windowed_segment(AttentionSegment(4, 1, c), w)
+    assert d.is_decode and d.kv_len == min(c + 1, w)
+
+
+def test_inference_with_a_sliding_window_reads_and_holds_only_the_window():
+    """A served model whose layers all use a window of w keys: the decode step reads the K/V
+    of w tokens, not of the whole context, and the KV cache holds w tokens per sequence."""
+    from conftest import inference_case
+    from xlayer.predict.inference import predict_inference
+    full = predict_inference(inference_case(model=LLAMA2_7B, tp=1, batch=4, prompt=16000, output=256))
+    win = predict_inference(inference_case(model={**LLAMA2_7B, "sliding_window": {"size": 4096, "layers": 32}},
+                                           tp=1, batch=4, prompt=16000, output=256))
+    att = {r["name"]: r for r in win.decode.op_rows()}["attn_decode"]
+    att_full = {r["name"]: r for r in full.decode.op_rows()}["attn_decode"]
+    assert att["bytes"] == pytest.approx(att_full["bytes"] * 4096 / (16000 + 127.5 + 1), rel=0.01)
+    kv, kv_full = win.memory_breakdown_bytes["kv_cache_bytes"], full.memory_breakdown_bytes["kv_cache_bytes"]
+    assert kv == pytest.approx(kv_full * 4096 / (16000 + 256))
+    assert win.decode.time_s < full.decode.time_s and win.prefill.time_s < full.prefill.time_s

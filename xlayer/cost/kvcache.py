@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from xlayer.workload.precision import kv_bytes_per_element, weight_bytes_per_param
 from xlayer.workload.model import ModelSpec
 from xlayer.workload.operators import ACT_BYTES
@@ -50,7 +52,18 @@ def kv_bytes_per_token(model: ModelSpec, tp: int, pp: int, kv_precision: str) ->
 
 def kv_cache_bytes(model: ModelSpec, tp: int, pp: int, kv_precision: str, seqs: float, tokens: float) -> float:
     """KV cache of ``seqs`` sequences of ``tokens`` cached tokens each."""
-    return seqs * tokens * kv_bytes_per_token(model, tp, pp, kv_precision)
+    return seqs * cached_kv_tokens(model, tokens) * kv_bytes_per_token(model, tp, pp, kv_precision)
+
+
+def cached_kv_tokens(model: ModelSpec, tokens):
+    """Tokens of KV a sequence of ``tokens`` holds per layer, averaged over the layers: a
+    sliding-window layer of w keys keeps only the last w (a cyclic window: TensorRT-LLM's
+    ``max_attention_window``, vLLM's sliding-window KV manager), the others all of them:
+    ((L − n)·tokens + n·min(tokens, w))/L. The busiest stage is taken to hold the average mix."""
+    sw = model.sliding_window
+    if sw is None:
+        return tokens
+    return ((model.layers - sw.layers) * tokens + sw.layers * np.minimum(tokens, sw.size)) / model.layers
 
 
 def workspace_bytes(model: ModelSpec, tokens: float, rows_out: float, tp: int) -> float:

@@ -62,6 +62,20 @@ def op_cost(op: Op, acc: Accelerator, overhead_s: float | None = None) -> OpCost
                   float(op.flops), float(op.bytes), max(terms, key=terms.get))
 
 
+def blend_costs(a: OpCost, b: OpCost, share_b: float) -> OpCost:
+    """The same operator in two kinds of layer, ``share_b`` of the layers of kind b: every
+    term the layer-weighted mean, the bound that of the mean roofline terms."""
+    def mix(x: float, y: float) -> float:
+        return (1.0 - share_b) * x + share_b * y
+    if a.name != b.name:
+        raise ValueError(f"blend_costs: {a.name} vs {b.name}")
+    terms = {"compute": mix(a.compute_s, b.compute_s), "hbm": mix(a.hbm_s, b.hbm_s), "l2": mix(a.l2_s, b.l2_s)}
+    bound = a.bound if a.kind == "collective" else max(terms, key=terms.get)
+    return OpCost(a.name, a.kind, mix(a.time_s, b.time_s), terms["compute"], terms["hbm"], terms["l2"],
+                  mix(a.comm_s, b.comm_s), mix(a.overhead_s, b.overhead_s), mix(a.flops, b.flops),
+                  mix(a.bytes, b.bytes), bound)
+
+
 def tp_collective_time_s(collective: str, size_bytes: float, tp: int, system: System) -> float:
     """A collective over the tensor-parallel group (see module docstring)."""
     if tp <= 1:

@@ -4,6 +4,8 @@
 """
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 from typing import Any, Literal, Optional
 
@@ -282,19 +284,29 @@ def unmodelled_reasons(case: Case) -> list[str]:
 
 
 class NotModelledYet(InputError, NotImplementedError):
-    """A case uses a feature the model does not cover yet. An input error (the CLI exits 2
-    with one line) whose text starts ``not modelled yet:`` — validate lists it as the reason."""
+    """A case uses a feature the model does not cover yet: an input error naming the field
+    (the CLI exits 2 with its one line, ``model.mla: set is not valid; not modelled yet:
+    ...``); :attr:`reason` (``not modelled yet: ...``) is what validate lists."""
 
-    def __init__(self, features: list[str]):
+    def __init__(self, features: list[str], case: Any = None):
         self.features = features
-        ValueError.__init__(self, "not modelled yet: " + "; ".join(features))
-        self.field, self.value, self.valid = "model", features[0], "not modelled yet: " + "; ".join(features)
+        hit = re.search(r"\(([\w.]+)\)\s*$", features[0])
+        field = hit.group(1) if hit else "model"
+        value: Any = "{...}"
+        if case is not None:
+            obj: Any = case
+            for part in field.split("."):
+                obj = getattr(obj, part, None)
+            if isinstance(obj, (int, float, str)):
+                value = obj
+        InputError.__init__(self, field, value, self.reason)
 
-    def __str__(self) -> str:
+    @property
+    def reason(self) -> str:
         return "not modelled yet: " + "; ".join(self.features)
 
 
 def require_modelled(case: Case) -> None:
     reasons = unmodelled_reasons(case)
     if reasons:
-        raise NotModelledYet(reasons)
+        raise NotModelledYet(reasons, case)

@@ -34,17 +34,18 @@ from typing import Any
 import numpy as np
 
 from xlayer.cost.collectives import collective_time_s, ranks_in_domain
-from xlayer.cost.kvcache import kv_bytes_per_token, stage_layers, weight_bytes, workspace_bytes
+from xlayer.cost.kvcache import cached_kv_tokens, kv_bytes_per_token, stage_layers, weight_bytes, workspace_bytes
 from xlayer.cost.compute import gemm_rate_flops_per_s
-from xlayer.cost.roofline import OpCost, comm_cost, op_cost
+from xlayer.cost.roofline import OpCost, blend_costs, comm_cost, op_cost
 from xlayer.errors import InputError
 from xlayer.units import format_seconds as _fmt_s
 from xlayer.hardware.spec import System
 from xlayer.mapping.layout import check_tensor_parallel
-from xlayer.predict.case import Case
+from xlayer.predict.case import Case, require_modelled
 from xlayer.safe_yaml import package_data
 from xlayer.workload.inference_ops import AttentionSegment, embedding_ops, inference_layer, output_ops
 from xlayer.workload.precision import weight_bytes_per_param
+from xlayer.workload.transformer import windowed_segment
 from xlayer.workload.model import ModelSpec
 from xlayer.workload.operators import ACT_BYTES
 
@@ -121,7 +122,11 @@ def resolve_inference(case: Case) -> InferenceSetup:
     if r.mode == "serving":
         raise InputError("request.mode", r.mode, "a serving case runs the continuous-batching model "
                                                  "(xlayer.serving.predict_serving; xlayer predict/validate/serve do)")
+    require_modelled(case)
     notes: list[str] = list(m.defaults_taken)
+    if m.sliding_window is not None:
+        notes.append(f"{m.sliding_window.layers} of {m.layers} layers attend over a sliding window of "
+                     f"{m.sliding_window.size} keys (their KV cache keeps the last {m.sliding_window.size} tokens)")
     tp, pp = P.tp, P.pp
     count = case.system.count
     check_tensor_parallel(m, tp)
@@ -246,6 +251,13 @@ def forward_pass(s: InferenceSetup, segments: list[AttentionSegment], name: str,
                             fused_gate_up=s.fused_gated_mlp)
     fl = s.kernel_floor_s
     ops = [op_cost(o, acc, fl) for o in layer.ops] + [comm_cost(c, s.tp, system) for c in layer.comms]
+    if m.sliding_window is not None:
+        # the n sliding-window layers see windowed segments: the layer of the pass is the
+        # layer-weighted mean of the two kinds (operator by operator, same names)
+        win = inference_layer(m, [windowed_segment(g, m.sliding_window.size) for g in segments], s.tp, s.precision,
+                              s.kv_precision, s.attention, fused_gate_up=s.fused_gated_mlp)
+        w_ops = [op_cost(o, acc, fl) for o in win.ops] + [comm_cost(c, s.tp, system) for c in win.comms]
+        ops = [blend_costs(a, b, m.sliding_window.layers / m.layers) for a, b in zip(ops, w_ops)]
     T = layer.tokens
     rows_out = sum(seg.seqs for seg in segments)
     emb = [op_cost(o, acc, fl) for o in embedding_ops(m, T)]
@@ -301,7 +313,8 @@ def memory_bytes(s: InferenceSetup, seqs: float, cached_tokens: float, pass_toke
     of all of them for its own layers) + workspace of the largest pass (``pass_tokens``
     tokens, ``pass_rows`` sampled rows, default ``seqs``), busiest stage."""
     mb = weight_bytes(s.model, s.tp, s.pp, s.precision)
-    mb["kv_cache_bytes"] = seqs * cached_tokens * kv_bytes_per_token(s.model, s.tp, s.pp, s.kv_precision)
+    mb["kv_cache_bytes"] = seqs * cached_kv_tokens(s.model, cached_tokens) * kv_bytes_per_token(s.model, s.tp, s.pp,
+                                                                                                 s.kv_precision)
     mb["workspace_bytes"] = workspace_bytes(s.model, pass_tokens, seqs if pass_rows is None else pass_rows, s.tp)
     return mb
 
@@ -312,7 +325,7 @@ def max_batch_fitting(s: InferenceSetup, cached_tokens: float, pass_tokens_per_s
     busiest stage: B·cached·KV-per-token(stage) + workspace of one pass over B/micro_batches
     sequences (``micro_batches`` = p when a full pipeline splits B into p micro-batches)."""
     w = sum(weight_bytes(s.model, s.tp, s.pp, s.precision).values())
-    per_seq = (cached_tokens * kv_bytes_per_token(s.model, s.tp, s.pp, s.kv_precision)
+    per_seq = (cached_kv_tokens(s.model, cached_tokens) * kv_bytes_per_token(s.model, s.tp, s.pp, s.kv_precision)
                + workspace_bytes(s.model, pass_tokens_per_seq, 1, s.tp) / micro_batches)
     return max(0, int((budget - w) // per_seq))
 

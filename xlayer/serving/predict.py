@@ -11,7 +11,7 @@ import numpy as np
 
 from xlayer.errors import InputError
 from xlayer.mapping.layout import check_tensor_parallel
-from xlayer.predict.case import Case
+from xlayer.predict.case import Case, require_modelled
 from xlayer.serving.engine import EngineConfig, KVPool, default_kv_precision, engine_for, kv_pool, resolve_engine
 from xlayer.serving.scheduler import SimResult, simulate
 from xlayer.serving.steady import SteadyState, kv_concurrency, steady_state
@@ -68,8 +68,11 @@ def serving_setup(case: Case, deployment: Optional[Deployment] = None, engine: O
     I = prompt_len if prompt_len is not None else r.prompt_len
     O = output_len if output_len is not None else r.output_len
     check_lengths(m, I, O, *length_fields)
-    if m.mla is not None:
-        raise InputError("model.mla", "{...}", "not modelled yet: multi-head latent attention in inference")
+    require_modelled(case)  # MLA and MTP in inference are not modelled yet
+    if m.sliding_window is not None:
+        notes.append(f"{m.sliding_window.layers} of {m.layers} layers attend over a window of {m.sliding_window.size} "
+                     "keys; the KV pool counts every layer's cache at full length (freeing out-of-window blocks is not "
+                     "modelled)")
     system = case.system_spec()
     if deployment is None:
         tp, pp = P.tp or 1, P.pp or 1

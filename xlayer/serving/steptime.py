@@ -45,7 +45,7 @@ from xlayer.hardware.spec import System
 from xlayer.safe_yaml import package_data
 from xlayer.workload.inference_ops import AttentionSegment, embedding_ops, inference_layer, output_ops
 from xlayer.workload.precision import kv_bytes_per_element
-from xlayer.workload.transformer import attention_ops
+from xlayer.workload.transformer import attention_ops, windowed_segment
 from xlayer.workload.model import ModelSpec
 from xlayer.workload.operators import ACT_BYTES
 
@@ -182,11 +182,19 @@ class StepTimer:
 
     # ---- attention ---------------------------------------------------------------
     def attention_s(self, seg: AttentionSegment) -> Any:
-        """Per-layer attention-core time of one segment."""
-        tot: Any = 0.0
-        for op in attention_ops(self.model, seg, self.dep.tp, kv_bytes_per_element(self.kv_precision), self.attention):
-            tot = tot + op_time(op, self.acc).time_s
-        return tot
+        """Per-layer attention-core time of one segment (sliding-window layers see it windowed:
+        the layer-weighted mean of the two kinds)."""
+        def core(g: AttentionSegment) -> Any:
+            tot: Any = 0.0
+            for op in attention_ops(self.model, g, self.dep.tp, kv_bytes_per_element(self.kv_precision),
+                                    self.attention):
+                tot = tot + op_time(op, self.acc).time_s
+            return tot
+        sw = self.model.sliding_window
+        if sw is None:
+            return core(seg)
+        share = sw.layers / self.model.layers
+        return (1.0 - share) * core(seg) + share * core(windowed_segment(seg, sw.size))
 
     # ---- one iteration -----------------------------------------------------------
     def graph_batch(self, b: int, sizes: Sequence[int]) -> int:

@@ -59,7 +59,7 @@ def validate_files(files: list[Path], progress: Callable[[Path], None] | None = 
             preds, warning = _predict(case)
             reason = None
         except (InputError, NotImplementedError) as exc:
-            preds, reason, warning = {}, str(exc), None
+            preds, reason, warning = {}, getattr(exc, "reason", None) or str(exc), None
         if not measured:
             rows.append({"id": case_id, "kind": kind, "metric": None, "measured": None,
                          "predicted": None, "error_pct": None, "reason": reason or "no measured values"})

@@ -168,8 +168,6 @@ class ModelSpec(NullMeansDefault):
         out = []
         if self.mla is not None and kind != "training":
             out.append("multi-head latent attention in inference (model.mla)")
-        if self.sliding_window is not None and kind != "training":
-            out.append("sliding-window attention in inference (model.sliding_window)")
         if self.mtp_layers and kind != "training":
             out.append("multi-token prediction layers in inference (model.mtp_layers)")
         return out

@@ -85,6 +85,23 @@ class AttentionSegment:
         return self.seen is None and np.ndim(self.new) == 0 and self.new <= DECODE_MAX_NEW
 
 
+def windowed_segment(seg: AttentionSegment, window: float) -> AttentionSegment:
+    """``seg`` as a sliding-window layer of ``window`` = w keys sees it (inference): a decode
+    reads the K/V of the last min(c + n, w) positions; a prefill chunk reads min(c, w) cached
+    keys plus its own n, and its query at position p sees min(p, w) keys, a mean over the
+    chunk of (1/n)·∫_c^{c+n} min(p, w) dp (c + n/2 when the window covers it all). A segment
+    with stated key geometry (training) already accounts for its window."""
+    if seg.seen is not None:
+        return seg
+    c, n, w = seg.cached, seg.new, float(window)
+    if seg.is_decode:
+        return AttentionSegment(seg.seqs, n, c, keys=np.minimum(c + n, w))
+    lo, hi = c, c + n
+    split = np.clip(w, lo, hi)
+    seen = ((split * split - lo * lo) / 2.0 + w * (hi - split)) / n
+    return AttentionSegment(seg.seqs, n, c, keys=np.minimum(c, w) + n, seen=seen, window=w)
+
+
 def training_segment(seqs: Num, seq_len: float, cp: Num, window: Num = None) -> AttentionSegment:
     """One micro-batch of training: b sequences of s/c queries over s keys; a query sees s/2
     keys on average (causal), w − w²/(2s) in a sliding-window layer (the first w queries see
