@@ -11,8 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-from xlayer.predict.training import predict_training, resolve_layout
-from xlayer.predict.case import load_case
+from xlayer.prediction.training import predict_training, resolve_layout
+from xlayer.prediction.case import load_case
 from xlayer.engine.training import evaluate_training, recipe_for
 
 DEFAULT = Path(__file__).resolve().parents[1] / "xlayer" / "examples" / "gpt3-175b-1024xa100.yaml"

@@ -32,7 +32,7 @@ VALIDATION = ROOT.parent / "shared" / "validation" / "training"
 
 def part_search() -> None:
     from xlayer.explore.search import search_case
-    from xlayer.predict.case import load_case
+    from xlayer.prediction.case import load_case
     case = load_case(DEMO)
     best = float("inf")
     from xlayer.engine.training import _OPS_CACHE
@@ -60,7 +60,7 @@ def part_search() -> None:
 def part_rate() -> None:
     from xlayer.explore.search import candidate_grid
     from xlayer.engine.vectorized import evaluate_layouts, valid_mask
-    from xlayer.predict.case import load_case
+    from xlayer.prediction.case import load_case
     from xlayer.engine.training import recipe_for
     case = load_case(DEMO)
     system = case.system_spec()
@@ -94,7 +94,7 @@ def part_rate() -> None:
 
 def part_papers(folder: Path) -> None:
     from xlayer.explore.search import describe_diff, layout_diff, search_case
-    from xlayer.predict.case import load_case
+    from xlayer.prediction.case import load_case
     files = sorted(folder.glob("korthikanti22-*-iter-*.yaml")) + sorted(folder.glob("narayanan21-*.yaml"))
     if not files:
         print(f"no cases under {folder}")

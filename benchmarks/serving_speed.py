@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 
-from xlayer.predict.case import case_from_dict
+from xlayer.prediction.case import case_from_dict
 from xlayer.serving.deploy import slo_search
 from xlayer.serving.predict import predict_serving
 

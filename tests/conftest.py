@@ -34,7 +34,7 @@ LLAMA2_7B = dict(name="Llama 2 7B", layers=32, hidden=4096, heads=32, kv_heads=3
 def inference_case(model=LLAMA2_70B, acc="H100-SXM-80GB", tp=4, pp=1, count=None, precision="bf16", batch=1,
                    prompt=128, context=0, output=1, **extra):
     """An inference case in the shared/validation format, built in a test."""
-    from xlayer.predict.case import case_from_dict
+    from xlayer.prediction.case import case_from_dict
     d = {"id": "t", "kind": "inference", "model": dict(model),
          "system": {"accelerator": acc, "count": count or tp * pp, "scale_up_size": 8},
          "parallel": {"tp": tp, "pp": pp}, "precision": precision,

@@ -44,3 +44,19 @@ def test_no_string_keyed_engine_results():
     pat = re.compile(r"\[\"detail\"\]|result\[\"(iteration_time_s|memory_bytes|microbatches)\"\]")
     for path in sorted(PKG.rglob("*.py")):
         assert not pat.search(path.read_text()), path
+
+
+def test_one_public_api_module_without_a_class_swap():
+    """The API is xlayer/api.py; the package reaches its functions on first use. No module
+    swaps a module's class, and nothing guards an import of the package's own code (or of a
+    required dependency) with ``except ImportError``."""
+    import types
+
+    import xlayer
+    import xlayer.api
+    assert xlayer.predict is xlayer.api.predict and xlayer.validate is xlayer.api.validate
+    assert xlayer.report is xlayer.api.report and type(xlayer) is types.ModuleType
+    for path in sorted(PKG.rglob("*.py")):
+        text = path.read_text()
+        assert "__class__ =" not in text, path
+        assert not re.search(r"except \(?ImportError", text), path

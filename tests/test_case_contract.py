@@ -9,8 +9,8 @@ import math
 import pytest
 
 from xlayer.errors import InputError
-from xlayer.predict.training import predict_training
-from xlayer.predict.case import NotModelledYet, case_from_dict, load_case
+from xlayer.prediction.training import predict_training
+from xlayer.prediction.case import NotModelledYet, case_from_dict, load_case
 
 BASE = {
     "id": "contract", "kind": "training",
@@ -97,7 +97,7 @@ def test_new_model_sections_parse_and_are_named_unmodelled():
     inf = {"id": "inf", "kind": "inference", "model": dict(c.model.model_dump(exclude={"defaults_taken"})),
            "system": {"accelerator": "A100-SXM-80GB", "count": 1}, "request": {"batch": 1, "prompt_len": 16}}
     with pytest.raises(NotModelledYet, match="not modelled yet: multi-head latent attention in inference"):
-        from xlayer.validate.runner import predict_metrics
+        from xlayer.validation.runner import predict_metrics
         predict_metrics(case_from_dict(inf))
 
 
@@ -191,7 +191,7 @@ def test_a_case_that_ran_predicts_with_a_memory_warning():
     d = case(model={"layers": 96, "hidden": 12288, "heads": 96, "vocab": 51200, "seq_len": 2048},
              system__count=8, parallel={"tp": 8, "pp": 1, "dp": 1, "recompute": "none", "zero": 0, "sp": True},
              batch={"global": 8, "micro": 1}, measured={"iteration_time_s": 10.0})
-    from xlayer.validate.runner import _predict
+    from xlayer.validation.runner import _predict
     metrics, warning = _predict(case_from_dict(d))
     assert metrics["iteration_time_s"] > 0
     assert warning and "exceeds" in warning

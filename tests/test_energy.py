@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from xlayer.cost.energy import EnergySpec, EnergyTerm, WorkCounts, energy_from_counts, gpu_energy_spec
-from xlayer.predict.decode_energy import decode_step
-from xlayer.predict.energy import case_training_energy
+from xlayer.prediction.decode_energy import decode_step
+from xlayer.prediction.energy import case_training_energy
 from xlayer.hardware.catalog import get_accelerator
-from xlayer.predict.case import load_case
+from xlayer.prediction.case import load_case
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "xlayer" / "examples" / "gpt3-175b-1024xa100.yaml"

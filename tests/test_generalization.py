@@ -5,8 +5,8 @@ import math
 
 import pytest
 
-from xlayer.predict.training import predict_training
-from xlayer.predict.case import case_from_dict
+from xlayer.prediction.training import predict_training
+from xlayer.prediction.case import case_from_dict
 
 LLAMA3_8B = {"name": "Llama 3 8B", "layers": 32, "hidden": 4096, "heads": 32, "kv_heads": 8, "ffn_hidden": 14336,
              "activation": "swiglu", "vocab": 128256, "seq_len": 8192}

@@ -238,7 +238,7 @@ def test_validation_cases_model_blocks_match_the_import(shared_validation):
         fixture = next((f for k, f in pairs.items() if k in case.name), None)
         if fixture is None:
             continue
-        from xlayer.predict.case import load_case
+        from xlayer.prediction.case import load_case
         c = load_case(case)
         m = load(fixture, seq_len=c.model.seq_len)
         assert {k: getattr(m, k) for k in keys} == {k: getattr(c.model, k) for k in keys}, case.name

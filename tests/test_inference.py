@@ -23,7 +23,7 @@ def case(**kw):
 
 
 def predict(**kw):
-    from xlayer.predict.inference import predict_inference
+    from xlayer.prediction.inference import predict_inference
     return predict_inference(case(**kw))
 
 
@@ -169,8 +169,8 @@ def test_skinny_gemms_of_the_kernel_file(shared_validation):
 # ---- memory, serving -------------------------------------------------------------------
 
 def test_serving_70b_8xh100_fp8_is_limited_by_kv_cache():
-    from xlayer.predict.inference import GIB, serving_estimate
-    from xlayer.predict.case import load_case
+    from xlayer.prediction.inference import GIB, serving_estimate
+    from xlayer.prediction.case import load_case
     est = serving_estimate(load_case(EXAMPLE), 2048, 128)
     assert est.max_batch > 100
     assert "KV cache" in est.limit
@@ -258,7 +258,7 @@ def test_dram_study_writes_tables(tmp_path, shared_validation):
 
 def test_validation_inference_error_bars(shared_validation):
     """Current error bars on the measured inference cases (tighten, never loosen)."""
-    from xlayer.validate.runner import collect_case_files, validate_files
+    from xlayer.validation.runner import collect_case_files, validate_files
     res = validate_files(collect_case_files([str(shared_validation / "inference")]))
     s = res["summary"]
     missing = [r for r in res["cases"] if r["predicted"] is None]

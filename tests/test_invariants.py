@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from xlayer.predict.case import case_from_dict
+from xlayer.prediction.case import case_from_dict
 
 from conftest import LLAMA2_7B, LLAMA2_70B  # noqa: E402
 from conftest import inference_case as _inference_case  # noqa: E402
@@ -28,7 +28,7 @@ def inference_case(**kw):
 
 
 def predict(**kw):
-    from xlayer.predict.inference import predict_inference
+    from xlayer.prediction.inference import predict_inference
     return predict_inference(inference_case(**kw))
 
 
@@ -39,7 +39,7 @@ def test_inference_kv_capacity_independent_of_pp_at_equal_gpus():
     holds the KV of all B sequences for its L/p layers, so per GPU one sequence costs
     (I+O)·2·(L/p)·(g·d/t)·2 B = 2176·2·80·1024·2/8 B whatever the split of tp·p = 8."""
     from xlayer.hardware.catalog import get_accelerator
-    from xlayer.predict.inference import serving_estimate
+    from xlayer.prediction.inference import serving_estimate
     h, L, V, f, kv = 8192, 80, 32000, 28672, 8 * 128
     acc = get_accelerator("H100-SXM-80GB")
     budget = 0.9 * acc.hbm.capacity_bytes  # vLLM gpu_memory_utilization
@@ -104,7 +104,7 @@ def test_inference_decode_context_is_cached_plus_prompt_plus_generated(context, 
     tokens plus the new one: 2·b·(g·d/t)·(ctx+1)·2 B + Q and O (2·b·(a/t)·d·2 B)."""
     from xlayer.workload.model import ModelSpec
     from xlayer.workload.transformer import AttentionSegment, attention_ops
-    from xlayer.predict.inference import resolve_inference
+    from xlayer.prediction.inference import resolve_inference
     s = resolve_inference(inference_case(model=LLAMA2_7B, tp=1, prompt=prompt, context=context, output=output))
     n = output - 1 if prompt > 0 else output
     expect = context + prompt + (sum(range(n)) / n if n else 0.0)
@@ -172,7 +172,7 @@ def test_gemm_time_never_falls_when_m_grows(n, k, batch, sms, m0):
 def test_energy_decode_between_idle_and_tdp(batch, context, precision, tp):
     """N·t·P_static ≤ E_device ≤ N·t·TDP (P_static: energy.yaml static_w, H100 100 W)."""
     from xlayer.cost.energy import energy_from_counts, gpu_energy_spec
-    from xlayer.predict.decode_energy import decode_step
+    from xlayer.prediction.decode_energy import decode_step
     from xlayer.hardware.catalog import get_accelerator
     from xlayer.hardware.spec import System
     from xlayer.workload.model import ModelSpec
@@ -195,7 +195,7 @@ def _fp8_training_case(seq=32768):
 
 
 def test_energy_training_between_idle_and_tdp():
-    from xlayer.predict.energy import case_training_energy
+    from xlayer.prediction.energy import case_training_energy
     e = case_training_energy(_fp8_training_case(8192))
     assert 8 * e.time_s * 100.0 <= e.device_j <= 8 * e.time_s * 700.0
 
@@ -206,7 +206,7 @@ def test_energy_fp8_attention_priced_at_16_bit():
     16-bit output layer 2·b·h·V/t are 16-bit. Energy = F_fp8·e_fp8 + F_16·e_bf16 with
     e_bf16 = (TDP − static)/(peak_bf16 · MAMF), e_fp8 = e_bf16/2 (energy.yaml)."""
     from xlayer.cost.energy import energy_from_counts, gpu_energy_spec
-    from xlayer.predict.decode_energy import decode_step
+    from xlayer.prediction.decode_energy import decode_step
     from xlayer.hardware.catalog import get_accelerator
     from xlayer.hardware.spec import System
     from xlayer.workload.model import ModelSpec
@@ -222,7 +222,7 @@ def test_energy_fp8_attention_priced_at_16_bit():
     e = energy_from_counts(stp.counts, gpu_energy_spec(acc))
     assert e.device_by_term_j["compute"] == pytest.approx(gemm_fp8 * e_bf16 / 2 + stp.counts.flops["bf16"] * e_bf16)
     # training at 32k: the causal flash forward alone, 4·B·s²·h/2 per layer, is 16-bit
-    from xlayer.predict.energy import case_training_energy
+    from xlayer.prediction.energy import case_training_energy
     tr = case_training_energy(_fp8_training_case(32768))
     assert tr.counts.flops["bf16"] >= 4 * 8 * 32768 ** 2 * 4096 / 2 * 32
 

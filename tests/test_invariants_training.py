@@ -10,8 +10,8 @@ from xlayer.errors import InputError
 from xlayer.hardware.catalog import get_accelerator
 from xlayer.hardware.spec import System
 from xlayer.mapping.layout import Layout
-from xlayer.predict.training import predict_training
-from xlayer.predict.case import case_from_dict
+from xlayer.prediction.training import predict_training
+from xlayer.prediction.case import case_from_dict
 from xlayer.engine.training import evaluate_training, recipe_for
 from xlayer.workload.model import ModelSpec
 

@@ -7,8 +7,8 @@ import pytest
 import yaml
 
 from xlayer.errors import InputError
-from xlayer.predict.training import predict_training
-from xlayer.predict.case import case_from_dict
+from xlayer.prediction.training import predict_training
+from xlayer.prediction.case import case_from_dict
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "xlayer" / "examples" / "gpt3-175b-local-8stages.yaml"
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 
 from xlayer.mapping.layout import Layout
-from xlayer.predict.training import predict_training
-from xlayer.predict.case import case_from_dict
+from xlayer.prediction.training import predict_training
+from xlayer.prediction.case import case_from_dict
 
 MODELS = {  # name: (layers, hidden, heads, tp, pp, vp, count, global)
     "22B": (48, 6144, 64, 8, 1, 1, 8, 4, 4),

@@ -13,7 +13,7 @@ from xlayer.engine.vectorized import evaluate_layouts
 from xlayer.hardware.catalog import get_accelerator
 from xlayer.hardware.spec import System
 from xlayer.mapping.layout import Layout, check_layout
-from xlayer.predict.case import case_from_dict
+from xlayer.prediction.case import case_from_dict
 from xlayer.engine.training import evaluate_training, layer_params_rank, recipe_for
 from xlayer.workload.model import ModelSpec
 from xlayer.workload.training_ops import layer_work
@@ -120,14 +120,14 @@ def _case(**over):
     ({"model__sliding_window": {"size": 4096, "layers": 4}}, "model"),
 ])
 def test_bad_moe_input_names_the_field(over, field):
-    from xlayer.predict.training import predict_training
+    from xlayer.prediction.training import predict_training
     with pytest.raises(InputError) as err:
         predict_training(_case(**over), energy=False)
     assert err.value.field.startswith(field), (err.value.field, str(err.value))
 
 
 def test_moe_case_predicts_with_a_breakdown():
-    from xlayer.predict.training import predict_training
+    from xlayer.prediction.training import predict_training
     p = predict_training(_case(), energy=False)
     assert p.time_breakdown_s["comm.ep_all_to_all_exposed"] > 0
     assert p.time_breakdown_s["compute.moe_grouped_gemm"] > 0

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from xlayer.report.timeline import chunk_layers, pipeline_timeline, rank_order
+from xlayer.reporting.timeline import chunk_layers, pipeline_timeline, rank_order
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "xlayer" / "examples" / "gpt3-175b-1024xa100.yaml"
@@ -122,8 +122,8 @@ def test_report_bad_input_names_the_field(tmp_path):
 
 def test_python_api_mirrors_the_cli_and_gives_dataframes(shared_validation):
     import xlayer
-    from xlayer.predict.training import predict_training
-    from xlayer.predict.case import load_case
+    from xlayer.prediction.training import predict_training
+    from xlayer.prediction.case import load_case
 
     pred = xlayer.predict(str(DEMO))
     ref = predict_training(load_case(DEMO))
@@ -234,7 +234,7 @@ def test_sweep_report_of_an_unfinished_sweep(tmp_path):
     pytest.importorskip("xlayer.explore.sweep")
     import pandas as pd
 
-    from xlayer.report import sweep_report
+    from xlayer.reporting import sweep_report
     html = sweep_report(pd.DataFrame(), {"name": "empty", "points": 4})
     assert "No finished points" in html and "<svg" not in html
 

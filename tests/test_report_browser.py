@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from xlayer.report.browser import find_browser
+from xlayer.reporting.browser import find_browser
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "xlayer" / "examples" / "gpt3-175b-1024xa100.yaml"
@@ -20,7 +20,7 @@ if find_browser() is None:
                 allow_module_level=True)
 pytest.importorskip("selenium", reason="selenium is not installed")
 
-from xlayer.report.browser import headless, inspect, screenshot  # noqa: E402
+from xlayer.reporting.browser import headless, inspect, screenshot  # noqa: E402
 
 
 @pytest.fixture(scope="module")

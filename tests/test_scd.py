@@ -98,7 +98,7 @@ def test_carnot_minimum():
 
 
 def test_engine_runs_unchanged_on_scd():
-    from xlayer.predict.energy import training_energy
+    from xlayer.prediction.energy import training_energy
     from xlayer.studies.scd import best_training_layout, gpt3_175b
     b = build_scd(load_scd_spec(), boards=6)
     m = gpt3_175b()

@@ -15,8 +15,8 @@ from xlayer.explore.search import pareto_front, search_case, search_layouts
 from xlayer.hardware import get_accelerator
 from xlayer.hardware.spec import System
 from xlayer.mapping.layout import Layout, check_layout
-from xlayer.predict.training import predict_training
-from xlayer.predict.case import case_from_dict, load_case
+from xlayer.prediction.training import predict_training
+from xlayer.prediction.case import case_from_dict, load_case
 from xlayer.engine.training import evaluate_training, recipe_for
 
 ROOT = Path(__file__).resolve().parents[1]

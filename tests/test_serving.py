@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from xlayer.errors import InputError
-from xlayer.predict.case import case_from_dict
+from xlayer.prediction.case import case_from_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 VAL = ROOT.parent / "shared" / "validation" / "inference"
@@ -39,7 +39,7 @@ def _moe_case(**over):
 def test_step_timer_equals_forward_pass():
     """The tabulated iteration time is forward_pass of the same segments (pp = 1)."""
     from dataclasses import replace
-    from xlayer.predict.inference import forward_pass, resolve_inference
+    from xlayer.prediction.inference import forward_pass, resolve_inference
     from xlayer.serving.steptime import Deployment, StepTimer
     from xlayer.workload.inference_ops import AttentionSegment
     c = _case(system={"accelerator": "H100-SXM-80GB", "count": 2}, parallel={"tp": 2, "pp": 1},
@@ -172,8 +172,8 @@ def test_request_longer_than_context():
 
 @pytest.mark.skipif(not VAL.exists(), reason="shared validation data not present")
 def test_validation_cases_predict():
-    from xlayer.predict.case import load_case
-    from xlayer.validate.runner import predict_metrics
+    from xlayer.prediction.case import load_case
+    from xlayer.validation.runner import predict_metrics
     f = VAL / "trtllm10-h200-llama-3.3-70b-tp1-fp8-1000-1000.yaml"
     c = load_case(f)
     got = predict_metrics(c)["output_tokens_per_s_per_gpu"]

@@ -162,8 +162,8 @@ def test_eager_inference_is_bounded_by_host_dispatch():
     """An eager host launches every kernel of a pass: Llama-style decode of 32 layers at 47
     kernels each (Hugging Face modules, xlayer/data/stacks/pytorch.yaml) at 20 us per launch
     takes at least 32 x 47 x 20 us = 30 ms; the same model in a CUDA graph is HBM-bound."""
-    from xlayer.predict.case import case_from_dict
-    from xlayer.predict.inference import predict_inference
+    from xlayer.prediction.case import case_from_dict
+    from xlayer.prediction.inference import predict_inference
 
     def case(mode):
         return case_from_dict({"id": "e", "kind": "inference", "software": {"framework": "pytorch", "mode": mode},

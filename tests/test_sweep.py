@@ -15,7 +15,7 @@ import yaml
 from xlayer.errors import InputError
 from xlayer.explore.sweep import apply_hardware, evaluate_point, load_sweep, read_results, run_sweep, sweep_from_dict
 from xlayer.hardware import get_accelerator
-from xlayer.predict.case import load_case
+from xlayer.prediction.case import load_case
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "xlayer" / "examples"

@@ -11,7 +11,7 @@ import pytest
 
 from xlayer.errors import InputError
 from xlayer.hardware.catalog import get_accelerator
-from xlayer.predict.training import predict_training
+from xlayer.prediction.training import predict_training
 from xlayer.studies.technology import compute_stops_leading, make_case, node_sweep, waterfall
 from xlayer.technology.synth import REFERENCE_BUDGETS, Budget, node_energy_calibration, synthesize
 from xlayer.technology.tables import get_link, get_memory, get_node, node_names, raw

@@ -179,7 +179,7 @@ def test_inference_with_a_sliding_window_reads_and_holds_only_the_window():
     """A served model whose layers all use a window of w keys: the decode step reads the K/V
     of w tokens, not of the whole context, and the KV cache holds w tokens per sequence."""
     from conftest import inference_case
-    from xlayer.predict.inference import predict_inference
+    from xlayer.prediction.inference import predict_inference
     full = predict_inference(inference_case(model=LLAMA2_7B, tp=1, batch=4, prompt=16000, output=256))
     win = predict_inference(inference_case(model={**LLAMA2_7B, "sliding_window": {"size": 4096, "layers": 32}},
                                            tp=1, batch=4, prompt=16000, output=256))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from xlayer.validate.runner import collect_case_files, validate_files
+from xlayer.validation.runner import collect_case_files, validate_files
 
 import re
 

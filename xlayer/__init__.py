@@ -1,7 +1,7 @@
 """xlayer: an analytical, cross-layer performance model for large-model training and inference.
 
-The Python API mirrors the command line (``xlayer/api.py``), loaded on first use so that
-``import xlayer`` stays cheap:
+The Python API is one module, ``xlayer/api.py``; its functions are reachable from the package
+and load on first use, so that ``import xlayer`` stays cheap:
 
     import xlayer
     pred = xlayer.predict("case.yaml")      # xlayer predict      → xlayer.api.Prediction
@@ -10,33 +10,15 @@ The Python API mirrors the command line (``xlayer/api.py``), loaded on first use
     srv = xlayer.serve("case.yaml", ttft=0.5, tpot=0.02)  # xlayer serve --ttft --tpot → xlayer.api.ServingSearch
     case = xlayer.load_case("case.yaml")
 
-``xlayer.predict``, ``xlayer.validate`` and ``xlayer.report`` are also the sub-packages of
-those layers (``xlayer.predict.training`` …); calling the package calls the API function.
+The layers behind them are the packages ``xlayer.prediction``, ``xlayer.validation`` and
+``xlayer.reporting`` (docs/architecture.md).
 """
 from __future__ import annotations
 
 import importlib
-import types
 
-_API = ("load_case", "search", "serve", "Prediction", "ValidationResult", "ServingSearch")
-
-
-class _CallablePackage(types.ModuleType):
-    """A package that, called, runs the API function of the same name (xlayer.api)."""
-
-    def __call__(self, *args, **kwargs):
-        api = importlib.import_module("xlayer.api")
-        return getattr(api, self.__name__.rsplit(".", 1)[1])(*args, **kwargs)
-
-
-def _make_callable(name: str) -> None:
-    mod = importlib.import_module(f"xlayer.{name}")  # the package __init__ only: cheap
-    if not isinstance(mod, _CallablePackage):
-        mod.__class__ = _CallablePackage
-
-
-for _name in ("predict", "validate", "report"):
-    _make_callable(_name)
+_API = ("predict", "validate", "report", "load_case", "search", "serve", "Prediction", "ValidationResult",
+        "ServingSearch")
 
 
 def __getattr__(name: str):

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from xlayer.errors import InputError
-from xlayer.predict.training import TrainingPrediction
-from xlayer.predict.case import Case, case_from_dict
-from xlayer.predict.case import load_case as _load_case_file
+from xlayer.prediction.training import TrainingPrediction
+from xlayer.prediction.case import Case, case_from_dict
+from xlayer.prediction.case import load_case as _load_case_file
 from xlayer.units import GIB
 
 
@@ -108,12 +108,12 @@ def predict(case: str | Path | Mapping[str, Any] | Case, layout=None, hf_config:
     inference result when that model is available)."""
     c = load_case(case, hf_config=hf_config)
     if c.kind == "training":
-        from xlayer.predict.training import predict_training
+        from xlayer.prediction.training import predict_training
         return Prediction.wrap(predict_training(c, layout), c)
     if c.request is not None and c.request.mode == "serving":
         from xlayer.serving.predict import predict_serving
         return predict_serving(c)
-    from xlayer.predict.inference import predict_inference
+    from xlayer.prediction.inference import predict_inference
     return predict_inference(c)
 
 
@@ -145,7 +145,7 @@ class ValidationResult:
 def validate(paths: str | Path | Iterable[str | Path],
              progress: Callable[[Path], None] | None = None) -> ValidationResult:
     """``xlayer validate PATH...``: predict every case file found and compare."""
-    from xlayer.validate.runner import collect_case_files, validate_files
+    from xlayer.validation.runner import collect_case_files, validate_files
     if isinstance(paths, (str, Path)):
         paths = [paths]
     files = collect_case_files([str(p) for p in paths])
@@ -157,7 +157,7 @@ def report(result: Any, out: str | Path, case: Case | None = None) -> Path:
     """Write the HTML report of a :class:`Prediction`, :class:`ValidationResult` (or the
     ``validate`` dict), :class:`Search`, :class:`ServingSearch`, or a sweep output folder to
     ``out``; returns the path."""
-    from xlayer import report as rep
+    from xlayer import reporting as rep
     if isinstance(result, (str, Path)) and Path(result).is_dir():
         return rep.write(rep.sweep_report(result), out)
     if isinstance(result, ServingSearch):

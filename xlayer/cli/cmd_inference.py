@@ -1,7 +1,7 @@
 """Inference commands: ``xlayer roofline``, ``xlayer serve`` and ``xlayer study dram``.
 
 (``xlayer predict`` / ``xlayer validate`` handle inference cases through
-:mod:`xlayer.predict.inference`.)
+:mod:`xlayer.prediction.inference`.)
 """
 from __future__ import annotations
 
@@ -46,8 +46,8 @@ def register(app: typer.Typer) -> None:
                  out_file: Path = typer.Option(..., "--out", help="SVG file to write")) -> None:
         """Draw the roofline of the case's accelerator with the prefill and decode operators on it."""
         from xlayer.cost.roofline import roofline_svg
-        from xlayer.predict.case import load_case
-        from xlayer.predict.inference import predict_inference
+        from xlayer.prediction.case import load_case
+        from xlayer.prediction.inference import predict_inference
         try:
             check_out_file(out_file, "--out", (".svg",), "an .svg file to write")
             c = load_case(case)
@@ -85,8 +85,8 @@ def register(app: typer.Typer) -> None:
         """Serving: the SLO search (--ttft/--tpot: best deployment by tokens/s per GPU within the
         targets), the continuous-batching simulator (--simulate, or a request.mode: serving case),
         or the static serving estimate (largest batch that fits, tokens/s per GPU, TPOT)."""
-        from xlayer.predict.case import load_case
-        from xlayer.predict.inference import print_serving, serving_estimate
+        from xlayer.prediction.case import load_case
+        from xlayer.prediction.inference import print_serving, serving_estimate
         try:
             positive(input_len, "--input-len", maximum=MAX_TOKENS)
             positive(output_len, "--output-len", maximum=MAX_TOKENS)

@@ -62,12 +62,12 @@ def build(paths: list[str], out: Path, kind: Optional[str], hf_config: Optional[
     if not _available(kind):
         raise InputError("--kind", kind, f"{kind} reports need xlayer.explore.{kind}, which this version lacks; "
                                          "valid: predict, validate")
-    from xlayer import report as rep
+    from xlayer import reporting as rep
     if kind == "predict":
         if len(paths) != 1:
             raise InputError("CASE", " ".join(paths), "a predict report takes exactly one case file")
         from xlayer.cli.common import load_case_arg
-        from xlayer.predict.training import predict_training
+        from xlayer.prediction.training import predict_training
         case = load_case_arg(paths[0], hf_config)
         if case.kind != "training":
             raise InputError("kind", case.kind, "predict reports cover training cases; for an inference case "
@@ -76,8 +76,8 @@ def build(paths: list[str], out: Path, kind: Optional[str], hf_config: Optional[
     if kind == "validate":
         if hf_config is not None:
             raise InputError("--hf-config", str(hf_config), "only a predict report takes a Hugging Face config")
-        from xlayer.predict.case import load_case as load_case_file
-        from xlayer.validate.runner import collect_case_files, validate_files
+        from xlayer.prediction.case import load_case as load_case_file
+        from xlayer.validation.runner import collect_case_files, validate_files
         files = collect_case_files(paths)
         bad = []
         for f in files:

@@ -103,8 +103,8 @@ def energy_cmd(case: str = typer.Argument(..., help="case YAML (shared/validatio
                                                   "(count = the spec's chips)"),
                json_out: bool = typer.Option(False, "--json")) -> None:
     """Energy per training iteration of a case, at the device and at the wall."""
-    from xlayer.predict.energy import case_training_energy
-    from xlayer.predict.case import load_case
+    from xlayer.prediction.energy import case_training_energy
+    from xlayer.prediction.case import load_case
     try:
         if scd is not None:
             check_yaml_file(scd, "--scd", "an SCD spec YAML file")
@@ -112,14 +112,14 @@ def energy_cmd(case: str = typer.Argument(..., help="case YAML (shared/validatio
         if scd is not None:
             from xlayer.hardware.scd import build_scd, load_scd_spec
             b = build_scd(load_scd_spec(scd))
-            from xlayer.predict.energy import training_energy
+            from xlayer.prediction.energy import training_energy
             if c.kind != "training":
                 raise InputError("kind", c.kind, "energy per iteration needs kind: training")
             layout, recipe = best_training_layout(c.model, b.system, c.precision, c.batch.global_)
             e = training_energy(c.model, b.system, c.precision, c.batch.global_, layout, recipe, b.energy)
             lay = layout.describe()
         else:
-            from xlayer.predict.training import resolve_layout
+            from xlayer.prediction.training import resolve_layout
             if c.kind != "training":
                 raise InputError("kind", c.kind, "energy per iteration needs kind: training")
             layout, _ = resolve_layout(c)

@@ -48,18 +48,15 @@ def jsonable(obj: Any, _depth: int = 0) -> Any:
                 (k if isinstance(k, str) else str(k)): jsonable(v, _depth + 1) for k, v in obj.items()}
     if isinstance(obj, (list, tuple, set, frozenset)):
         return [jsonable(v, _depth + 1) for v in obj]
-    try:
-        import numpy as np
-        if isinstance(obj, np.bool_):
-            return bool(obj)
-        if isinstance(obj, np.integer):
-            return int(obj)
-        if isinstance(obj, np.floating):
-            return jsonable(float(obj))
-        if isinstance(obj, np.ndarray):
-            return jsonable(obj.tolist(), _depth + 1)
-    except ImportError:  # pragma: no cover
-        pass
+    import numpy as np
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return jsonable(float(obj))
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist(), _depth + 1)
     if hasattr(obj, "model_dump"):
         return jsonable(obj.model_dump(), _depth + 1)
     if hasattr(obj, "item") and callable(obj.item):
@@ -234,7 +231,7 @@ def load_case_arg(case: Any, hf_config: Any = None):
     """The case a command was given: ``CASE`` (a YAML path) and optionally ``--hf-config``,
     whose model replaces the case's (the case's ``model`` block may then be absent or only
     ``{seq_len: N}``, as docs/report.md says)."""
-    from xlayer.predict.case import case_from_dict, load_case
+    from xlayer.prediction.case import case_from_dict, load_case
     if hf_config is None:
         return load_case(case)
     from xlayer.safe_yaml import load_yaml

@@ -82,7 +82,7 @@ def predict(case: str = typer.Argument(..., help="case YAML (shared/validation f
     try:
         c = load_case_arg(case, hf_config)
         if c.kind == "training":
-            from xlayer.predict.training import predict_training
+            from xlayer.prediction.training import predict_training
             pred = predict_training(c)
             if json_out:
                 _print_json(pred.to_dict())
@@ -101,7 +101,7 @@ def predict(case: str = typer.Argument(..., help="case YAML (shared/validation f
                     out.print(f"  {k:36s} {v:,.4g}")
                 out.print("assumed: " + "; ".join(d["assumptions"]))
         else:
-            from xlayer.predict.inference import predict_inference, print_inference
+            from xlayer.prediction.inference import predict_inference, print_inference
             pred = predict_inference(c)
             if json_out:
                 _print_json(pred.to_dict())
@@ -113,7 +113,7 @@ def predict(case: str = typer.Argument(..., help="case YAML (shared/validation f
 
 def _load_failures(files: list[Path]) -> list[tuple[Path, InputError]]:
     """Every file of ``files`` that does not load as a case, with its error."""
-    from xlayer.predict.case import load_case
+    from xlayer.prediction.case import load_case
     bad = []
     for f in files:
         try:
@@ -130,7 +130,7 @@ def validate(paths: List[str] = typer.Argument(..., help="case files or folders"
 
     Files that do not load are listed on stderr, one line each, after the results of the
     others; the status is then 2."""
-    from xlayer.validate.runner import collect_case_files, summarize, summarize_by_source, validate_files
+    from xlayer.validation.runner import collect_case_files, summarize, summarize_by_source, validate_files
     try:
         for p in paths:
             if str(p).strip() == "":
@@ -204,8 +204,8 @@ def _print_validate(result) -> None:
 def demo() -> None:
     """Predict GPT-3 175B on 1024 A100-80GB (the embedded example), print the breakdown and
     the best layouts a search finds."""
-    from xlayer.predict.training import predict_training
-    from xlayer.predict.case import load_case
+    from xlayer.prediction.training import predict_training
+    from xlayer.prediction.case import load_case
     path = resources.files("xlayer") / "examples" / "gpt3-175b-1024xa100.yaml"
     with resources.as_file(path) as p:
         c = load_case(p)

@@ -31,7 +31,7 @@ fp32 run.
 The work counts come from the cost engine's own outputs without changing them:
 ``xlayer.engine.counts.iteration_counts`` reads an ``IterationCost`` with detail (per-op FLOPs
 and HBM bytes, L2 bytes from the op's L2 time × L2 bandwidth, each collective on its group);
-``xlayer.predict.decode_energy.decode_step`` counts the operators of an inference decode step.
+``xlayer.prediction.decode_energy.decode_step`` counts the operators of an inference decode step.
 Nothing here imports the engine or the predictions above it.
 """
 from __future__ import annotations

@@ -2,7 +2,7 @@
 fields as numpy arrays, one entry per layout, on the vectorized path).
 
 Every field is in SI units and named after what it is; the breakdown a prediction prints is
-built from these fields (xlayer.predict.training), never from string keys.
+built from these fields (xlayer.prediction.training), never from string keys.
 """
 from __future__ import annotations
 

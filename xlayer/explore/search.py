@@ -83,10 +83,10 @@ def search_case(case, top: int = 5, rank: str = "time", tp_beyond_domain: bool =
                 max_vp: int = DEFAULT_MAX_VP, max_cp: int = DEFAULT_MAX_CP,
                 compare: bool = True, progress: Optional[Callable[[int, int], None]] = None) -> CaseSearch:
     """Search every layout for the case's model, system and global batch; predict the top N
-    with :func:`~xlayer.predict.training.predict_training` (full breakdowns) and, when the case
+    with :func:`~xlayer.prediction.training.predict_training` (full breakdowns) and, when the case
     states a layout, predict that one too and place it in the ranking. ``progress(done, total)``
     follows the categorical groups of :func:`search_layouts`."""
-    from xlayer.predict.training import predict_training
+    from xlayer.prediction.training import predict_training
 
     if case.kind != "training":
         raise InputError("kind", case.kind, "search needs kind: training")

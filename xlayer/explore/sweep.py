@@ -65,7 +65,7 @@ from xlayer.explore.search import (DEFAULT_MAX_CP, DEFAULT_MAX_VP, LAYOUT_FIELDS
                                    search_layouts)
 from xlayer.engine.vectorized import valid_mask
 from xlayer.hardware.spec import Accelerator, System
-from xlayer.predict.case import Case, ParallelSection, case_from_dict
+from xlayer.prediction.case import Case, ParallelSection, case_from_dict
 from xlayer.units import GIB
 from xlayer.workload.model import ModelSpec
 

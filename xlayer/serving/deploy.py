@@ -22,7 +22,7 @@ import numpy as np
 
 from xlayer.errors import InputError
 from xlayer.mapping.layout import tensor_parallel_ok
-from xlayer.predict.case import Case
+from xlayer.prediction.case import Case
 from xlayer.serving.disagg import Disaggregated
 from xlayer.serving.predict import check_lengths, serving_setup
 from xlayer.serving.steady import kv_concurrency, steady_state
@@ -180,7 +180,7 @@ def _bound(setup, B: float) -> str:
     d = setup.deployment
     if d.ep > 1:
         return "gpu"
-    from xlayer.predict.inference import InferenceSetup, forward_pass
+    from xlayer.prediction.inference import InferenceSetup, forward_pass
     from xlayer.workload.inference_ops import AttentionSegment
     s = InferenceSetup(setup.case.model, t.system, d.tp, d.pp, 1, setup.case.precision, setup.kv_precision,
                        t.attention, int(B), I, 0, O, I + O / 2.0, ())

@@ -11,7 +11,7 @@ import numpy as np
 
 from xlayer.errors import InputError
 from xlayer.mapping.layout import check_tensor_parallel
-from xlayer.predict.case import Case, require_modelled
+from xlayer.prediction.case import Case, require_modelled
 from xlayer.serving.engine import EngineConfig, KVPool, default_kv_precision, engine_for, kv_pool, resolve_engine
 from xlayer.serving.scheduler import SimResult, simulate
 from xlayer.serving.steady import SteadyState, kv_concurrency, steady_state

@@ -4,7 +4,7 @@ One iteration on one rank = the operators of its prefill tokens and its decode t
 pass (:func:`xlayer.workload.inference_ops.inference_layer`, priced by
 :func:`xlayer.cost.compute.op_time` and the TP collectives of
 :func:`xlayer.cost.roofline.tp_collective_time_s` — the functions of
-:func:`xlayer.predict.inference.forward_pass`):
+:func:`xlayer.prediction.inference.forward_pass`):
 
     t = L_stage · [ layer(T) + Σ_segments attention(segment) ] + embedding(T) + output(rows)
 

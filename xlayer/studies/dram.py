@@ -14,8 +14,8 @@ from typing import Any
 
 from xlayer.cost.memtech import read_memory_tech, with_memory_generation
 from xlayer.hardware.spec import System
-from xlayer.predict.case import case_from_dict
-from xlayer.predict.inference import forward_pass, memory_bytes, resolve_inference
+from xlayer.prediction.case import case_from_dict
+from xlayer.prediction.inference import forward_pass, memory_bytes, resolve_inference
 from xlayer.units import GIB
 from xlayer.workload.inference_ops import AttentionSegment
 

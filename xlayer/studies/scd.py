@@ -119,7 +119,7 @@ def training_breakdown(model, layout, r) -> dict[str, float]:
 
 def run_training(label: str, model, system, spec, precision: str = "bf16",
                  global_batch: int = TRAIN_GLOBAL_BATCH) -> TrainResult:
-    from xlayer.predict.energy import training_energy
+    from xlayer.prediction.energy import training_energy
     from xlayer.engine.training import evaluate_training
     layout, recipe = best_training_layout(model, system, precision, global_batch)
     r = evaluate_training(model, system, precision, global_batch, layout.tp, layout.pp, layout.dp, layout.cp,
@@ -162,7 +162,7 @@ def decode_replica(model, acc, batch: int, context: float, precision="bf16", kv=
 def run_decode(label: str, model, acc, count: int, spec, batch=DECODE_BATCH, context=DECODE_CONTEXT,
                note: str = "") -> Optional[DecodeResult]:
     from xlayer.cost.energy import energy_from_counts
-    from xlayer.predict.decode_energy import decode_step
+    from xlayer.prediction.decode_energy import decode_step
     tp, pp, need = decode_replica(model, acc, batch, context, max_chips=count)
     if tp is None:
         tpmax = max(t for t in (1, 2, 4, 8, 16) if tensor_parallel_ok(model, t) and t <= acc.scale_up_domain)
@@ -451,7 +451,7 @@ def _study_markdown(res: dict[str, Any], out_dir: Path, doc_path: Path) -> str:
         "",
         "Each system is filled with replicas of the smallest tensor/pipeline group whose main memory holds "
         "weights + KV cache (90 %); the decode step uses `xlayer.workload.inference_ops` with the roofline of "
-        "`xlayer.cost.compute.op_time` through `xlayer.predict.decode_energy.decode_step` (per-operator overhead: the accelerator's "
+        "`xlayer.cost.compute.op_time` through `xlayer.prediction.decode_energy.decode_step` (per-operator overhead: the accelerator's "
         f"own; method used: {res.get('decode_method', '?')}).",
         "",
         _md_table(drows, [("system", "system", ""), ("replica", "replica", ""), ("replicas", "replicas", "d"),

@@ -10,7 +10,7 @@
   operators, memory-bound operators, exposed communication and pipeline bubble, and say which
   resource, doubled, would buy the most.
 
-Both time workloads with :func:`xlayer.predict.training.predict_training` — the same cost engine as
+Both time workloads with :func:`xlayer.prediction.training.predict_training` — the same cost engine as
 catalog parts — through a case whose system is given as a spec instead of a catalog name.
 """
 from __future__ import annotations
@@ -28,8 +28,8 @@ from xlayer.engine.choose import fastest_fitting
 from xlayer.hardware.catalog import get_accelerator
 from xlayer.hardware.spec import Accelerator, System
 from xlayer.mapping.layout import Layout
-from xlayer.predict.training import predict_training
-from xlayer.predict.case import Case
+from xlayer.prediction.training import predict_training
+from xlayer.prediction.case import Case
 from xlayer.engine.training import recipe_for
 from xlayer.technology.synth import Budget, synthesize
 from xlayer.technology.tables import node_names

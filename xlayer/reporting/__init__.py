@@ -1,4 +1,4 @@
-"""xlayer.report: self-contained static HTML reports with inline SVG charts.
+"""xlayer.reporting: self-contained static HTML reports with inline SVG charts.
 
 ``training_report(case, prediction)``, ``validate_report(result)``, ``search_report(case, cs)``,
 ``serving_report(case, slo_search_result)`` and ``sweep_report(folder)`` return the HTML text;
@@ -15,5 +15,5 @@ __all__ = ["training_report", "validate_report", "search_report", "serving_repor
 
 def __getattr__(name: str):
     if name in __all__:
-        return getattr(importlib.import_module("xlayer.report.build"), name)
-    raise AttributeError(f"module 'xlayer.report' has no attribute {name!r}")
+        return getattr(importlib.import_module("xlayer.reporting.build"), name)
+    raise AttributeError(f"module 'xlayer.reporting' has no attribute {name!r}")

@@ -4,7 +4,7 @@ Uses Debian's ``chromium`` and ``chromium-driver`` through selenium (optional de
 only this module imports it). The browser runs offline: no sandbox (root in CI), no GPU,
 no background networking, component updates, sync or QUIC, and a throw-away profile.
 
-    python -m xlayer.report.browser report.html docs/img/report.png [--width 1280] [--height 1500]
+    python -m xlayer.reporting.browser report.html docs/img/report.png [--width 1280] [--height 1500]
 """
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from xlayer.errors import InputError
-from xlayer.predict.case import Case, load_case, require_modelled
+from xlayer.prediction.case import Case, load_case, require_modelled
 
 
 def collect_case_files(paths: Iterable[str]) -> list[Path]:
@@ -35,13 +35,13 @@ def _predict(case: Case) -> tuple[dict[str, float], str | None]:
     """(metrics, memory warning or None) of ``case``."""
     require_modelled(case)
     if case.kind == "training":
-        from xlayer.predict.training import predict_training
+        from xlayer.prediction.training import predict_training
         p = predict_training(case, energy=False)
         return p.metrics, p.memory_warning
     if case.request is not None and case.request.mode == "serving":
         from xlayer.serving.predict import predict_serving
         return predict_serving(case).metrics, None
-    from xlayer.predict.inference import predict_inference
+    from xlayer.prediction.inference import predict_inference
     p = predict_inference(case)
     return p.metrics, getattr(p, "memory_warning", None)
 

@@ -1,6 +1,6 @@
 """Work counts of an inference decode step, for :mod:`xlayer.cost.energy` to price.
 
-The step is the one :func:`xlayer.predict.inference.forward_pass` times — the operators of
+The step is the one :func:`xlayer.prediction.inference.forward_pass` times — the operators of
 :func:`xlayer.workload.inference_ops.inference_layer` on each of the L layers, the embedding
 and the output layer, stages one after another (a pipeline adds no speed to one batch) —
 and its counts are read off those same operators: FLOPs at each operator's arithmetic
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from xlayer.cost.collectives import ranks_in_domain
 from xlayer.cost.energy import WorkCounts, collective_bytes, flop_precision
 from xlayer.hardware.spec import System
-from xlayer.predict.inference import InferenceSetup, forward_pass
+from xlayer.prediction.inference import InferenceSetup, forward_pass
 from xlayer.workload.inference_ops import AttentionSegment, embedding_ops, inference_layer, output_ops
 from xlayer.workload.model import ModelSpec
 from xlayer.workload.operators import ACT_BYTES
@@ -77,4 +77,4 @@ def decode_step(model: ModelSpec, system: System, tp: int, pp: int, batch: int, 
             out += act * (pp - 1)
     counts = WorkCounts(res.time_s, tp * pp, flops, l2, hbm, up, out, float(batch))
     return DecodeStep(res.time_s, float(batch), counts, bd, max(bd, key=bd.get),
-                      "xlayer.predict.inference.forward_pass")
+                      "xlayer.prediction.inference.forward_pass")

@@ -11,7 +11,7 @@ import numpy as np
 from xlayer.errors import InputError
 from xlayer.mapping.layout import Layout, check_layout
 from xlayer.mapping.stack import allowed_zero, check_zero, default_dp_overlap, default_zero, family
-from xlayer.predict.case import Case, require_modelled
+from xlayer.prediction.case import Case, require_modelled
 from xlayer.engine.breakdown import layer_times, memory_breakdown_bytes, op_rows, time_breakdown_s
 from xlayer.engine.training import evaluate_training, recipe_for
 from xlayer.units import GIB
@@ -234,7 +234,7 @@ def predict_training(case: Case, layout: Layout | None = None, energy: bool = Tr
     metrics["peak_memory_gib"] = float(r.memory_bytes / GIB)
     # energy when the system defines per-operation energies (xlayer/data/energy.yaml)
     from xlayer.cost.energy import energy_spec_for
-    from xlayer.predict.energy import training_energy
+    from xlayer.prediction.energy import training_energy
     spec = energy_spec_for(acc) if energy else None
     if spec is not None:
         e = training_energy(case.model, system, case.precision, case.batch.global_, layout, recipe,

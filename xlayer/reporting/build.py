@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from xlayer.workload.precision import gemm_precision
-from xlayer.report.svg import (Point, Series, Task, esc, fmt_time, gantt, log_range, log_scatter, si,
+from xlayer.reporting.svg import (Point, Series, Task, esc, fmt_time, gantt, log_range, log_scatter, si,
                                stacked_bars)
-from xlayer.report.timeline import chunk_layers, pipeline_timeline
+from xlayer.reporting.timeline import chunk_layers, pipeline_timeline
 from xlayer.units import GIB
 
 
@@ -100,7 +100,7 @@ def _gemm_precision(precision: str) -> str:
 
 def _term_colors(pred) -> dict[str, str]:
     """One colour per term, shared by the iteration and layer charts."""
-    from xlayer.report.svg import color_for
+    from xlayer.reporting.svg import color_for
     extra = ["compute.gemm", "compute.attention", "compute.elementwise", "compute.recompute",
              "comm.tp_exposed", "comm.cp_exposed", "comm.fsdp_exposed"]
     return color_for(list(pred.time_breakdown_s) + extra)
@@ -214,14 +214,14 @@ def pipeline_chart(pred, model, global_batch: int) -> tuple[str, str]:
     idle = 1 - busy / (end * lay.pp)
     svg = gantt("pipeline-timeline", f"Pipeline timeline: {kind}, p={lay.pp}, m={m} micro-batches",
                 tasks, [f"rank {r}" for r in range(lay.pp)], legend, tips=tips)
-    caption = (f"Schedule computed from the layout (xlayer.report.timeline): {len(blocks)} blocks, span "
+    caption = (f"Schedule computed from the layout (xlayer.reporting.timeline): {len(blocks)} blocks, span "
                f"{fmt_time(end)}, idle (bubble) {100 * idle:.1f} % of rank time; block numbers are micro-batches. "
                "Embedding, output layer and p2p transfers are not drawn.")
     return svg, caption
 
 
 def training_report(case, pred) -> str:
-    """The HTML page for one predicted training case (``xlayer.predict.training.TrainingPrediction``)."""
+    """The HTML page for one predicted training case (``xlayer.prediction.training.TrainingPrediction``)."""
     acc = case.system_spec().accelerator
     model = case.model
     lay = pred.layout
@@ -396,7 +396,7 @@ def serving_curve_chart(res, top: int = 6) -> str:
     """Throughput vs interactivity: output tokens/s per GPU against tokens/s per user
     (1/TPOT) along the concurrency caps of the best shapes / pool pairs; the best point of each
     within the targets, the chosen one, and the TPOT target as a vertical line."""
-    from xlayer.report.svg import PALETTE
+    from xlayer.reporting.svg import PALETTE
     keys = list(dict.fromkeys(res.curve_key(c) for c in res.ranked))[:top]
     series, pts = [], []
     xs, ys = [], []

@@ -29,7 +29,7 @@ def case_training_energy(case, layout=None, spec: EnergySpec | None = None,
                          system: System | None = None) -> EnergyResult:
     """Energy per iteration of a training case (the layout ``predict_training`` resolves, or
     ``layout``); ``system`` replaces the case's system (an SCD build), ``spec`` its energy data."""
-    from xlayer.predict.training import resolve_layout
+    from xlayer.prediction.training import resolve_layout
     if case.kind != "training":
         raise InputError("kind", case.kind, "energy per iteration needs kind: training")
     system = system or case.system_spec()
@@ -44,7 +44,7 @@ def case_training_energy(case, layout=None, spec: EnergySpec | None = None,
 
 
 def prediction_energy(case, pred) -> Optional[EnergyResult]:
-    """Energy of the iteration a :class:`~xlayer.predict.training.TrainingPrediction` describes,
+    """Energy of the iteration a :class:`~xlayer.prediction.training.TrainingPrediction` describes,
     or None when the case's accelerator has no energy data (for ``xlayer predict``)."""
     spec = energy_spec_for(case.system_spec().accelerator)
     if spec is None:

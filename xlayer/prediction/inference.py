@@ -41,7 +41,7 @@ from xlayer.errors import InputError
 from xlayer.units import format_seconds as _fmt_s
 from xlayer.hardware.spec import System
 from xlayer.mapping.layout import check_tensor_parallel
-from xlayer.predict.case import Case, require_modelled
+from xlayer.prediction.case import Case, require_modelled
 from xlayer.safe_yaml import package_data
 from xlayer.workload.inference_ops import AttentionSegment, embedding_ops, inference_layer, output_ops
 from xlayer.workload.precision import weight_bytes_per_param

@@ -1,1 +1,0 @@
-"""xlayer.predict"""
