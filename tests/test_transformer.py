@@ -189,3 +189,37 @@ def test_inference_with_a_sliding_window_reads_and_holds_only_the_window():
     kv, kv_full = win.memory_breakdown_bytes["kv_cache_bytes"], full.memory_breakdown_bytes["kv_cache_bytes"]
     assert kv == pytest.approx(kv_full * 4096 / (16000 + 256))
     assert win.decode.time_s < full.decode.time_s and win.prefill.time_s < full.prefill.time_s
+
+
+DSV3 = dict(name="DeepSeek-V3", layers=61, hidden=7168, heads=128, ffn_hidden=18432, vocab=129280,
+            activation="swiglu", seq_len=4096,
+            moe=dict(experts=256, top_k=8, ffn_hidden=2048, shared_experts=1, dense_layers=3),
+            mla=dict(q_lora_rank=1536, kv_lora_rank=512, qk_nope_head_dim=128, qk_rope_head_dim=64, v_head_dim=128))
+
+
+def test_mla_decode_reads_the_compressed_latent_once_for_all_heads():
+    """Weight-absorbed MLA decode (DeepSeek-V2 §2.1.2): the cache holds r_kv + d_rope = 576
+    elements per token and layer, every TP rank the whole latent; attention reads it once per
+    sequence and does 2·H·s·(576 + 512) FLOPs per query; the absorbed per-head GEMMs
+    T × 128 × 512 and T × 512 × 128 bring the query in and the output out of the latent space."""
+    from xlayer.cost.kvcache import kv_bytes_per_token
+    m = ModelSpec(**DSV3)
+    assert kv_bytes_per_token(m, 8, 1, "fp8") == 61 * 576 * 1.0 == kv_bytes_per_token(m, 1, 1, "fp8")
+    lay = inference_layer(m, [AttentionSegment(32, 1, 1499)], 8, "fp8", "fp8", "flash")
+    ops = {o.name: o for o in lay.ops}
+    att = ops["attn_decode"]
+    assert att.flops == pytest.approx(2 * 32 * 16 * 1500 * (576 + 512))
+    assert att.bytes == pytest.approx(32 * 1500 * 576 * 1.0 + 32 * 16 * (2 * 512 + 64) * 2)
+    assert (ops["q_absorb"].m, ops["q_absorb"].k, ops["q_absorb"].n, ops["q_absorb"].batch) == (32, 128, 512, 16)
+    assert (ops["o_absorb"].k, ops["o_absorb"].n) == (512, 128) and "kv_up" not in ops
+    assert set(lay.attention_ops) == {"q_absorb", "attn_decode", "o_absorb"}
+
+
+def test_mla_prefill_up_projects_its_keys_and_matches_training_attention():
+    """An MLA prefill from an empty cache up-projects its n keys (r_kv → H·(d_nope + d_v)) and
+    runs the training path's flash attention: the same FLOPs as the training forward."""
+    m = ModelSpec(**{**DSV3, "seq_len": 2048})
+    inf = {o.name: o for o in inference_layer(m, [AttentionSegment(1, 2048, 0)], 8, "bf16", "bf16", "flash").ops}
+    train = {o.name: o for o in layer_work(m, 1, 8, False, 1, "bf16", "flash", 0.0, ffn="moe").fwd}
+    for name in ("kv_up", "flash_attn", "q_down", "q_up", "kv_down", "proj"):
+        assert inf[name].flops == pytest.approx(train[name].flops), name

@@ -46,7 +46,13 @@ def weight_bytes(model: ModelSpec, tp: int, pp: int, precision: str, ep: int = 1
 
 def kv_bytes_per_token(model: ModelSpec, tp: int, pp: int, kv_precision: str) -> float:
     """KV-cache bytes per cached token of one sequence on the busiest stage:
-    2·⌈L/p⌉·(g/t)·d·kv_bytes."""
+    2·⌈L/p⌉·(g/t)·d·kv_bytes; multi-head latent attention caches one latent of r_kv + d_rope
+    elements per token and layer for all heads, which every tensor-parallel rank holds whole
+    (DeepSeek-V2 §2.1.2; vLLM and TensorRT-LLM replicate it over the attention TP ranks):
+    ⌈L/p⌉·(r_kv + d_rope)·kv_bytes."""
+    if model.mla is not None:
+        return stage_layers(model.layers, pp) * (model.mla.kv_lora_rank + model.mla.qk_rope_head_dim) * \
+            kv_bytes_per_element(kv_precision)
     return 2.0 * stage_layers(model.layers, pp) * model.kv_dim / tp * kv_bytes_per_element(kv_precision)
 
 

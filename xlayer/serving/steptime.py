@@ -44,8 +44,8 @@ from xlayer.cost.compute import op_time
 from xlayer.hardware.spec import System
 from xlayer.safe_yaml import package_data
 from xlayer.workload.inference_ops import AttentionSegment, embedding_ops, inference_layer, output_ops
-from xlayer.workload.precision import kv_bytes_per_element
-from xlayer.workload.transformer import attention_ops, windowed_segment
+from xlayer.workload.precision import inference_formats
+from xlayer.workload.transformer import segment_attention_ops, windowed_segment
 from xlayer.workload.model import ModelSpec
 from xlayer.workload.operators import ACT_BYTES
 
@@ -109,6 +109,7 @@ class StepTimer:
         self.host_s_per_request = (serving_calibration().host_s_per_request if host_s_per_request is None
                                    else host_s_per_request)
         self.precision, self.kv_precision, self.attention = precision, kv_precision, attention
+        self.formats = inference_formats(precision, kv_precision)
         self.acc = system.accelerator
         self.L = stage_layers(model.layers, dep.pp)
         self.t_max = int(t_max)
@@ -186,8 +187,7 @@ class StepTimer:
         the layer-weighted mean of the two kinds)."""
         def core(g: AttentionSegment) -> Any:
             tot: Any = 0.0
-            for op in attention_ops(self.model, g, self.dep.tp, kv_bytes_per_element(self.kv_precision),
-                                    self.attention):
+            for op in segment_attention_ops(self.model, g, self.dep.tp, self.formats, self.attention):
                 tot = tot + op_time(op, self.acc).time_s
             return tot
         sw = self.model.sliding_window

@@ -166,8 +166,6 @@ class ModelSpec(NullMeansDefault):
     def unmodelled_features(self, kind: str = "training") -> list[str]:
         """Architecture features the training/inference cost model does not cover yet."""
         out = []
-        if self.mla is not None and kind != "training":
-            out.append("multi-head latent attention in inference (model.mla)")
         if self.mtp_layers and kind != "training":
             out.append("multi-token prediction layers in inference (model.mtp_layers)")
         return out

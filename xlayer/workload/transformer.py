@@ -166,13 +166,15 @@ def attention_ops(model: ModelSpec, seg: AttentionSegment, tp: Num, kv_bytes: fl
                heads=b * a_t, seq_q=n, seq_kv=s_kv if seg.window is None else seg.window, head_dim=d)]
 
 
-def mla_projection_ops(model: ModelSpec, T: Num, tp: Num, fm: NumberFormats) -> list[Op]:
+def mla_projection_ops(model: ModelSpec, T: Num, tp: Num, fm: NumberFormats, kv_up: bool = True) -> list[Op]:
     """Multi-head latent attention projections of one layer on one rank (DeepSeek-V2 §2.1;
     Megatron-Core MLASelfAttention, training path without weight absorption): the down
     projections of the query (h → r_q) and of the compressed KV plus the shared RoPE key
     (h → r_kv + d_rope) are replicated on every tensor-parallel rank; RMSNorm of both latents;
     the up projections r_q → H/t·(d_nope + d_rope) and r_kv → H/t·(d_nope + d_v) are column-
-    parallel. Without a query rank the query is one h → H/t·(d_nope + d_rope) GEMM."""
+    parallel. Without a query rank the query is one h → H/t·(d_nope + d_rope) GEMM. ``kv_up``
+    False: the KV up projection is left to the attention of each segment
+    (:func:`mla_segment_ops`, inference)."""
     a = model.mla
     H = model.heads / tp
     qk = a.qk_nope_head_dim + a.qk_rope_head_dim
@@ -185,11 +187,53 @@ def mla_projection_ops(model: ModelSpec, T: Num, tp: Num, fm: NumberFormats) -> 
     else:
         ops.append(gemm("q_proj", T, model.hidden, H * qk, fm.gemm, **g))
     ops += [gemm("kv_down", T, model.hidden, a.kv_lora_rank + a.qk_rope_head_dim, fm.gemm, **g),
-            elementwise("kv_norm", T * a.kv_lora_rank, T * a.kv_lora_rank, 5.0),
-            gemm("kv_up", T, a.kv_lora_rank, H * (a.qk_nope_head_dim + a.v_head_dim), fm.gemm, **g),
-            elementwise("mla_rope", T * (H * a.qk_rope_head_dim + a.qk_rope_head_dim),
+            elementwise("kv_norm", T * a.kv_lora_rank, T * a.kv_lora_rank, 5.0)]
+    if kv_up:
+        ops.append(gemm("kv_up", T, a.kv_lora_rank, H * (a.qk_nope_head_dim + a.v_head_dim), fm.gemm, **g))
+    ops += [elementwise("mla_rope", T * (H * a.qk_rope_head_dim + a.qk_rope_head_dim),
                         T * (H * a.qk_rope_head_dim + a.qk_rope_head_dim), 6.0)]
     return ops
+
+
+def mla_latent_elements(model: ModelSpec) -> int:
+    """Cached elements per token and layer of multi-head latent attention: the compressed KV
+    and the shared RoPE key, r_kv + d_rope (DeepSeek-V2 §2.1.2), one copy for all heads."""
+    return model.mla.kv_lora_rank + model.mla.qk_rope_head_dim
+
+
+def mla_segment_ops(model: ModelSpec, seg: AttentionSegment, tp: Num, fm: NumberFormats, attention: str,
+                    tag: str = "") -> list[Op]:
+    """Attention of one segment under multi-head latent attention at inference (H = a/t heads
+    per rank, r = kv_lora_rank, d_r = rope dim, d_n = nope dim, d_v = value dim):
+
+    * **decode**, weight-absorbed (DeepSeek-V2 §2.1.2; vLLM's MLA backends and FlashMLA):
+      the query's nope part is absorbed into the latent space by a per-head batched GEMM
+      (T × d_n × r, W_UK), attention then runs as multi-query attention over the cached latent
+      — 2·T·H·s_kv·(r + d_r) FLOPs for QKᵀ and 2·T·H·s_kv·r for PV, reading the
+      s_kv·(r + d_r) cached elements once per sequence — and the per-head output leaves the
+      latent space by a second batched GEMM (T × r × d_v, W_UV). The absorbed matrices are
+      kept in 16-bit (vLLM's MLA ``process_weights_after_loading`` dequantizes ``kv_b_proj``
+      into ``W_UK_T``/``W_UV`` in the compute dtype).
+    * **prefill**: the keys of the sequences (cached and new, b·s_kv rows) are up-projected
+      (kv_up, r → H·(d_n + d_v)) and attention runs as in training (a flash kernel with
+      d_qk = d_n + d_r, d_v; 16-bit K and V)."""
+    a = model.mla
+    H = model.heads / tp
+    r, dr, dn, dv = a.kv_lora_rank, a.qk_rope_head_dim, a.qk_nope_head_dim, a.v_head_dim
+    b, n, s_kv = seg.seqs, seg.new, seg.kv_len
+    T = b * n
+    if seg.is_decode:
+        qk = 2.0 * T * H * s_kv * (r + dr)
+        pv = 2.0 * T * H * s_kv * r
+        nbytes = b * s_kv * (r + dr) * fm.kv_bytes + T * H * (2 * r + dr) * ACT_BYTES
+        return [gemm("q_absorb" + tag, T, dn, r, "bf16", batch=H),
+                Op("attn_decode" + tag, "attention", qk + pv, nbytes, precision="bf16", causal=False,
+                   heads=b * H, seq_q=n, seq_kv=s_kv, head_dim=r + dr),
+                gemm("o_absorb" + tag, T, r, dv, "bf16", batch=H)]
+    g = dict(in_bytes=fm.input_bytes, w_bytes=fm.weight_bytes)
+    up = gemm("kv_up" + tag, b * s_kv, r, H * (dn + dv), fm.gemm, **g)
+    return [up, *attention_ops(model, seg, tp, float(ACT_BYTES), attention, tag, head_dim=(dn + dr + dv) / 2.0,
+                               q_n=H * (dn + dr), kv_n=H * (dn + dr + dv) / 2.0)]
 
 
 def expected_experts_touched(experts: float, top_k: float, tokens):
@@ -289,15 +333,19 @@ def layer_forward(model: ModelSpec, segments: list[AttentionSegment], *, tp: Num
 
     ops: list[Op] = [elementwise("norm1", rows * h, rows * h, 5.0)]
     d = None
+    latent = model.mla is not None and kernels.kv_cache_append  # inference: attention per segment over the latent
     if model.mla is not None:
         a = model.mla
-        ops += mla_projection_ops(model, T, tp, fm)
+        ops += mla_projection_ops(model, T, tp, fm, kv_up=not latent)
         d = (a.qk_nope_head_dim + a.qk_rope_head_dim + a.v_head_dim) / 2.0
         q_n = heads * (a.qk_nope_head_dim + a.qk_rope_head_dim)
         kv_n = (q_n + heads * a.v_head_dim) / 2.0
     else:
         ops.append(gemm("qkv", T, h, q_n + 2 * kv_n, fm.gemm, **g))
-    if kernels.kv_cache_append:
+    if latent:  # the compressed KV and the RoPE key appended to the paged cache
+        e = mla_latent_elements(model)
+        ops.append(elementwise("kv_append", T * e, 0.0, 1.0, extra_bytes=T * e * fm.kv_bytes))
+    elif kernels.kv_cache_append:
         ops.append(elementwise("rope_kv_append", T * (q_n + 2 * kv_n), T * q_n, 6.0,
                                extra_bytes=T * 2 * kv_n * fm.kv_bytes))
     core: list[str] = []
@@ -305,8 +353,10 @@ def layer_forward(model: ModelSpec, segments: list[AttentionSegment], *, tp: Num
         tag = "" if len(segments) == 1 else (".decode" if seg.is_decode else ".prefill")
         if len(segments) > 1 and any(o.name.endswith(tag) for o in ops):
             tag = f"{tag}{i}"
-        for op in attention_ops(model, seg, tp, fm.kv_bytes, attention, tag, dropout=drop, head_dim=d,
-                                q_n=q_n if d is not None else None, kv_n=kv_n if d is not None else None):
+        seg_ops = mla_segment_ops(model, seg, tp, fm, attention, tag) if latent else \
+            attention_ops(model, seg, tp, fm.kv_bytes, attention, tag, dropout=drop, head_dim=d,
+                          q_n=q_n if d is not None else None, kv_n=kv_n if d is not None else None)
+        for op in seg_ops:
             ops.append(op)
             core.append(op.name)
     ops.append(gemm("proj", T, heads * model.mla.v_head_dim if model.mla is not None else q_n, h, fm.gemm, **g))
@@ -364,3 +414,12 @@ def output_layer_ops(model: ModelSpec, rows: Num, tp: Num, precision: str) -> li
     inference engines keep ``lm_head`` unquantized)."""
     h = model.hidden
     return [elementwise("final_norm", rows * h, rows * h, 5.0), gemm("logits", rows, h, model.vocab / tp, precision)]
+
+
+def segment_attention_ops(model: ModelSpec, seg: AttentionSegment, tp: Num, fm: NumberFormats,
+                          attention: str) -> list[Op]:
+    """The attention core of one inference segment (the serving step timer prices it per
+    segment): :func:`mla_segment_ops` for latent attention, else :func:`attention_ops`."""
+    if model.mla is not None:
+        return mla_segment_ops(model, seg, tp, fm, attention)
+    return attention_ops(model, seg, tp, fm.kv_bytes, attention)
