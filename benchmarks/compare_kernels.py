@@ -6,8 +6,8 @@ and its eager-PyTorch layer times beside the H200 kernel file's layers.
 
 ``--layers``: each measured GPT pre-LN layer (bf16, flash SDPA, biases, GELU-tanh, no dropout;
 timed with CUDA events around the layer in eager PyTorch) predicted with the ``pytorch-eager``
-stack profile (xlayer/data/stacks/pytorch.yaml): the kernels of ``layer_work`` plus the eager
-backward's own kernels (one bias-gradient reduction per biased linear layer, one gradient
+stack profile (xlayer/data/stacks/pytorch.yaml): the kernels of ``layer_work`` (autograd's own
+backward kernels included: one bias-gradient reduction per biased linear layer, one gradient
 accumulation at each residual junction), each at its roofline time + the profile's per-kernel
 floor at the burst GEMM rate; forward = first dispatch + max(GPU time, kernels × host
 dispatch), backward likewise (``xlayer.engine.training.host_bounded_s``); torch.utils.checkpoint
@@ -33,7 +33,6 @@ from xlayer.mapping.profiles import get_profile
 from xlayer.hardware.catalog import get_accelerator
 from xlayer.workload.inference_ops import AttentionSegment, inference_layer
 from xlayer.workload.model import ModelSpec
-from xlayer.workload.operators import elementwise
 from xlayer.workload.training_ops import layer_work
 
 DEFAULT = Path(__file__).resolve().parent / "data" / "h200-megatron-llama-kernels.json"
@@ -66,11 +65,9 @@ def eager_layer_ops(row: dict):
     h, s, b = row["h"], row["s"], row["b"]
     m = ModelSpec(name="eager-layer", layers=1, hidden=h, heads=row["heads"], ffn_hidden=4 * h, vocab=51200,
                   seq_len=s, activation="gelu")
-    w = layer_work(m, b, 1, False, 1, "bf16", "flash", 0.0)
-    T = b * s
-    extra = [elementwise(op.name + ".bias_grad", op.m * op.n, op.n, 1.0) for op in w.fwd if op.kind == "gemm"]
-    extra += [elementwise(f"residual{i}.grad_accumulate", 2 * T * h, T * h, 1.0) for i in (1, 2)]
-    return w.fwd, w.bwd + extra
+    w = layer_work(m, b, 1, False, 1, "bf16", "flash", 0.0, fused_bias_grad=get_profile("pytorch-eager").fused_bias_grad)
+    assert m.bias, "the file's layers have biases"
+    return w.fwd, w.bwd
 
 
 def compare_layers(path: Path = LAYERS, profile: str = "pytorch-eager") -> list[dict]:

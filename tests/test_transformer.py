@@ -223,3 +223,21 @@ def test_mla_prefill_up_projects_its_keys_and_matches_training_attention():
     train = {o.name: o for o in layer_work(m, 1, 8, False, 1, "bf16", "flash", 0.0, ffn="moe").fwd}
     for name in ("kv_up", "flash_attn", "q_down", "q_up", "kv_down", "proj"):
         assert inf[name].flops == pytest.approx(train[name].flops), name
+
+
+def test_autograd_adds_residual_accumulations_and_unfused_bias_gradients():
+    """Every layer's backward sums the two gradients of each residual input (2 kernels of
+    2·rows·h read, rows·h written); a biased layer reduces each linear's bias gradient from
+    its m×n output gradient unless the stack fuses it into the wgrad GEMM (TE)."""
+    gpt = ModelSpec(name="gpt", layers=1, hidden=1024, heads=16, ffn_hidden=4096, vocab=50257, seq_len=1024,
+                    activation="gelu", bias=True)
+    llama = ModelSpec(**{**LLAMA2_7B, "seq_len": 1024})
+    for m in (gpt, llama):
+        for fused in (False, True):
+            w = layer_work(m, 2, 2, True, 1, "bf16", "flash", 0.0, fused_bias_grad=fused)
+            names = [o.name for o in w.bwd]
+            acc = [o for o in w.bwd if o.name.endswith("grad_accumulate")]
+            assert len(acc) == 2 and acc[0].bytes == pytest.approx(2 * (2 + 1) * (2 * 1024 / 2) * m.hidden)
+            biases = [n for n in names if n.endswith(".bias_grad")]
+            assert biases == ([] if (fused or not m.bias) else ["qkv.bias_grad", "proj.bias_grad", "fc1.bias_grad",
+                                                              "fc2.bias_grad"])

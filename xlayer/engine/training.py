@@ -60,6 +60,7 @@ class Recipe:
     kernel_floor_s: float | None = None
     host_dispatch_s: float | None = None
     p2p_per_microbatch: float = 2.0
+    fused_bias_grad: bool = False
 
 
 def recipe_for(model: ModelSpec, precision: str, framework: Any = None, version: str | None = None,
@@ -91,7 +92,7 @@ def recipe_for(model: ModelSpec, precision: str, framework: Any = None, version:
         dropout = 0.1 if legacy else 0.0
         notes.append(f"model.dropout={dropout} ({'GPT-3/Megatron recipe' if legacy else 'no dropout, as Llama'})")
     return Recipe(attention, dropout, tuple(notes), grad_bytes, prof.name, prof.kernel_floor_s,
-                  prof.host_dispatch_s, prof.p2p_per_microbatch)
+                  prof.host_dispatch_s, prof.p2p_per_microbatch, prof.fused_bias_grad)
 
 
 def host_bounded_s(gpu_s, kernels, recipe: Recipe):
@@ -186,7 +187,7 @@ def _ops_key(model, acc, micro, tp, sp, cp, gp, recipe, ffn, ep, etp, window, fl
     if not any(isinstance(x, np.ndarray) for x in (micro, tp, cp, ep, etp)):
         return None  # scalar calls are cheap; keep them free of the cache
     return (id(model), id(acc), arr(micro), arr(tp), bool(sp), arr(cp), gp, recipe.attention,
-            recipe.dropout, ffn, arr(ep), arr(etp), window, floor, id(calibration()))
+            recipe.dropout, recipe.fused_bias_grad, ffn, arr(ep), arr(etp), window, floor, id(calibration()))
 
 
 def evaluate_training(model: ModelSpec, system: System, precision: str, global_batch: int,
@@ -268,7 +269,7 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
             hit = None  # ids are only unique among live objects: the entry holds its own
         if hit is None:
             work = layer_work(model, micro, tp, sp, cp, gp, recipe.attention, recipe.dropout, ffn=ffn, ep=ep,
-                              etp=etp, window=window)
+                              etp=etp, window=window, fused_bias_grad=recipe.fused_bias_grad)
             op_times = {op.name: op_time(op, acc, kernel_overhead_s=floor) for op in work.fwd + work.bwd}
             if key is not None:
                 if len(_OPS_CACHE) >= 8:

@@ -61,6 +61,10 @@ class StackProfile(BaseModel):
     # a gated MLP's gate and up projections run as one GEMM of width 2f/t (False: two GEMMs of
     # f/t each, e.g. TensorRT-LLM v0.5 engines built without --use_fused_mlp)
     fused_gated_mlp: bool = True
+    # a biased linear layer's bias gradient is computed inside its weight-gradient GEMM
+    # (Transformer Engine: cuBLASLt bgrad epilogue); False: a separate reduction kernel
+    # (torch.nn.functional.linear under autograd, Megatron-LM's own linear layers)
+    fused_bias_grad: bool = False
     sources: dict[str, str] = {}
     file: str = ""
 

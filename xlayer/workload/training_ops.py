@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from xlayer.workload.model import ModelSpec
-from xlayer.workload.operators import ACT_BYTES, Comm, Op, gemm
+from xlayer.workload.operators import ACT_BYTES, Comm, Op, elementwise, gemm
 from xlayer.workload.precision import gemm_input_bytes, training_formats
 from xlayer.workload.transformer import (MEGATRON_KERNELS, embedding_ops, layer_forward, output_layer_ops,
                                          tp_forward_comms, training_segment)
@@ -74,7 +74,7 @@ def _gemm_bwd(op: Op) -> list[Op]:
 
 def layer_work(model: ModelSpec, b: Num, tp: Num, sp: bool, cp: Num, precision: str,
                attention: str, dropout: float, ffn: str = "dense", ep: Num = 1, etp: Num = 1,
-               window: Num = None) -> LayerWork:
+               window: Num = None, fused_bias_grad: bool = False) -> LayerWork:
     """Operators and collectives of one transformer layer (forward and backward).
 
     Forward: :func:`xlayer.workload.transformer.layer_forward` over one micro-batch
@@ -91,6 +91,11 @@ def layer_work(model: ModelSpec, b: Num, tp: Num, sp: bool, cp: Num, precision: 
     TP all-reduce). An MoE layer's all-to-alls run forward and again backward.
     ``ffn="moe"``: the FFN is a mixture of experts; ``window``: a sliding-window layer whose
     queries see at most ``window`` keys.
+
+    Autograd's own kernels in the backward (:func:`autograd_kernels`): the gradient
+    accumulation at each residual junction, and — for a biased model unless the stack fuses
+    it into the weight-gradient GEMM (``fused_bias_grad``: Transformer Engine's bgrad
+    epilogue) — one bias-gradient reduction per biased linear layer.
     """
     fm = training_formats(precision)
     fp = layer_forward(model, [training_segment(b, model.seq_len, cp, window)], tp=tp, fm=fm, attention=attention,
@@ -111,6 +116,7 @@ def layer_work(model: ModelSpec, b: Num, tp: Num, sp: bool, cp: Num, precision: 
                           seq_q=op.seq_q, seq_kv=op.seq_kv, head_dim=op.head_dim))
         else:
             bwd.append(Op(op.name + ".bwd", "elementwise", 2.0 * op.flops, 1.5 * op.bytes))
+    bwd += autograd_kernels(model, fwd, fp.tokens / tp if sp else fp.tokens, fused_bias_grad)
 
     msg = fp.tokens * model.hidden * ACT_BYTES  # the full activation of the layer, all ranks together
     # an MoE layer's routed experts work on each rank's own (sequence-parallel) tokens: the
@@ -135,6 +141,27 @@ def layer_work(model: ModelSpec, b: Num, tp: Num, sp: bool, cp: Num, precision: 
     fwd_comms += fp.moe_comms
     bwd_comms += [Comm(c.name + ".bwd", c.collective, c.bytes, c.group) for c in fp.moe_comms]
     return LayerWork(fwd, bwd, fwd_comms, bwd_comms, fp.attention_core)
+
+
+def autograd_kernels(model: ModelSpec, fwd: list[Op], rows: Num, fused_bias_grad: bool) -> list[Op]:
+    """Backward kernels no forward operator mirrors (PyTorch autograd, which Megatron and
+    plain PyTorch share):
+
+    * ``residual{1,2}.grad_accumulate``: the residual stream's input feeds both the norm and
+      the residual add, so its two incoming gradients are summed (autograd's InputBuffer
+      accumulation: read 2·rows·h, write rows·h);
+    * ``<gemm>.bias_grad``: a biased linear layer's bias gradient is the column sum of its
+      output gradient, a reduction kernel reading the m×n gradient (``F.linear``'s and
+      Megatron-LM's ``LinearWithGradAccumulationAndAsyncCommunication`` backward:
+      ``grad_output.sum(dim=0)``) unless fused into the weight-gradient GEMM
+      (``fused_bias_grad``: Transformer Engine's cuBLASLt BGRADB epilogue). The router and
+      the attention core have no bias."""
+    h = model.hidden
+    out = [elementwise(f"residual{i}.grad_accumulate", 2 * rows * h, rows * h, 1.0) for i in (1, 2)]
+    if model.bias and not fused_bias_grad:
+        out += [elementwise(op.name + ".bias_grad", op.m * op.n * op.batch, op.n * op.batch, 1.0) for op in fwd
+                if op.kind == "gemm" and op.name not in ("router",) and not op.name.startswith("attn_")]
+    return out
 
 
 def recompute_ops(work: LayerWork, mode: str) -> tuple[list[Op], list[Comm]]:
