@@ -80,8 +80,16 @@ SERVING = {"id": "prop-serving", "kind": "inference", "software": {"framework": 
            "request": {"mode": "serving", "prompt_len": 128, "output_len": 64, "requests": 64, "batch": None,
                        "kv_precision": None},
            "measured": {"output_tokens_per_s_per_gpu": 5000.0}}
+# latent attention, experts and sliding windows at inference (static batch and serving)
+MLA_INFER = {"id": "prop-mla-infer", "kind": "inference", "software": {"framework": "vllm"},
+             "model": {**{k: v for k, v in MOE["model"].items() if k != "mtp_layers"}},
+             "system": {"accelerator": "H200-SXM-141GB", "count": 2, "scale_up_size": 8},
+             "parallel": {"tp": 2, "pp": 1}, "precision": "fp8", "kv_precision": "fp8",
+             "request": {"batch": 4, "prompt_len": 300, "context_len": 50, "output_len": 20},
+             "measured": {"decode_step_time_s": 0.01}}
+MLA_SERVING = {**SERVING, "id": "prop-mla-serving", "model": MLA_INFER["model"]}
 BASES = {"training": TRAINING, "local": _local_case(), "inference": _inference_case(), "moe": MOE,
-         "serving": SERVING}
+         "serving": SERVING, "mla-inference": MLA_INFER, "mla-serving": MLA_SERVING}
 CASE_KEYS = sorted({k for b in BASES.values() for k in b} |
                    {k for b in BASES.values() for v in b.values() if isinstance(v, dict) for k in v} |
                    {"software", "moe", "mla", "ep", "etp", "head_dim", "sliding_window", "overrides", "mode"})
