@@ -114,12 +114,14 @@ def simulate(timer: StepTimer, engine: EngineConfig, pool: KVPool, prompt: Any, 
 
     while done < n:
         events += 1
-        decoding = [r for r in running if todo[r] == 0]
+        run = np.fromiter(running, dtype=np.int64, count=len(running))
+        dmask = todo[run] == 0
+        decoding = run[dmask].tolist()
         budget = budget_max - len(decoding)
         groups: dict[tuple[int, int], int] = {}
         chunks: list[tuple[int, int]] = []
-        for r in running:
-            if todo[r] > 0 and budget > 0:
+        for r in run[~dmask].tolist():  # the prefilling requests, in admission order
+            if budget > 0:
                 c = int(min(todo[r], budget)) if chunked else (int(todo[r]) if todo[r] <= budget else 0)
                 if c > 0:
                     chunks.append((r, c))
@@ -160,7 +162,8 @@ def simulate(timer: StepTimer, engine: EngineConfig, pool: KVPool, prompt: Any, 
         # max_utilization: blocks for the decode tokens of this iteration, preempting if short
         if not no_evict and decoding:
             while True:
-                need = sum(1 for r in decoding if math.ceil((prompt[r] + gen[r]) / bs) > held[r])
+                d = np.fromiter(decoding, dtype=np.int64, count=len(decoding))
+                need = int(np.count_nonzero(-(-(prompt[d] + gen[d]) // bs) > held[d]))
                 if need <= free or len(running) <= 1:
                     break
                 v = running.pop()
@@ -172,11 +175,10 @@ def simulate(timer: StepTimer, engine: EngineConfig, pool: KVPool, prompt: Any, 
                 todo[v] = prompt[v] + gen[v]
                 queue.appendleft(v)
                 preempt += 1
-            for r in decoding:
-                nb = math.ceil((prompt[r] + gen[r]) / bs)
-                if nb > held[r]:
-                    free -= int(nb - held[r])
-                    held[r] = nb
+            d = np.fromiter(decoding, dtype=np.int64, count=len(decoding))
+            nb = -(-(prompt[d] + gen[d]) // bs)
+            free -= int(np.sum(np.maximum(nb - held[d], 0)))
+            held[d] = np.maximum(held[d], nb)
         nd = len(decoding)
         ctx = (float(np.mean(prompt[decoding] + gen[decoding] - 1)) if nd else 0.0)
         for r, c in chunks:
@@ -227,16 +229,15 @@ def simulate(timer: StepTimer, engine: EngineConfig, pool: KVPool, prompt: Any, 
                     if np.isnan(first[r]):
                         first[r] = t
         # finishes
-        still = []
-        for r in running:
-            if todo[r] == 0 and gen[r] >= output[r]:
-                finish[r] = t
-                free += int(held[r])
-                held[r] = 0
-                done += 1
-            else:
-                still.append(r)
-        running = still
+        run = np.fromiter(running, dtype=np.int64, count=len(running))
+        fin = (todo[run] == 0) & (gen[run] >= output[run])
+        if fin.any():
+            out = run[fin]
+            finish[out] = t
+            free += int(np.sum(held[out]))
+            held[out] = 0
+            done += int(out.size)
+            running = run[~fin].tolist()
     total = max(t, 1e-30)
     return SimResult(prompt, output, arrival, first, finish, iters, mixed, preempt, max_run, run_time / total,
                      t_dec, t_mix, events, limits)
