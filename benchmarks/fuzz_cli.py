@@ -257,8 +257,9 @@ def build_corpus(tmp: Path) -> list[Case]:
                ("request.batch", 0), ("request.batch", 10 ** 30), ("request.output_len", -5),
                ("request.context_len", 10 ** 30), ("kv_precision", "fp3"), ("request", None),
                ("request.mode", "turbo"), ("system.scale_up_size", 64),
-               # features inference does not model yet: refused by name, never silently dropped
-               ("model.mla", {"kv_lora_rank": 512, "q_lora_rank": 1536, "qk_rope_head_dim": 64,
+               # a feature inference does not model yet is refused by name, never silently dropped;
+               # latent attention with an empty latent is refused by the schema
+               ("model.mla", {"kv_lora_rank": 0, "q_lora_rank": 1536, "qk_rope_head_dim": 64,
                               "qk_nope_head_dim": 128, "v_head_dim": 128}),
                ("model.mtp_layers", 1), ("model.sliding_window", {"size": 10 ** 9, "layers": 1}),
                ("model.sliding_window", {"size": 512, "layers": 10 ** 6})]

@@ -51,7 +51,7 @@ def test_step_timer_equals_forward_pass():
         b, ctx, n, k = int(rng.integers(1, 500)), float(rng.integers(10, 3000)), int(rng.integers(17, 900)), \
             int(rng.integers(1, 3))
         ref = forward_pass(s, [AttentionSegment(b, 1, ctx), AttentionSegment(k, n, 0)], "x").time_s
-        assert st.step_s(b, ctx, [(k, n, 0)]) == pytest.approx(ref, rel=1e-9)
+        assert st.gpu_step_s(b, ctx, [(k, n, 0)]) == pytest.approx(ref, rel=1e-9)
         assert st.step_s(b, ctx) == pytest.approx(forward_pass(s, [AttentionSegment(b, 1, ctx)], "x").time_s, rel=1e-9)
 
 
@@ -62,6 +62,27 @@ def test_host_floor_and_padding():
     assert st.step_s(1000, 200) >= st.host_s(1000)
     assert st.graph_batch(300, (1, 256, 384, 512)) == 384
     assert st.step_s(300, 200, (), 384) >= st.step_s(300, 200)
+
+
+def test_an_iteration_with_a_prompt_pays_the_eager_launch_of_the_forward():
+    """TensorRT-LLM runs iterations that carry a context request without a CUDA graph: their
+    host time adds L·ops·t_op (+ the fixed ops), t_op the pytorch-eager dispatch time, 2.75× on
+    a Grace host (GB200); generation-only iterations and graph-capturing engines (vLLM V1) pay
+    only the per-request term."""
+    from xlayer.mapping.profiles import get_profile
+    from xlayer.serving.steptime import Deployment, StepTimer, serving_calibration
+    cal, t_op = serving_calibration(), get_profile("pytorch-eager").host_dispatch_s
+    c = _case()
+    L = c.model.layers
+    eager = t_op * (L * cal.eager_ops_per_layer + cal.eager_ops_fixed)
+    x86 = StepTimer(c.model, c.system_spec(), Deployment(), "fp8", "fp8", t_max=2048)
+    assert float(x86.host_s(10)) == pytest.approx(10 * cal.host_s_per_request)
+    assert float(x86.host_s(10, 512)) == pytest.approx(10 * cal.host_s_per_request + eager)
+    graphs = StepTimer(c.model, c.system_spec(), Deployment(), "fp8", "fp8", t_max=2048, mixed_in_graph=True)
+    assert float(graphs.host_s(10, 512)) == pytest.approx(10 * cal.host_s_per_request)
+    gb = _case(system={"accelerator": "GB200-NVL72", "count": 1})
+    grace = StepTimer(gb.model, gb.system_spec(), Deployment(), "fp8", "fp8", t_max=2048)
+    assert float(grace.host_s(10, 512)) == pytest.approx(10 * cal.host_s_per_request + 2.75 * eager)
 
 
 def test_trtllm_bench_heuristic():

@@ -105,6 +105,9 @@ class Accelerator(_Frozen):
     exp_per_clk_per_sm: PositiveFloat = 16.0
     # accelerator <-> host memory bandwidth per direction (activation offloading); None: not modelled
     host_link_bytes_per_s: Optional[PositiveFloat] = None
+    # the host CPU that runs the serving engine's Python loop: "grace" (GB200/GB300 superchips)
+    # or None (x86 HGX/DGX hosts); xlayer/data/serving.yaml grace_host_slowdown
+    host_cpu: Optional[str] = None
 
     @model_validator(mode="after")
     def _check(self) -> "Accelerator":

@@ -20,6 +20,8 @@ github.com/NVIDIA/TensorRT-LLM):
 * Capacity scheduler ``GUARANTEED_NO_EVICT`` (``SchedulerConfig.capacity_scheduler_policy``
   default, ``llm_args.py``): a request is admitted only when blocks for its whole length
   (prompt + max output) are free, so nothing is ever evicted.
+* Iterations that carry a prompt run without a CUDA graph (``can_run_cuda_graph`` needs no
+  context requests): the host launches the forward op by op (``xlayer/data/serving.yaml``).
 * CUDA graphs with padding for generation-only iterations at the batch sizes of the
   perf-overview's ``llm_options.yml`` (1, 2, 4, …, 256, 384, 512, 1024, 2048, 4096, 8192;
   ``docs/source/performance/perf-overview.md``), those up to the engine's max batch size.
@@ -61,6 +63,11 @@ class EngineConfig:
     policy: str = "no_evict"            # no_evict (TRT-LLM default) | max_utilization (vLLM-style)
     graph_batch_sizes: tuple[int, ...] = TRTLLM_GRAPH_BATCH_SIZES
     cuda_graph_padding: bool = True
+    # iterations that carry a prompt also replay a CUDA graph (vLLM V1's piecewise graphs);
+    # False: TensorRT-LLM's PyTorch executor runs them eagerly
+    # (tensorrt_llm/_torch/pyexecutor/scheduler.py ScheduledRequests.can_run_cuda_graph:
+    # ``not self.context_requests``)
+    mixed_in_graph: bool = False
 
     def graph_sizes(self) -> tuple[int, ...]:
         """Captured CUDA-graph batch sizes: the list up to max_batch_size, plus max_batch_size."""
@@ -76,7 +83,7 @@ def engine_for(framework: Optional[str]) -> EngineConfig:
         # vLLM V1: chunked prefill on, preemption by recompute, gpu_memory_utilization 0.9
         return EngineConfig(name=f, kv_fraction=0.90, tokens_per_block=16, chunked_prefill=True,
                             policy="max_utilization", max_num_tokens=8192, max_batch_size=256,
-                            graph_batch_sizes=(1, 2, 4) + tuple(range(8, 513, 8)))
+                            graph_batch_sizes=(1, 2, 4) + tuple(range(8, 513, 8)), mixed_in_graph=True)
     return EngineConfig(name="trt-llm")
 
 

@@ -116,7 +116,8 @@ def serving_setup(case: Case, deployment: Optional[Deployment] = None, engine: O
                                                     "throughput no longer changes with more)")
     timer = StepTimer(m, system, d, case.precision, kvp, m.attention or "flash",
                       t_max=int(math.ceil(eng.max_num_tokens / d.pp)) + 1,
-                      rows_max=int(max(eng.max_batch_size, max(eng.graph_sizes())) / d.pp) + 1)
+                      rows_max=int(max(eng.max_batch_size, max(eng.graph_sizes())) / d.pp) + 1,
+                      mixed_in_graph=eng.mixed_in_graph)
     return ServingSetup(case, d, eng, pool, timer, int(I), int(O), int(n_req), kvp, notes)
 
 

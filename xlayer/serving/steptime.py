@@ -42,6 +42,7 @@ from xlayer.cost.collectives import collective_time_s, ranks_in_domain
 from xlayer.cost.kvcache import stage_layers
 from xlayer.cost.compute import op_time
 from xlayer.hardware.spec import System
+from xlayer.mapping.profiles import get_profile
 from xlayer.safe_yaml import package_data
 from xlayer.workload.inference_ops import AttentionSegment, embedding_ops, inference_layer, output_ops
 from xlayer.workload.precision import inference_formats
@@ -53,6 +54,9 @@ from xlayer.workload.operators import ACT_BYTES
 @dataclass(frozen=True)
 class ServingCalibration:
     host_s_per_request: float
+    eager_ops_per_layer: float
+    eager_ops_fixed: float
+    grace_host_slowdown: float
 
 
 @lru_cache(maxsize=1)
@@ -104,10 +108,17 @@ class StepTimer:
 
     def __init__(self, model: ModelSpec, system: System, dep: Deployment, precision: str, kv_precision: str,
                  attention: str = "flash", t_max: int = 8192, rows_max: int | None = None,
-                 host_s_per_request: float | None = None):
+                 host_s_per_request: float | None = None, mixed_in_graph: bool = False):
         self.model, self.system, self.dep = model, system, dep
-        self.host_s_per_request = (serving_calibration().host_s_per_request if host_s_per_request is None
-                                   else host_s_per_request)
+        cal = serving_calibration()
+        self.host_s_per_request = cal.host_s_per_request if host_s_per_request is None else host_s_per_request
+        # an iteration that carries a prompt runs the forward eagerly unless the engine graphs
+        # mixed batches (``mixed_in_graph``): layers x Python-level ops x the host's dispatch
+        # time per eager op (x86, the pytorch-eager profile) x the Grace slowdown on GB200/GB300
+        grace = (system.accelerator.host_cpu or "").lower() == "grace"
+        per_op = get_profile("pytorch-eager").host_dispatch_s * (cal.grace_host_slowdown if grace else 1.0)
+        self.eager_host_s = 0.0 if mixed_in_graph else per_op * (
+            stage_layers(model.layers, dep.pp) * cal.eager_ops_per_layer + cal.eager_ops_fixed)
         self.precision, self.kv_precision, self.attention = precision, kv_precision, attention
         self.formats = inference_formats(precision, kv_precision)
         self.acc = system.accelerator
@@ -225,7 +236,7 @@ class StepTimer:
             if s > 0 and n > 0:
                 att = att + self.attention_s(AttentionSegment(s / p, n, c))
         t = p * (self.L * (self.layer_s(Td / p) + att) + self.edge_s(Td / p, Rd / p))
-        t = np.maximum(t, self.host_s(rows))
+        t = np.maximum(t, self.host_s(rows, T - b))
         return t if np.ndim(t) else float(t)
 
     def breakdown(self, decode_seqs: float, decode_ctx: float,
@@ -278,19 +289,23 @@ class StepTimer:
         else:
             add("embedding + output layer", e + o)
         gpu = sum(out.values())
-        add("host (not hidden)", max(0.0, float(self.host_s(rows)) - gpu))
+        add("host (not hidden)", max(0.0, float(self.host_s(rows, T - b)) - gpu))
         return {k: v for k, v in out.items() if v > 0 or k in ("GEMMs", "attention")}
 
     def gpu_step_s(self, *a, **k) -> Any:
         """:meth:`step_s` without the host floor (the GPU's own time)."""
         h, self.host_s_per_request = self.host_s_per_request, 0.0
+        e, self.eager_host_s = self.eager_host_s, 0.0
         try:
             return self.step_s(*a, **k)
         finally:
             self.host_s_per_request = h
+            self.eager_host_s = e
 
-    def host_s(self, requests: Any) -> Any:
+    def host_s(self, requests: Any, prompt_tokens: Any = 0.0) -> Any:
         """Host time of an iteration over ``requests`` requests: c_host · requests
-        (``xlayer/data/serving.yaml``); the overlap scheduler hides it behind the GPU's work,
-        so an iteration takes max(GPU, host)."""
-        return self.host_s_per_request * np.asarray(requests, dtype=float)
+        (``xlayer/data/serving.yaml``), plus the eager launch of the forward when the iteration
+        carries prompt tokens (no CUDA graph); the overlap scheduler hides it behind the GPU's
+        work, so an iteration takes max(GPU, host)."""
+        eager = np.where(np.asarray(prompt_tokens, dtype=float) > 0, self.eager_host_s, 0.0)
+        return self.host_s_per_request * np.asarray(requests, dtype=float) + eager
