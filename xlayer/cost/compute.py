@@ -83,6 +83,22 @@ def gemm_rate_flops_per_s(acc: Accelerator, precision: str, cal: Calibration | N
     (× the measured fp8/bf16 efficiency ratio when the part has a faster 8-bit path, the
     measured fp4/bf16 ratio when it has a native 4-bit one: calibration.yaml)."""
     cal = cal or calibration()
+    key = (id(acc), precision, id(cal))
+    hit = _RATE_CACHE.get(key)
+    if hit is not None and hit[0] is acc and hit[1] is cal:
+        return hit[2]
+    rate = _gemm_rate(acc, precision, cal)
+    if len(_RATE_CACHE) > 512:
+        _RATE_CACHE.clear()
+    _RATE_CACHE[key] = (acc, cal, rate)
+    return rate
+
+
+_RATE_CACHE: dict[tuple[int, str, int], tuple[Accelerator, Calibration, float]] = {}
+
+
+def _gemm_rate(acc: Accelerator, precision: str, cal: Calibration) -> float:
+    """:func:`gemm_rate_flops_per_s` computed (the public function memoises it per object)."""
     ratio = cal.sustained_over_best_matmul if acc.power_limited_matmul else cal.isolated_over_best_matmul
     rate = acc.peak(precision) * acc.matmul_efficiency * ratio
     if precision in ("nvfp4", "fp4") and acc.peak(precision) > acc.peak("fp8"):
@@ -160,11 +176,14 @@ def wave_utilization(m: Any, n: Any, batch: Any, sms: int, k: Any = None) -> Any
         split_max = np.maximum(1.0, np.ceil(k / SPLITK_MIN_K))
     else:
         split_max = max(1.0, math.ceil(k / SPLITK_MIN_K))
-    if not any(isinstance(x, np.ndarray) for x in (m, n, batch, k)):
+    if not (isinstance(m, np.ndarray) or isinstance(n, np.ndarray) or isinstance(batch, np.ndarray)
+            or isinstance(k, np.ndarray)):
         b_: float = 0.0
         for tm, tn in TILES:
             tiles = math.ceil(m / tm) * math.ceil(n / tn) * batch
             b_ = max(b_, m * n * batch / (math.ceil(tiles / sms) * sms * tm * tn))
+        if m > SKINNY_MAX_M * SKINNY_MAX_BLOCKS:
+            return b_  # the split-K family is 0 above (docstring)
         return max(b_, _skinny_utilization(m, n, batch, sms, split_max))
     best: Any = 0.0
     for tm, tn in TILES:

@@ -106,6 +106,8 @@ def host_bounded_s(gpu_s, kernels, recipe: Recipe):
 
 
 def _where(cond, a, b):
+    if not (isinstance(cond, np.ndarray) or isinstance(a, np.ndarray) or isinstance(b, np.ndarray)):
+        return float(a if cond else b)  # the scalar path (one layout)
     out = np.where(cond, a, b)
     return out if np.ndim(out) else float(out)
 
