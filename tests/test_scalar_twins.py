@@ -109,3 +109,15 @@ def test_operator_cache_never_changes_a_result():
         cold = evaluate_layouts(model, system, "bf16", 64, grid, True, "none", 1, recipe_for(model, "bf16"))
         assert np.array_equal(cold["iteration_time_s"], out[name])
     assert np.all(out["slow"] > out["fast"]) and np.array_equal(out["slow"], out["slow-again"])
+
+
+def test_where_scalar_equals_arrays():
+    """The engine's select: Python scalars take a fast path, arrays numpy's; both agree."""
+    from xlayer.engine.training import _where
+    for cond in (True, False, np.bool_(True), np.bool_(False)):
+        for a, b in ((1.5, 2.5), (np.float64(3.0), 4), (0, np.int64(7))):
+            got = _where(cond, a, b)
+            assert isinstance(got, float) and got == float(np.where(cond, a, b))
+    conds = np.array([True, False, True])
+    assert np.array_equal(_where(conds, np.array([1.0, 2.0, 3.0]), 0.0), np.array([1.0, 0.0, 3.0]))
+    assert np.array_equal(_where(True, np.array([1.0, 2.0]), 0.0), np.array([1.0, 2.0]))
