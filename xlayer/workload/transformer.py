@@ -259,10 +259,11 @@ def moe_ffn_ops(model: ModelSpec, R: Num, *, ep: Num, etp: Num, fm: NumberFormat
     Tg·k/ep), (E/ep)·(1 − (1 − k/E)^Tg) under ``independent`` routing — as grouped GEMMs of
     Tg·k/ep rows shared among them (h × f_e·(2 gated)/etp and f_e/etp × h), each touched
     expert's weights read once; all-to-all combine; unpermute (weighted sum of the k copies,
-    4-byte probabilities per copy). (Shared experts are a dense MLP of :func:`layer_forward`.)
-    ``etp_comms``: expert tensor parallelism over
-    sequence-parallel tokens all-gathers and reduce-scatters the dispatched tokens inside the
-    etp group (Megatron-Core); with replicated tokens (inference) nothing moves."""
+    4-byte probabilities per copy). Shared experts are a dense MLP of :func:`layer_forward`.
+
+    ``etp_comms``: expert tensor parallelism over sequence-parallel tokens all-gathers and
+    reduce-scatters the dispatched tokens inside the etp group (Megatron-Core); with tokens
+    replicated over the tensor-parallel ranks (inference) nothing moves."""
     m = model.moe
     h, E, k, fe = model.hidden, float(m.experts), float(m.top_k), m.ffn_hidden
     gated = 2 if model.gated else 1
