@@ -241,3 +241,30 @@ def test_autograd_adds_residual_accumulations_and_unfused_bias_gradients():
             biases = [n for n in names if n.endswith(".bias_grad")]
             assert biases == ([] if (fused or not m.bias) else ["qkv.bias_grad", "proj.bias_grad", "fc1.bias_grad",
                                                               "fc2.bias_grad"])
+
+
+def test_userbuffers_overlap_pairs_every_tp_collective_with_a_gemm():
+    """Megatron-Bridge's TP comm overlap (TE userbuffers, with SP): the forward all-gathers
+    pair with qkv/fc1, the reduce-scatters with proj/fc2, the backward output-gradient
+    all-gathers with the proj/fc2 data-gradient GEMMs; without it the forward is exposed."""
+    m = ModelSpec(**{**LLAMA2_7B, "seq_len": 4096})
+    ub = layer_work(m, 1, 4, True, 1, "fp8", "flash", 0.0, tp_comm_overlap=True)
+    assert {c.name: c.overlap for c in ub.fwd_comms} == {
+        "sp_allgather_attn": "qkv", "sp_reducescatter_attn": "proj", "sp_allgather_mlp": "fc1",
+        "sp_reducescatter_mlp": "fc2"}
+    bwd = {c.name: c.overlap for c in ub.bwd_comms}
+    assert bwd["sp_allgather_grad_mlp"] == "fc2.dgrad" and bwd["sp_allgather_grad_attn"] == "proj.dgrad"
+    names = {o.name for o in ub.fwd + ub.bwd}
+    assert all(c.overlap in names for c in ub.fwd_comms + ub.bwd_comms if c.overlap)
+    plain = layer_work(m, 1, 4, True, 1, "fp8", "flash", 0.0)
+    assert all(c.overlap is None for c in plain.fwd_comms)
+    assert all(c.overlap is None for c in layer_work(m, 1, 4, False, 1, "fp8", "flash", 0.0,
+                                                     tp_comm_overlap=True).fwd_comms)  # needs SP
+
+
+def test_userbuffers_overlap_follows_the_stack_and_precision():
+    from xlayer.engine.training import recipe_for
+    m = ModelSpec(**LLAMA2_7B)
+    assert recipe_for(m, "fp8", "megatron-bridge").tp_comm_overlap
+    assert not recipe_for(m, "nvfp4", "megatron-bridge").tp_comm_overlap  # the perf scripts turn it off
+    assert not recipe_for(m, "fp8", "megatron-lm").tp_comm_overlap

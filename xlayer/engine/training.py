@@ -61,6 +61,7 @@ class Recipe:
     host_dispatch_s: float | None = None
     p2p_per_microbatch: float = 2.0
     fused_bias_grad: bool = False
+    tp_comm_overlap: bool = False
 
 
 def recipe_for(model: ModelSpec, precision: str, framework: Any = None, version: str | None = None,
@@ -91,8 +92,12 @@ def recipe_for(model: ModelSpec, precision: str, framework: Any = None, version:
     if dropout is None:
         dropout = 0.1 if legacy else 0.0
         notes.append(f"model.dropout={dropout} ({'GPT-3/Megatron recipe' if legacy else 'no dropout, as Llama'})")
+    tp_ub = prof.tp_comm_overlap and precision not in prof.tp_comm_overlap_off
+    if tp_ub:
+        notes.append(f"tensor-parallel collectives overlapped with their GEMMs when sp ({prof.name}: {prof.file}, "
+                     "tp_comm_overlap)")
     return Recipe(attention, dropout, tuple(notes), grad_bytes, prof.name, prof.kernel_floor_s,
-                  prof.host_dispatch_s, prof.p2p_per_microbatch, prof.fused_bias_grad)
+                  prof.host_dispatch_s, prof.p2p_per_microbatch, prof.fused_bias_grad, tp_ub)
 
 
 def host_bounded_s(gpu_s, kernels, recipe: Recipe):
@@ -189,7 +194,7 @@ def _ops_key(model, acc, micro, tp, sp, cp, gp, recipe, ffn, ep, etp, window, fl
     if not any(isinstance(x, np.ndarray) for x in (micro, tp, cp, ep, etp)):
         return None  # scalar calls are cheap; keep them free of the cache
     return (id(model), id(acc), arr(micro), arr(tp), bool(sp), arr(cp), gp, recipe.attention,
-            recipe.dropout, recipe.fused_bias_grad, ffn, arr(ep), arr(etp), window, floor, id(calibration()))
+            recipe.dropout, recipe.fused_bias_grad, recipe.tp_comm_overlap, ffn, arr(ep), arr(etp), window, floor, id(calibration()))
 
 
 def evaluate_training(model: ModelSpec, system: System, precision: str, global_batch: int,
@@ -241,22 +246,24 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
         fwd_s = host_bounded_s(sum(times[op.name].time_s for op in work.fwd), len(work.fwd), recipe)
         bwd_s = host_bounded_s(sum(times[op.name].time_s for op in work.bwd), len(work.bwd), recipe)
         rc_ops, rc_comms = recompute_ops(work, recompute)
-        t = {"compute_fwd_s": fwd_s, "compute_bwd_s": bwd_s,
-             "recompute_s": host_bounded_s(sum(times[op.name].time_s for op in rc_ops), len(rc_ops), recipe)
-             if rc_ops else 0.0,
-             "tp_fwd_s": sum(comm_s(c) for c in work.fwd_comms if c.group == "tp"),
-             "ep_fwd_s": sum(comm_s(c) for c in work.fwd_comms if c.group != "tp"),
-             "tp_bwd_s": 0.0, "ep_bwd_s": sum(comm_s(c) for c in work.bwd_comms if c.group != "tp"),
-             "tp_recompute_s": sum(comm_s(c) for c in rc_comms) if rc_comms else 0.0,
-             "rc_flops": sum(op.flops for op in rc_ops) if rc_ops else 0.0,
-             "fwd_flops": sum(op.flops for op in work.fwd)}
-        for c in work.bwd_comms:
-            if c.group != "tp":
-                continue
+
+        def tp_exposed(c):
+            """A TP collective's exposed time: all of it, or what its paired GEMM does not hide."""
             x = comm_s(c)
             if c.overlap is not None and tp_overlap:
                 x = overlapped_exposed_s(x, times[c.overlap].time_s, acc)
-            t["tp_bwd_s"] = t["tp_bwd_s"] + x
+            return x
+
+        t = {"compute_fwd_s": fwd_s, "compute_bwd_s": bwd_s,
+             "recompute_s": host_bounded_s(sum(times[op.name].time_s for op in rc_ops), len(rc_ops), recipe)
+             if rc_ops else 0.0,
+             "tp_fwd_s": sum(tp_exposed(c) for c in work.fwd_comms if c.group == "tp"),
+             "ep_fwd_s": sum(comm_s(c) for c in work.fwd_comms if c.group != "tp"),
+             "tp_bwd_s": sum(tp_exposed(c) for c in work.bwd_comms if c.group == "tp"),
+             "ep_bwd_s": sum(comm_s(c) for c in work.bwd_comms if c.group != "tp"),
+             "tp_recompute_s": sum(tp_exposed(c) for c in rc_comms) if rc_comms else 0.0,
+             "rc_flops": sum(op.flops for op in rc_ops) if rc_ops else 0.0,
+             "fwd_flops": sum(op.flops for op in work.fwd)}
         attn_f = sum(times[n].time_s for n in work.attention_core)
         attn_b = sum(times[o.name].time_s for o in work.bwd if o.name.split(".")[0] in work.attention_core)
         t["cp_fwd_s"] = _where(cp > 1, overlapped_exposed_s(cp_f_raw, attn_f, acc), 0.0)
@@ -271,7 +278,8 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
             hit = None  # ids are only unique among live objects: the entry holds its own
         if hit is None:
             work = layer_work(model, micro, tp, sp, cp, gp, recipe.attention, recipe.dropout, ffn=ffn, ep=ep,
-                              etp=etp, window=window, fused_bias_grad=recipe.fused_bias_grad)
+                              etp=etp, window=window, fused_bias_grad=recipe.fused_bias_grad,
+                              tp_comm_overlap=recipe.tp_comm_overlap)
             op_times = {op.name: op_time(op, acc, kernel_overhead_s=floor) for op in work.fwd + work.bwd}
             if key is not None:
                 if len(_OPS_CACHE) >= 8:

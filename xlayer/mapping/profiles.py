@@ -65,6 +65,10 @@ class StackProfile(BaseModel):
     # (Transformer Engine: cuBLASLt bgrad epilogue); False: a separate reduction kernel
     # (torch.nn.functional.linear under autograd, Megatron-LM's own linear layers)
     fused_bias_grad: bool = False
+    # every tensor-parallel collective overlapped with the GEMM beside it (Transformer Engine
+    # userbuffers, with sequence parallelism), except in the listed precisions
+    tp_comm_overlap: bool = False
+    tp_comm_overlap_off: tuple[str, ...] = ()
     sources: dict[str, str] = {}
     file: str = ""
 

@@ -74,7 +74,7 @@ def _gemm_bwd(op: Op) -> list[Op]:
 
 def layer_work(model: ModelSpec, b: Num, tp: Num, sp: bool, cp: Num, precision: str,
                attention: str, dropout: float, ffn: str = "dense", ep: Num = 1, etp: Num = 1,
-               window: Num = None, fused_bias_grad: bool = False) -> LayerWork:
+               window: Num = None, fused_bias_grad: bool = False, tp_comm_overlap: bool = False) -> LayerWork:
     """Operators and collectives of one transformer layer (forward and backward).
 
     Forward: :func:`xlayer.workload.transformer.layer_forward` over one micro-batch
@@ -91,6 +91,13 @@ def layer_work(model: ModelSpec, b: Num, tp: Num, sp: bool, cp: Num, precision: 
     TP all-reduce). An MoE layer's all-to-alls run forward and again backward.
     ``ffn="moe"``: the FFN is a mixture of experts; ``window``: a sliding-window layer whose
     queries see at most ``window`` keys.
+
+    ``tp_comm_overlap`` (with SP): Transformer Engine's userbuffers overlap every
+    tensor-parallel collective with the GEMM beside it — forward all-gathers with the qkv/fc1
+    GEMMs and reduce-scatters with proj/fc2 (ring exchange / pipelined splits), backward the
+    output-gradient all-gathers with the proj/fc2 data-gradient GEMMs (Megatron-Bridge
+    ``TransformerLayerTPOverlapCfg``: qkv_fprop, fc1_fprop, proj_fprop, fc2_fprop, proj_dgrad,
+    fc2_dgrad; the regathers and reduce-scatters of the backward overlap as without it).
 
     Autograd's own kernels in the backward (:func:`autograd_kernels`): the gradient
     accumulation at each residual junction, and — for a biased model unless the stack fuses
@@ -126,11 +133,17 @@ def layer_work(model: ModelSpec, b: Num, tp: Num, sp: bool, cp: Num, precision: 
     attn_in = "qkv" if model.mla is None else ("q_up" if model.mla.q_lora_rank else "q_proj")
     mlp_in = "fc1" if ffn != "moe" else "shared_fc1"
     fwd_comms = tp_forward_comms(msg, sp, mlp_tp)
+    ub = tp_comm_overlap and sp  # userbuffers need sequence parallelism
+    if ub:
+        pair = {"sp_allgather_attn": attn_in, "sp_reducescatter_attn": "proj", "sp_allgather_mlp": mlp_in,
+                "sp_reducescatter_mlp": "fc2" if ffn != "moe" else "shared_fc2"}
+        fwd_comms = [Comm(c.name, c.collective, c.bytes, c.group, overlap=pair.get(c.name)) for c in fwd_comms]
     if sp:
-        bwd_comms = [Comm("sp_allgather_grad_mlp", "all_gather", msg, "tp"),
+        bwd_comms = [Comm("sp_allgather_grad_mlp", "all_gather", msg, "tp",
+                          overlap=("fc2.dgrad" if ffn != "moe" else "shared_fc2.dgrad") if ub else None),
                      Comm("sp_regather_mlp", "all_gather", msg, "tp", overlap=mlp_in + ".dgrad"),
                      Comm("sp_reducescatter_grad_mlp", "reduce_scatter", msg, "tp", overlap=mlp_in + ".wgrad"),
-                     Comm("sp_allgather_grad_attn", "all_gather", msg, "tp"),
+                     Comm("sp_allgather_grad_attn", "all_gather", msg, "tp", overlap="proj.dgrad" if ub else None),
                      Comm("sp_regather_attn", "all_gather", msg, "tp", overlap=attn_in + ".dgrad"),
                      Comm("sp_reducescatter_grad_attn", "reduce_scatter", msg, "tp", overlap=attn_in + ".wgrad")]
     else:
