@@ -268,3 +268,18 @@ def test_userbuffers_overlap_follows_the_stack_and_precision():
     assert recipe_for(m, "fp8", "megatron-bridge").tp_comm_overlap
     assert not recipe_for(m, "nvfp4", "megatron-bridge").tp_comm_overlap  # the perf scripts turn it off
     assert not recipe_for(m, "fp8", "megatron-lm").tp_comm_overlap
+
+
+def test_a_biased_moe_adds_its_expert_bias_per_expert_in_megatron_only():
+    """Megatron-Core's TEGroupedMLP adds the experts' fc2 bias (weighted by the routing
+    probability) outside the grouped GEMM: 6 passes over rows·h 16-bit values; an unbiased MoE
+    or an inference engine has no such kernel."""
+    biased = ModelSpec(**{**QWEN30.model_dump(exclude={"defaults_taken"}), "bias": True})
+    w = layer_work(biased, 1, 1, False, 1, "bf16", "flash", 0.0, ffn="moe", ep=8)
+    op = next(o for o in w.fwd if o.name == "expert_fc2_bias")
+    rows = 4096 * 8  # this rank's token copies under balanced routing (Tg·k/ep with Tg = R·ep)
+    assert op.bytes == pytest.approx(6 * rows * 2048 * 2)
+    assert "expert_fc2_bias" not in {o.name for o in layer_work(QWEN30, 1, 1, False, 1, "bf16", "flash", 0.0,
+                                                                    ffn="moe", ep=8).fwd}
+    inf = inference_layer(biased, [AttentionSegment(1, 512, 0)], 1, "bf16", "bf16", "flash")
+    assert "expert_fc2_bias" not in {o.name for o in inf.ops}

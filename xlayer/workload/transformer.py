@@ -118,9 +118,12 @@ class LayerKernels:
     kv_cache_append: bool  # RoPE + paged KV-cache append as one kernel (inference)
     fused_add_norm: bool  # residual add fused with the next RMSNorm (inference engines)
     fused_gate_up: bool = True  # a gated MLP's gate and up projections as one GEMM of width 2f/t
+    # a biased MoE's fc2 bias added per expert outside the grouped GEMM (Megatron-Core
+    # TEGroupedMLP: linear_fc2 with skip_bias_add, then _apply_bias)
+    expert_bias_loop: bool = False
 
 
-MEGATRON_KERNELS = LayerKernels(kv_cache_append=False, fused_add_norm=False)
+MEGATRON_KERNELS = LayerKernels(kv_cache_append=False, fused_add_norm=False, expert_bias_loop=True)
 INFERENCE_KERNELS = LayerKernels(kv_cache_append=True, fused_add_norm=True)
 
 
@@ -246,7 +249,7 @@ def expected_experts_touched(experts: float, top_k: float, tokens):
 
 def moe_ffn_ops(model: ModelSpec, R: Num, *, ep: Num, etp: Num, fm: NumberFormats,
                 routing: Literal["balanced", "independent"], group_tokens: Num = None,
-                etp_comms: bool = True) -> tuple[list[Op], list[Comm]]:
+                etp_comms: bool = True, expert_bias_loop: bool = False) -> tuple[list[Op], list[Comm]]:
     """Forward operators of an MoE FFN on one rank and its all-to-alls (Megatron-Core
     MoELayer with the alltoall dispatcher; TensorRT-LLM's CUTLASS MoE: the same steps).
 
@@ -260,6 +263,12 @@ def moe_ffn_ops(model: ModelSpec, R: Num, *, ep: Num, etp: Num, fm: NumberFormat
     Tg·k/ep rows shared among them (h × f_e·(2 gated)/etp and f_e/etp × h), each touched
     expert's weights read once; all-to-all combine; unpermute (weighted sum of the k copies,
     4-byte probabilities per copy). Shared experts are a dense MLP of :func:`layer_forward`.
+
+    ``expert_bias_loop``: the experts' fc2 bias is added outside the grouped GEMM, weighted by
+    the routing probability, one expert at a time (Megatron-Core TEGroupedMLP ``_apply_bias``:
+    ``cat([t + b·p for each local expert])``, megatron/core/transformer/moe/experts.py @d7288711):
+    b·p written, t + b·p read twice and written, the cat read and written — 6 passes of
+    rows·h 16-bit values (fc1's bias is fused into Transformer Engine's grouped GEMM).
 
     ``etp_comms``: expert tensor parallelism over sequence-parallel tokens all-gathers and
     reduce-scatters the dispatched tokens inside the etp group (Megatron-Core); with tokens
@@ -280,8 +289,10 @@ def moe_ffn_ops(model: ModelSpec, R: Num, *, ep: Num, etp: Num, fm: NumberFormat
            elementwise("permute", routed * h, routed * h, 0.0, extra_bytes=8.0 * routed),
            gemm("expert_fc1", mrows, h, fe * gated / etp, fm.gemm, batch=touched, **g),
            elementwise("expert_activation", rows_here * fe * gated / etp, rows_here * fe / etp, 8.0),
-           gemm("expert_fc2", mrows, fe / etp, h, fm.gemm, batch=touched, **g),
-           elementwise("unpermute", routed * h, R * h, 2.0, extra_bytes=4.0 * routed)]
+           gemm("expert_fc2", mrows, fe / etp, h, fm.gemm, batch=touched, **g)]
+    if expert_bias_loop:
+        ops.append(elementwise("expert_fc2_bias", 3.0 * rows_here * h, 3.0 * rows_here * h, 2.0 / 3.0))
+    ops.append(elementwise("unpermute", routed * h, R * h, 2.0, extra_bytes=4.0 * routed))
     return ops, _moe_comms(routed * h * ACT_BYTES, ep, etp, etp_comms)
 
 
@@ -373,7 +384,8 @@ def layer_forward(model: ModelSpec, segments: list[AttentionSegment], *, tp: Num
         replicated = moe_tokens == "replicated"
         R = T if replicated else T / tp
         moe, moe_comms = moe_ffn_ops(model, R, ep=ep, etp=tp if replicated else etp, fm=fm, routing=routing,
-                                     group_tokens=group_tokens, etp_comms=not replicated)
+                                     group_tokens=group_tokens, etp_comms=not replicated,
+                                     expert_bias_loop=kernels.expert_bias_loop and bool(model.bias))
         ops += moe
         if m.shared_experts:
             ops += _dense_mlp("shared_", T, h, m.shared_experts * m.ffn_hidden / tp, model.gated, fm)
