@@ -16,6 +16,7 @@ Every refusal is an :class:`~xlayer.errors.InputError` naming the file (and line
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -192,3 +193,10 @@ def package_data(name: str) -> dict[str, Any]:
     data = yaml.safe_load((DATA_DIR / name).read_text())
     data.pop("source", None)
     return data
+
+
+@lru_cache(maxsize=None)
+def package_constants(cls: type, name: str) -> Any:
+    """The frozen record ``cls`` built from the constants file ``name`` of ``xlayer/data``
+    (read once per process)."""
+    return cls(**package_data(name))

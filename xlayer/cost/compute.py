@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -37,7 +36,7 @@ import numpy as np
 from xlayer.hardware.spec import Accelerator
 from xlayer.hardware.variant import power_capped_clock_ratio
 from xlayer.workload.precision import LOW_PRECISION, gemm_input_bytes
-from xlayer.safe_yaml import package_data
+from xlayer.safe_yaml import package_constants
 from xlayer.workload.operators import Op
 from xlayer.workload.transformer import DECODE_MAX_NEW
 
@@ -71,10 +70,9 @@ class Calibration:
         return replace(self, sustained_over_best_matmul=self.isolated_over_best_matmul)
 
 
-@lru_cache(maxsize=1)
 def calibration() -> Calibration:
     """The constants of ``xlayer/data/calibration.yaml`` (each with its source there)."""
-    return Calibration(**package_data("calibration.yaml"))
+    return package_constants(Calibration, "calibration.yaml")
 
 
 def gemm_rate_flops_per_s(acc: Accelerator, precision: str, cal: Calibration | None = None) -> float:

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -42,7 +41,7 @@ from xlayer.units import format_seconds as _fmt_s
 from xlayer.hardware.spec import System
 from xlayer.mapping.layout import check_tensor_parallel
 from xlayer.prediction.case import Case, require_modelled
-from xlayer.safe_yaml import package_data
+from xlayer.safe_yaml import package_constants
 from xlayer.workload.inference_ops import AttentionSegment, embedding_ops, inference_layer, output_ops
 from xlayer.workload.precision import weight_bytes_per_param
 from xlayer.workload.transformer import windowed_segment
@@ -57,10 +56,9 @@ class InferenceCalibration:
     serving_memory_fraction: float
 
 
-@lru_cache(maxsize=1)
 def inference_calibration() -> InferenceCalibration:
     """The constants of ``xlayer/data/inference.yaml`` (each with its source there)."""
-    return InferenceCalibration(**package_data("inference.yaml"))
+    return package_constants(InferenceCalibration, "inference.yaml")
 
 
 # --------------------------------------------------------------------------------------

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any, Sequence
 
 import numpy as np
@@ -43,7 +42,7 @@ from xlayer.cost.kvcache import stage_layers
 from xlayer.cost.compute import op_time
 from xlayer.hardware.spec import System
 from xlayer.mapping.profiles import get_profile
-from xlayer.safe_yaml import package_data
+from xlayer.safe_yaml import package_constants
 from xlayer.workload.inference_ops import AttentionSegment, embedding_ops, inference_layer, output_ops
 from xlayer.workload.precision import inference_formats
 from xlayer.workload.transformer import segment_attention_ops, windowed_segment
@@ -59,10 +58,9 @@ class ServingCalibration:
     grace_host_slowdown: float
 
 
-@lru_cache(maxsize=1)
 def serving_calibration() -> ServingCalibration:
     """Constants of ``xlayer/data/serving.yaml`` (each with its source there)."""
-    return ServingCalibration(**package_data("serving.yaml"))
+    return package_constants(ServingCalibration, "serving.yaml")
 
 
 
