@@ -58,6 +58,7 @@ class Case:
     must_refuse: bool = True       # exit 0 would be "nonsense accepted"
     many_lines: bool = False       # validate: one error line per file that fails
     quick: bool = False            # part of --quick
+    must_say: str | None = None    # exit 0 allowed only when stdout names this (e.g. the bad field)
 
 
 @dataclass
@@ -246,6 +247,34 @@ def build_corpus(tmp: Path) -> list[Case]:
         f = _dump(d / f"schema-{i}.yaml", _mut(train, path, value))
         add("schema", label, ["predict", f], quick=label in quick_schema,
             must_refuse=(path, value) != ("parallel.sp", "yes"))   # 'yes' read as true, as YAML 1.1 does
+    # MoE, expert parallelism, MLA, sliding windows on a training case (issue 14): each a
+    # one-line refusal naming the field, through predict and search
+    moe_base = _mut(_mut(train, "model.moe", {"experts": 64, "top_k": 2, "ffn_hidden": 4096,
+                                              "shared_experts": 0, "dense_layers": 0}), "parallel.ep", 8)
+    moe_schema = [
+        ("parallel.ep", 3), ("parallel.ep", 0), ("parallel.ep", 10 ** 30), ("parallel.etp", 7),
+        ("parallel.etp", -1), ("model.moe.top_k", 65), ("model.moe.top_k", 0), ("model.moe.top_k", 1.5),
+        ("model.moe.experts", "many"), ("model.moe.experts", 10 ** 30), ("model.moe.experts", 63),
+        ("model.moe.ffn_hidden", 0), ("model.moe.shared_experts", -1), ("model.moe.dense_layers", 97),
+        ("model.moe.dense_layers", -2), ("model.moe", [64, 2]), ("model.moe.imbalance", 0.5),
+        ("model.head_dim", 0), ("model.head_dim", 64.5), ("model.mtp_layers", -1),
+        ("model.sliding_window", {"size": 4096, "layers": 48}), ("model.sliding_window", {"size": 0, "layers": 1}),
+        ("model.sliding_window", {"size": 128, "layers": 97}),
+        ("model.mla", {"kv_lora_rank": -512, "q_lora_rank": 1536, "qk_rope_head_dim": 64,
+                       "qk_nope_head_dim": 128, "v_head_dim": 128}),
+        ("model.mla", {"kv_lora_rank": 512, "q_lora_rank": 1536, "qk_rope_head_dim": "64",
+                       "qk_nope_head_dim": 128, "v_head_dim": 128}),
+    ]
+    for i, (path, value) in enumerate(moe_schema):
+        label = f"{path}={value!r}"[:70]
+        f = _dump(d / f"moe-{i}.yaml", _mut(moe_base, path, value))
+        add("schema: moe", label, ["predict", f], quick=i == 0)
+        if path.startswith("parallel.") or path == "model.moe.top_k":
+            # search ranks every layout whatever the case states; a stated layout that is not
+            # valid is reported by field beside the ranking (JSON: case_layout.error)
+            stated = path.startswith("parallel.")
+            add("schema: moe", f"search {label}", ["search", f, "--json"], must_refuse=not stated,
+                must_say=path if stated else None)
     # the same through search (the count and batch bounds matter most there)
     for path, value in (("system.count", 10 ** 30), ("batch.global", 10 ** 30), ("system.count", 2 ** 40),
                         ("model.layers", 10 ** 30), ("parallel.tp", None)):
@@ -523,8 +552,9 @@ def run_one(c: Case, xlayer: list[str], cwd: Path) -> Outcome:
         p = subprocess.run([*xlayer, *c.args], capture_output=True, cwd=cwd, timeout=TIMEOUT_S, env=env,
                            stdin=subprocess.DEVNULL)
         rc, err = p.returncode, p.stderr.decode("utf-8", "replace")
+        out = p.stdout.decode("utf-8", "replace")
     except subprocess.TimeoutExpired as exc:
-        rc, err = None, (exc.stderr or b"").decode("utf-8", "replace")
+        rc, err, out = None, (exc.stderr or b"").decode("utf-8", "replace"), ""
     o = Outcome(c, rc, err, time.perf_counter() - t0)
     if rc is None:
         o.problems.append("hang")
@@ -533,7 +563,7 @@ def run_one(c: Case, xlayer: list[str], cwd: Path) -> Outcome:
         o.problems.append("traceback")
     if len(err.encode()) > FLOOD_BYTES:
         o.problems.append("flood")
-    if rc == 0 and c.must_refuse:
+    if rc == 0 and (c.must_refuse or (c.must_say is not None and c.must_say not in out)):
         o.problems.append("nonsense accepted")
     if rc == 2:
         lines = [ln for ln in err.splitlines() if ln.strip()]

@@ -111,7 +111,8 @@ def _case(**over):
 @pytest.mark.parametrize("over,field", [
     ({"parallel__ep": 3}, "parallel.ep"),                       # 3 does not divide 16 experts
     ({"parallel__ep": 16}, "parallel.ep"),                      # ep*etp must divide tp*dp*cp = 8
-    ({"parallel__etp": 2, "parallel__ep": 8}, "parallel.ep"),   # 16 does not divide 8
+    ({"parallel__etp": 2, "parallel__ep": 8}, "parallel.etp"),  # ep*etp = 16 does not divide 8 (ep alone does)
+    ({"parallel__etp": 3}, "parallel.etp"),                     # 3 does not divide moe.ffn_hidden
     ({"model__moe": {"experts": 4, "top_k": 8, "ffn_hidden": 512}}, "model.moe"),
     ({"model__mla": {"kv_lora_rank": 0, "qk_nope_head_dim": 64, "qk_rope_head_dim": 32, "v_head_dim": 64}},
      "model.mla.kv_lora_rank"),

@@ -87,12 +87,15 @@ RULES: tuple[Rule, ...] = (
          lambda m, c, g, x: "expert parallelism needs a mixture-of-experts model (model.moe)", lambda m, c, g, x: x.ep),
     Rule("parallel.ep", lambda m, c, g, x: m.moe.experts % x.ep == 0 if _moe(m) else True,
          lambda m, c, g, x: f"ep={x.ep} does not divide moe.experts={m.moe.experts}", lambda m, c, g, x: x.ep),
-    Rule("parallel.ep", lambda m, c, g, x: (x.tp * x.dp * x.cp) % (x.ep * x.etp) == 0,
-         lambda m, c, g, x: f"ep*etp={x.ep * x.etp} must divide tp*dp*cp={x.tp * x.dp * x.cp} "
-                            "(Megatron-Core lays experts over a stage's tp x dp x cp ranks)", lambda m, c, g, x: x.ep),
     Rule("parallel.etp", lambda m, c, g, x: m.moe.ffn_hidden % x.etp == 0 if _moe(m) else True,
          lambda m, c, g, x: f"etp={x.etp} does not divide moe.ffn_hidden={m.moe.ffn_hidden}",
          lambda m, c, g, x: x.etp),
+    Rule("parallel.ep", lambda m, c, g, x: (x.tp * x.dp * x.cp) % x.ep == 0,
+         lambda m, c, g, x: f"ep={x.ep} must divide tp*dp*cp={x.tp * x.dp * x.cp} "
+                            "(Megatron-Core lays experts over a stage's tp x dp x cp ranks)", lambda m, c, g, x: x.ep),
+    Rule("parallel.etp", lambda m, c, g, x: (x.tp * x.dp * x.cp) % (x.ep * x.etp) == 0,
+         lambda m, c, g, x: f"ep*etp={x.ep * x.etp} must divide tp*dp*cp={x.tp * x.dp * x.cp} "
+                            "(Megatron-Core lays experts over a stage's tp x dp x cp ranks)", lambda m, c, g, x: x.etp),
     Rule("parallel.sp", lambda m, c, g, x: ((x.tp == 1) | x.sp) if _moe(m) else True,
          lambda m, c, g, x: "a mixture of experts with tp > 1 needs sequence parallelism (Megatron-Core requires it)",
          lambda m, c, g, x: x.sp),
