@@ -23,6 +23,8 @@ Fields (all per accelerator):
 * ``recompute``: the default activation recompute (None: the fastest fitting);
 * ``low_precision_gemms``: GEMM classes that run in the case's FP8/FP4 format (the rest —
   the output layer, the router, the attention core — stay 16-bit);
+* ``moe_kernel_table``: the framework's fused MoE layer timed from published measurements of
+  its kernel (:mod:`xlayer.cost.measured_moe`) where the shape was measured;
 * ``p2p_per_microbatch``: blocking pipeline transfers per micro-batch on a stage's critical
   path (Megatron batches send+recv: 2; DeepSpeed's TrainSchedule issues them one by one: 4).
 """
@@ -69,6 +71,9 @@ class StackProfile(BaseModel):
     # userbuffers, with sequence parallelism), except in the listed precisions
     tp_comm_overlap: bool = False
     tp_comm_overlap_off: tuple[str, ...] = ()
+    # the framework's fused MoE priced from published measurements of its kernel where the
+    # shape was measured (a table name of xlayer.cost.measured_moe.TABLES; None: the roofline)
+    moe_kernel_table: Optional[str] = None
     sources: dict[str, str] = {}
     file: str = ""
 

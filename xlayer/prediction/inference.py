@@ -35,6 +35,7 @@ import numpy as np
 from xlayer.cost.collectives import collective_time_s, ranks_in_domain
 from xlayer.cost.kvcache import cached_kv_tokens, kv_bytes_per_token, stage_layers, weight_bytes, workspace_bytes
 from xlayer.cost.compute import gemm_rate_flops_per_s
+from xlayer.cost.measured_moe import FUSED_MOE_OPS, curve_time_s, moe_kernel_curve
 from xlayer.cost.roofline import OpCost, blend_costs, comm_cost, op_cost
 from xlayer.errors import InputError
 from xlayer.units import format_seconds as _fmt_s
@@ -87,6 +88,8 @@ class InferenceSetup:
     kernel_floor_s: float | None = None
     eager_kernels_per_layer: int | None = None
     fused_gated_mlp: bool = True  # the stack's gate and up projections as one GEMM
+    # the stack's fused MoE timed from published measurements (xlayer.cost.measured_moe)
+    moe_kernel_table: str | None = None
 
     @property
     def decode_steps(self) -> int:
@@ -181,9 +184,34 @@ def resolve_inference(case: Case) -> InferenceSetup:
         notes.append(f"{per_layer} kernels per layer forward in {prof.name} ({prof.file})")
     if m.gated and not prof.fused_gated_mlp:
         notes.append(f"gate and up projections as two GEMMs ({prof.name}: {prof.file}, fused_gated_mlp)")
+    acc_name = case.system_spec().accelerator.name
+    curve = _moe_curve(m, acc_name, case.precision, tp, prof.moe_kernel_table)
+    if curve is not None:
+        notes.append(f"MoE layer (permute, experts, activation, finalize) timed from the {curve.source}")
     return InferenceSetup(m, case.system_spec(), tp, pp, dp, case.precision, kv, attention, batch,
                           r.prompt_len, r.context_len, r.output_len, dctx, tuple(notes), r.batch,
-                          prof.host_dispatch_s, floor, per_layer, prof.fused_gated_mlp)
+                          prof.host_dispatch_s, floor, per_layer, prof.fused_gated_mlp, prof.moe_kernel_table)
+
+
+def _moe_curve(m: ModelSpec, accelerator: str, precision: str, tp: int, table: str | None):
+    """The measured fused-MoE curve of this layer on this part (xlayer.cost.measured_moe), or None."""
+    if not m.is_moe or not table:
+        return None
+    return moe_kernel_curve(table, accelerator, precision, hidden=m.hidden, ffn_hidden=m.moe.ffn_hidden,
+                            experts=m.moe.experts, top_k=m.moe.top_k, tp=tp, ep=1)
+
+
+def _layer_costs(s: InferenceSetup, layer, acc, floor) -> list[OpCost]:
+    """One layer's operator costs (then its collectives): the roofline of each operator, the
+    fused MoE's operators replaced by its measured time where the stack has one."""
+    curve = _moe_curve(s.model, acc.name, s.precision, s.tp, s.moe_kernel_table)
+    ops = [op_cost(o, acc, floor) for o in layer.ops if curve is None or o.name not in FUSED_MOE_OPS]
+    if curve is not None:  # one record with the FLOPs and bytes of the operators it stands for
+        fused = [o for o in layer.ops if o.name in FUSED_MOE_OPS]
+        t = float(curve_time_s(curve, layer.tokens))
+        ops.append(OpCost("moe_fused_measured", "moe_measured", t, 0.0, 0.0, 0.0, 0.0, 0.0,
+                          float(sum(o.flops for o in fused)), float(sum(o.bytes for o in fused)), "measured"))
+    return ops
 
 
 # --------------------------------------------------------------------------------------
@@ -248,13 +276,13 @@ def forward_pass(s: InferenceSetup, segments: list[AttentionSegment], name: str,
     layer = inference_layer(m, segments, s.tp, s.precision, s.kv_precision, s.attention,
                             fused_gate_up=s.fused_gated_mlp)
     fl = s.kernel_floor_s
-    ops = [op_cost(o, acc, fl) for o in layer.ops] + [comm_cost(c, s.tp, system) for c in layer.comms]
+    ops = _layer_costs(s, layer, acc, fl) + [comm_cost(c, s.tp, system) for c in layer.comms]
     if m.sliding_window is not None:
         # the n sliding-window layers see windowed segments: the layer of the pass is the
         # layer-weighted mean of the two kinds (operator by operator, same names)
         win = inference_layer(m, [windowed_segment(g, m.sliding_window.size) for g in segments], s.tp, s.precision,
                               s.kv_precision, s.attention, fused_gate_up=s.fused_gated_mlp)
-        w_ops = [op_cost(o, acc, fl) for o in win.ops] + [comm_cost(c, s.tp, system) for c in win.comms]
+        w_ops = _layer_costs(s, win, acc, fl) + [comm_cost(c, s.tp, system) for c in win.comms]
         ops = [blend_costs(a, b, m.sliding_window.layers / m.layers) for a, b in zip(ops, w_ops)]
     T = layer.tokens
     rows_out = sum(seg.seqs for seg in segments)

@@ -68,6 +68,9 @@ class EngineConfig:
     # (tensorrt_llm/_torch/pyexecutor/scheduler.py ScheduledRequests.can_run_cuda_graph:
     # ``not self.context_requests``)
     mixed_in_graph: bool = False
+    # the engine's fused-MoE kernel measurements (xlayer.cost.measured_moe.TABLES; None: the
+    # roofline of the MoE operators): the stack profile's ``moe_kernel_table``
+    moe_kernel_table: Optional[str] = None
 
     def graph_sizes(self) -> tuple[int, ...]:
         """Captured CUDA-graph batch sizes: the list up to max_batch_size, plus max_batch_size."""
@@ -84,7 +87,8 @@ def engine_for(framework: Optional[str]) -> EngineConfig:
         return EngineConfig(name=f, kv_fraction=0.90, tokens_per_block=16, chunked_prefill=True,
                             policy="max_utilization", max_num_tokens=8192, max_batch_size=256,
                             graph_batch_sizes=(1, 2, 4) + tuple(range(8, 513, 8)), mixed_in_graph=True)
-    return EngineConfig(name="trt-llm")
+    from xlayer.mapping.profiles import get_profile
+    return EngineConfig(name="trt-llm", moe_kernel_table=get_profile("trt-llm").moe_kernel_table)
 
 
 def default_kv_precision(precision: str) -> str:

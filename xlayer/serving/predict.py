@@ -117,7 +117,14 @@ def serving_setup(case: Case, deployment: Optional[Deployment] = None, engine: O
     timer = StepTimer(m, system, d, case.precision, kvp, m.attention or "flash",
                       t_max=int(math.ceil(eng.max_num_tokens / d.pp)) + 1,
                       rows_max=int(max(eng.max_batch_size, max(eng.graph_sizes())) / d.pp) + 1,
-                      mixed_in_graph=eng.mixed_in_graph)
+                      mixed_in_graph=eng.mixed_in_graph, moe_kernel_table=eng.moe_kernel_table)
+    if timer.moe_curve is not None:
+        notes.append(f"MoE layer (permute, experts, activation, finalize) timed from the {timer.moe_curve.source}, "
+                     f"the case says {case.software.framework or 'trt-llm'} {case.software.version or ''}".rstrip())
+    elif m.is_moe and eng.moe_kernel_table:
+        notes.append(f"MoE layer priced by the roofline: no {eng.moe_kernel_table} measurement for "
+                     f"{system.accelerator.name} {case.precision} h={m.hidden} f={m.moe.ffn_hidden} "
+                     f"E={m.moe.experts} k={m.moe.top_k} tp={d.tp} ep={d.ep}")
     return ServingSetup(case, d, eng, pool, timer, int(I), int(O), int(n_req), kvp, notes)
 
 

@@ -103,7 +103,7 @@ def simulate(timer: StepTimer, engine: EngineConfig, pool: KVPool, prompt: Any, 
     first = np.full(n, np.nan)
     finish = np.full(n, np.nan)
     queue: deque[int] = deque(int(i) for i in order)
-    running: list[int] = []                   # admission order
+    running = np.zeros(0, dtype=np.int64)     # admission order
     free = pool.blocks
     t = 0.0
     done = 0
@@ -114,10 +114,10 @@ def simulate(timer: StepTimer, engine: EngineConfig, pool: KVPool, prompt: Any, 
 
     while done < n:
         events += 1
-        run = np.fromiter(running, dtype=np.int64, count=len(running))
+        run = running
         dmask = todo[run] == 0
-        decoding = run[dmask].tolist()
-        budget = budget_max - len(decoding)
+        dec_arr = run[dmask]                   # the decoding requests (array; a list only to preempt)
+        budget = budget_max - int(dec_arr.size)
         groups: dict[tuple[int, int], int] = {}
         chunks: list[tuple[int, int]] = []
         for r in run[~dmask].tolist():  # the prefilling requests, in admission order
@@ -128,11 +128,12 @@ def simulate(timer: StepTimer, engine: EngineConfig, pool: KVPool, prompt: Any, 
                     budget -= c
         # admissions
         reason = "queue empty"
+        admitted: list[int] = []
         while queue:
             r = queue[0]
             if arrival[r] > t + 1e-12:
                 break
-            if len(running) >= max_bs:
+            if run.size + len(admitted) >= max_bs:
                 reason = "batch limit"
                 break
             need = int(math.ceil((todo[r] + (output[r] - gen[r] if no_evict else 1)) / bs))
@@ -143,16 +144,18 @@ def simulate(timer: StepTimer, engine: EngineConfig, pool: KVPool, prompt: Any, 
                 reason = "token budget"
                 break
             queue.popleft()
-            running.append(r)
+            admitted.append(r)
             total_pre[r] = todo[r]
             free -= need
             held[r] = need
             c = int(min(todo[r], budget))
             chunks.append((r, c))
             budget -= c
-        if chunks or decoding:
+        if admitted:
+            running = np.concatenate([running, np.asarray(admitted, dtype=np.int64)])
+        if chunks or dec_arr.size:
             limits[reason] += 1
-        if not chunks and not decoding:
+        if not chunks and not dec_arr.size:
             if queue and arrival[queue[0]] > t + 1e-12:  # wait for the next arrival
                 t = float(arrival[queue[0]])
                 continue
@@ -160,13 +163,15 @@ def simulate(timer: StepTimer, engine: EngineConfig, pool: KVPool, prompt: Any, 
                              f"prompt {int(todo[queue[0]]) if queue else 0} tokens, budget {budget_max}, "
                              f"{pool.blocks} KV blocks")
         # max_utilization: blocks for the decode tokens of this iteration, preempting if short
-        if not no_evict and decoding:
+        if not no_evict and dec_arr.size:
+            decoding = dec_arr.tolist()
             while True:
                 d = np.fromiter(decoding, dtype=np.int64, count=len(decoding))
                 need = int(np.count_nonzero(-(-(prompt[d] + gen[d]) // bs) > held[d]))
-                if need <= free or len(running) <= 1:
+                if need <= free or running.size <= 1:
                     break
-                v = running.pop()
+                v = int(running[-1])
+                running = running[:-1]
                 free += int(held[v])
                 held[v] = 0
                 if v in decoding:
@@ -179,8 +184,9 @@ def simulate(timer: StepTimer, engine: EngineConfig, pool: KVPool, prompt: Any, 
             nb = -(-(prompt[d] + gen[d]) // bs)
             free -= int(np.sum(np.maximum(nb - held[d], 0)))
             held[d] = np.maximum(held[d], nb)
-        nd = len(decoding)
-        ctx = (float(np.mean(prompt[decoding] + gen[decoding] - 1)) if nd else 0.0)
+            dec_arr = d
+        nd = int(dec_arr.size)
+        ctx = (float(np.mean(prompt[dec_arr] + gen[dec_arr] - 1)) if nd else 0.0)
         for r, c in chunks:
             key = (c, int(total_pre[r] - todo[r]))
             groups[key] = groups.get(key, 0) + 1
@@ -189,7 +195,7 @@ def simulate(timer: StepTimer, engine: EngineConfig, pool: KVPool, prompt: Any, 
         if not pre:
             # generation-only: padded CUDA graph; fast-forward to the next event
             pad = timer.graph_batch(nd, sizes) if (sizes and nd <= max_graph) else None
-            dec = np.array(decoding)
+            dec = dec_arr
             k = int(np.min(output[dec] - gen[dec]))
             if queue and arrival[queue[0]] > t:
                 k = max(1, k)
@@ -221,7 +227,7 @@ def simulate(timer: StepTimer, engine: EngineConfig, pool: KVPool, prompt: Any, 
             run_time += dt * len(running)
             t += dt
             if nd:
-                gen[np.array(decoding)] += 1
+                gen[dec_arr] += 1
             for r, c in chunks:
                 todo[r] -= c
                 if todo[r] == 0:
@@ -229,7 +235,7 @@ def simulate(timer: StepTimer, engine: EngineConfig, pool: KVPool, prompt: Any, 
                     if np.isnan(first[r]):
                         first[r] = t
         # finishes
-        run = np.fromiter(running, dtype=np.int64, count=len(running))
+        run = running
         fin = (todo[run] == 0) & (gen[run] >= output[run])
         if fin.any():
             out = run[fin]
@@ -237,7 +243,7 @@ def simulate(timer: StepTimer, engine: EngineConfig, pool: KVPool, prompt: Any, 
             free += int(np.sum(held[out]))
             held[out] = 0
             done += int(out.size)
-            running = run[~fin].tolist()
+            running = run[~fin]
     total = max(t, 1e-30)
     return SimResult(prompt, output, arrival, first, finish, iters, mixed, preempt, max_run, run_time / total,
                      t_dec, t_mix, events, limits)

@@ -38,6 +38,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from xlayer.cost.collectives import collective_time_s, ranks_in_domain
+from xlayer.cost.measured_moe import FUSED_MOE_OPS, curve_time_s, moe_kernel_curve
 from xlayer.cost.kvcache import stage_layers
 from xlayer.cost.compute import op_time
 from xlayer.hardware.spec import System
@@ -106,8 +107,17 @@ class StepTimer:
 
     def __init__(self, model: ModelSpec, system: System, dep: Deployment, precision: str, kv_precision: str,
                  attention: str = "flash", t_max: int = 8192, rows_max: int | None = None,
-                 host_s_per_request: float | None = None, mixed_in_graph: bool = False):
+                 host_s_per_request: float | None = None, mixed_in_graph: bool = False,
+                 moe_kernel_table: str | None = None):
         self.model, self.system, self.dep = model, system, dep
+        # the engine's fused MoE priced from its published measurements where the shape was
+        # measured (xlayer.cost.measured_moe), else by the roofline of its operators
+        self.moe_curve = None
+        if model.is_moe:
+            self.moe_curve = moe_kernel_curve(moe_kernel_table, system.accelerator.name, precision,
+                                              hidden=model.hidden, ffn_hidden=model.moe.ffn_hidden,
+                                              experts=model.moe.experts, top_k=model.moe.top_k,
+                                              tp=dep.tp, ep=dep.ep)
         cal = serving_calibration()
         self.host_s_per_request = cal.host_s_per_request if host_s_per_request is None else host_s_per_request
         # an iteration that carries a prompt runs the forward eagerly unless the engine graphs
@@ -137,12 +147,23 @@ class StepTimer:
                               self.attention, ep=d.ep, group_tokens=Tq * d.ep if d.ep > 1 else None)
         tot = np.zeros_like(T)
         for op in lay.ops:
-            if op.name in lay.attention_ops:
+            if op.name in lay.attention_ops or self._measured(op.name):
                 continue
             tot = tot + np.broadcast_to(op_time(op, self.acc).time_s, T.shape)
+        if self.moe_curve is not None:
+            tot = tot + self._fused_moe_s(Tq)
         for c in lay.comms:
             tot = tot + np.broadcast_to(_comm_time(c, d.tp, d.ep, self.system), T.shape)
         return np.where(T > 0, tot, 0.0)
+
+    def _measured(self, op_name: str) -> bool:
+        """An operator the measured fused-MoE kernel stands for (priced by :meth:`_fused_moe_s`)."""
+        return self.moe_curve is not None and op_name in FUSED_MOE_OPS
+
+    def _fused_moe_s(self, T: Any) -> Any:
+        """The measured fused MoE forward (:func:`xlayer.cost.measured_moe.curve_time_s`) for the
+        tokens entering it on a rank: the EP group's with attention data parallel."""
+        return curve_time_s(self.moe_curve, np.asarray(T, dtype=float) * self.dep.ep)
 
     def _emb_time(self, T: np.ndarray) -> np.ndarray:
         tot = np.zeros_like(T)
@@ -266,9 +287,11 @@ class StepTimer:
             lay = inference_layer(m, [AttentionSegment(Tq, 1.0, 0.0)], d.tp, self.precision, self.kv_precision,
                                   self.attention, ep=d.ep, group_tokens=Tq * d.ep if d.ep > 1 else None)
             for op in lay.ops:
-                if op.name in lay.attention_ops:
+                if op.name in lay.attention_ops or self._measured(op.name):
                     continue
                 add("GEMMs" if op.kind == "gemm" else "element-wise", p * self.L * op_time(op, self.acc).time_s)
+            if self.moe_curve is not None:
+                add("fused MoE (measured)", p * self.L * float(self._fused_moe_s(Tq)))
             for c in lay.comms:
                 add("EP all-to-all" if c.group == "ep" else "TP all-reduce",
                     p * self.L * _comm_time(c, d.tp, d.ep, self.system))
