@@ -519,6 +519,27 @@ def build_corpus(tmp: Path) -> list[Case]:
                                                        tmp / "srv.html"])
     add(srv, "report --kind serving two cases", ["report", "--kind", "serving", goods, goods, "--out",
                                                  tmp / "srv.html"])
+    # MoE serving on the measured fused-MoE table (xlayer.cost.measured_moe): hostile MoE fields
+    # must still be refused by name; variants the table has no entry for (a modified part, an
+    # unmeasured shape or format, another engine) fall back to the roofline and succeed
+    moe_srv = dict(serving, model={"name": "moe", "layers": 48, "hidden": 2048, "heads": 32, "kv_heads": 4,
+                                   "head_dim": 128, "ffn_hidden": 6144, "vocab": 151936, "activation": "swiglu",
+                                   "moe": {"experts": 128, "top_k": 8, "ffn_hidden": 768}},
+                   system={"accelerator": "B200-SXM-180GB", "count": 1}, parallel={"tp": 1, "pp": 1},
+                   precision="nvfp4", software={"framework": "trt-llm", "version": "1.0"})
+    _dump(d / "smoe-good.yaml", moe_srv)
+    add("serving: moe table", "serve (measured table)", ["serve", str(d / "smoe-good.yaml")], must_refuse=False,
+        must_say="trtllm-moe")
+    for i, (path, value) in enumerate((("model.moe.top_k", 200), ("model.moe.experts", 0),
+                                       ("model.moe.ffn_hidden", -768), ("parallel.ep", 3), ("parallel.ep", 10 ** 9),
+                                       ("model.moe.top_k", 2.5))):
+        f = _dump(d / f"smoe-{i}.yaml", _mut(moe_srv, path, value))
+        add("serving: moe table", f"serve {path}={value!r}", ["serve", f], quick=i == 0)
+    for i, (path, value) in enumerate((("system.overrides", {"power_limit_w": 700}), ("model.moe.ffn_hidden", 1000),
+                                       ("precision", "fp8"), ("software", {"framework": "vllm"}))):
+        f = _dump(d / f"smoe-ok-{i}.yaml", _mut(moe_srv, path, value))
+        add("serving: moe table", f"serve (roofline fallback) {path}={value!r}"[:70], ["serve", f],
+            must_refuse=False)
     add(srv, "report predict --ttft", ["report", good, "--ttft", "1", "--out", tmp / "srv.html"])
     add(srv, "report inference case as predict", ["report", goods, "--out", tmp / "srv.html"])
     return cases

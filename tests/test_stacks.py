@@ -176,3 +176,23 @@ def test_eager_inference_is_bounded_by_host_dispatch():
     assert eager.decode.time_s >= 32 * 47 * 20e-6
     assert eager.decode.bound == "host"
     assert graph.decode.time_s < eager.decode.time_s / 3
+
+
+def test_megatron_keeps_the_distributed_optimizer_before_fsdp():
+    """Megatron-Bridge runs FSDP only when asked: when its defaults (ZeRO-1, no recompute) do
+    not fit, the chooser relaxes recompute before the ZeRO stage; a stated zero: 3 is kept."""
+    from xlayer.prediction.case import case_from_dict
+    from xlayer.prediction.training import resolve_layout
+    d = {"id": "t", "kind": "training", "software": {"framework": "megatron-bridge", "version": "26.04"},
+         "model": {"name": "moe", "layers": 36, "hidden": 2880, "heads": 64, "kv_heads": 8, "head_dim": 64,
+                   "ffn_hidden": 2880, "vocab": 201088, "activation": "swiglu", "bias": True, "seq_len": 4096,
+                   "moe": {"experts": 128, "top_k": 4, "ffn_hidden": 2880}},
+         "system": {"accelerator": "B200-SXM-180GB", "count": 64, "scale_up_size": 8},
+         "parallel": {"tp": 1, "pp": 1, "dp": 64, "cp": 1, "vp": 1, "ep": 8},
+         "batch": {"global": 1280, "micro": 4}, "precision": "bf16"}
+    lay, notes = resolve_layout(case_from_dict(d))
+    assert lay.zero == 1 and lay.recompute != "none"
+    assert any("FSDP only when stated" in n for n in notes)
+    d["parallel"] = {**d["parallel"], "zero": 3}
+    lay3, _ = resolve_layout(case_from_dict(d))
+    assert lay3.zero == 3

@@ -180,9 +180,17 @@ def resolve_layout(case: Case) -> tuple[Layout, list[str]]:
     is_default = [all(v is None or getattr(c[0], k) == v for k, v in default.items()) for c in cands]
     fitting = [c for c in cands if c[2] <= capacity]
     defaults_fit = [c for c, d in zip(cands, is_default) if d and c[2] <= capacity]
+    # Megatron runs FSDP only when asked (Megatron-Bridge ``use_megatron_fsdp``, off by default):
+    # when the defaults do not fit, the stack keeps its distributed optimizer and relaxes the
+    # recompute / micro-batch / offload choices first
+    keep_zero = [c for c in fitting if default["zero"] is not None and c[0].zero == default["zero"]] \
+        if family(fw) == "megatron" else []
     if defaults_fit:
         chosen = min(defaults_fit, key=lambda c: c[1])[0]
         why = "the stack's default" if family(fw) == "megatron" else "fastest that fits memory"
+    elif keep_zero:
+        chosen = min(keep_zero, key=lambda c: c[1])[0]
+        why = f"fastest that fits memory with the stack's ZeRO stage {default['zero']}: FSDP only when stated"
     elif fitting:
         chosen = min(fitting, key=lambda c: c[1])[0]
         why = "fastest that fits memory"
