@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from xlayer.cost.compute import op_time
-from xlayer.cost.measured_moe import FUSED_MOE_OPS, _table, curve_time_s, moe_kernel_curve
+from xlayer.cost.measured_moe import FUSED_MOE_OPS, TABLES, _table, curve_time_s, moe_kernel_curve
 from xlayer.hardware.catalog import get_accelerator
 from xlayer.prediction.case import case_from_dict
 from xlayer.workload.inference_ops import AttentionSegment, inference_layer
@@ -26,13 +26,27 @@ def _serving_case(accelerator="B200-SXM-180GB", precision="nvfp4", framework="tr
     return case_from_dict(d)
 
 
-def test_table_is_well_formed_and_catalog_named():
-    tab = _table("trtllm-moe")
+@pytest.mark.parametrize("name", sorted(TABLES))
+def test_table_is_well_formed_and_catalog_named(name):
+    tab = _table(name)
     assert len(tab) > 1000
     for key, c in tab.items():
         assert np.all(np.diff(c.tokens) > 0) and np.all(c.latency_s > 0)
         assert c.latency_s.max() < 1.0  # seconds, not microseconds
         get_accelerator(key[0])        # every row names a catalog part
+
+
+@pytest.mark.parametrize("name", sorted(TABLES))
+def test_no_point_is_faster_than_reading_the_touched_experts(name):
+    """Physical floor: a fused MoE forward reads the weights of every expert it routes to at
+    least once, at no more than the datasheet HBM bandwidth (balanced routing: min(E/ep,
+    T·k/ep) experts of 3·h·f/tp weights)."""
+    wb = {"bf16": 2.0, "fp8": 1.0, "nvfp4": 0.5 + 1.0 / 16}
+    for (acc, prec, h, f, E, k, tp, ep), c in _table(name).items():
+        bw = get_accelerator(acc).hbm.bandwidth_bytes_per_s
+        touched = np.minimum(E / ep, c.tokens * k / ep)
+        floor = touched * 3 * h * f / tp * wb[prec] / bw
+        assert np.all(c.latency_s >= floor), (acc, prec, h, f, E, k, tp, ep)
 
 
 def test_interpolation_hits_the_points_and_extrapolates_at_the_marginal_cost():
@@ -103,10 +117,12 @@ def test_serving_uses_the_table_says_so_and_breaks_it_out():
     rest = sum(float(op_time(o, acc).time_s) for o in lay.ops
                if o.name not in FUSED_MOE_OPS and o.name not in lay.attention_ops)
     assert s.timer.layer_s(T) == pytest.approx(rest + curve_time_s(s.timer.moe_curve, T), rel=1e-9)
-    # prompt-heavy serving is slower with the measured kernel than with the roofline
-    v = _serving_case(framework="vllm")
-    assert serving_setup(v).timer.moe_curve is None
     assert predict_serving(c).metrics["output_tokens_per_s_per_gpu"] > 0
+    # each engine its own measured kernel: vLLM's FusedMoE, SGLang's
+    for fw, table in (("vllm", "vllm-moe"), ("sglang", "sglang-moe")):
+        sv = serving_setup(_serving_case(framework=fw, precision="bf16"))
+        assert sv.timer.moe_curve is not None and sv.timer.moe_curve.table == table
+        assert any(table in a for a in sv.assumptions)
 
 
 def test_unmeasured_shape_says_the_roofline():

@@ -11,13 +11,15 @@ DeepSeek-V3's shape (7168, 2048, 256, top-8) 1.6–2.0×. No published account o
 why (its tile shapes and per-expert scheduling are not documented), so where the engine runs
 this kernel and the shape was measured, the measurement is the cost.
 
-Table: ``xlayer/data/kernels/trtllm-moe.csv.gz`` (made by ``benchmarks/extract_trtllm_moe.py``
-from github.com/ai-dynamo/aiconfigurator@095f58a5, ``systems/data/<gpu>/moe/trtllm/<ver>/
-moe_perf.parquet``, Apache-2.0): one ``create_moe`` forward (input quantize, permute, fc1,
+Tables (made by ``benchmarks/extract_moe_tables.py`` from github.com/ai-dynamo/aiconfigurator
+@095f58a5, ``systems/data/<gpu>/moe/<engine>/<ver>/moe_perf.parquet``, Apache-2.0):
+``trtllm-moe.csv.gz``, one TensorRT-LLM ``create_moe`` forward (input quantize, permute, fc1,
 gated activation, fc2, finalize — not the router GEMM, whose logits the collector passes in),
-autotuned, timed under a CUDA graph, force-balanced routing, per accelerator, format, shape
-(hidden, expert width, experts, top-k), MoE tensor- and expert-parallel size, and the tokens
-entering the MoE on the rank (with attention data parallel, the tokens of the whole EP group).
+autotuned, timed under a CUDA graph; ``vllm-moe.csv.gz``, one forward of vLLM's ``FusedMoE``
+layer with the backend vLLM selects (triton ``fused_moe`` in bf16/fp8, FlashInfer's TRT-LLM
+kernel in nvfp4); ``sglang-moe.csv.gz``, SGLang's MoE layer likewise. Force-balanced routing; per accelerator, format, shape (hidden, expert
+width, experts, top-k), MoE tensor- and expert-parallel size, and the tokens entering the MoE
+on the rank (with attention data parallel, the tokens of the whole EP group).
 
 Between measured token counts the time is interpolated linearly in log(tokens); beyond the
 largest it grows at the marginal cost per token of the last two points (the kernel is
@@ -37,7 +39,10 @@ from typing import Any, Optional
 import numpy as np
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data" / "kernels"
-TABLES = {"trtllm-moe": "trtllm-moe.csv.gz"}
+TABLES = {"trtllm-moe": "trtllm-moe.csv.gz", "vllm-moe": "vllm-moe.csv.gz", "sglang-moe": "sglang-moe.csv.gz"}
+# what each table timed (benchmarks/extract_moe_tables.py)
+KERNELS = {"trtllm-moe": "TensorRT-LLM {version} CUTLASS fused MoE", "vllm-moe": "vLLM {version} FusedMoE",
+           "sglang-moe": "SGLang {version} fused MoE"}
 # the operators of :func:`xlayer.workload.transformer.moe_ffn_ops` that the fused kernel runs
 # (the router GEMM and the all-to-alls stay priced by the roofline and the collective curves)
 FUSED_MOE_OPS = ("permute", "expert_fc1", "expert_activation", "expert_fc2", "expert_fc2_bias", "unpermute")
@@ -58,8 +63,8 @@ class MoeKernelCurve:
 
     @property
     def source(self) -> str:
-        return (f"{self.table} table (TensorRT-LLM {self.version} CUTLASS fused MoE on {self.accelerator}, "
-                f"{self.precision}; xlayer/data/kernels/{TABLES[self.table]})")
+        kernel = KERNELS[self.table].format(version=self.version)
+        return f"{self.table} table ({kernel} on {self.accelerator}, {self.precision}; xlayer/data/kernels/{TABLES[self.table]})"
 
 
 _Key = tuple[str, str, int, int, int, int, int, int]

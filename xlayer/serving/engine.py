@@ -81,13 +81,14 @@ class EngineConfig:
 
 def engine_for(framework: Optional[str]) -> EngineConfig:
     """Defaults of the engine a case names (``software.framework``); TensorRT-LLM otherwise."""
+    from xlayer.mapping.profiles import get_profile
     f = (framework or "trt-llm").lower().replace("_", "-")
     if f in ("vllm", "sglang"):
         # vLLM V1: chunked prefill on, preemption by recompute, gpu_memory_utilization 0.9
         return EngineConfig(name=f, kv_fraction=0.90, tokens_per_block=16, chunked_prefill=True,
                             policy="max_utilization", max_num_tokens=8192, max_batch_size=256,
-                            graph_batch_sizes=(1, 2, 4) + tuple(range(8, 513, 8)), mixed_in_graph=True)
-    from xlayer.mapping.profiles import get_profile
+                            graph_batch_sizes=(1, 2, 4) + tuple(range(8, 513, 8)), mixed_in_graph=True,
+                            moe_kernel_table=get_profile(f).moe_kernel_table)
     return EngineConfig(name="trt-llm", moe_kernel_table=get_profile("trt-llm").moe_kernel_table)
 
 
