@@ -43,9 +43,12 @@ TABLES = {"trtllm-moe": "trtllm-moe.csv.gz", "vllm-moe": "vllm-moe.csv.gz", "sgl
 # what each table timed (benchmarks/extract_moe_tables.py)
 KERNELS = {"trtllm-moe": "TensorRT-LLM {version} CUTLASS fused MoE", "vllm-moe": "vLLM {version} FusedMoE",
            "sglang-moe": "SGLang {version} fused MoE"}
-# the operators of :func:`xlayer.workload.transformer.moe_ffn_ops` that the fused kernel runs
-# (the router GEMM and the all-to-alls stay priced by the roofline and the collective curves)
-FUSED_MOE_OPS = ("permute", "expert_fc1", "expert_activation", "expert_fc2", "expert_fc2_bias", "unpermute")
+# the operators of :func:`xlayer.workload.transformer.moe_ffn_ops` that the fused kernel runs,
+# with the NVFP4 block-input quantize of :func:`xlayer.workload.inference_ops.with_block_scaled_casts`
+# (the timed forward takes the 16-bit hidden states); the router GEMM and the all-to-alls stay
+# priced by the roofline and the collective curves
+FUSED_MOE_OPS = ("moe_input.quantize_in", "permute", "expert_fc1", "expert_activation", "expert_fc2",
+                 "expert_fc2_bias", "unpermute")
 # xlayer precision -> the table's format (16-bit models run the bf16 kernel)
 _FORMAT = {"bf16": "bf16", "fp16": "bf16", "fp8": "fp8", "nvfp4": "nvfp4"}
 
