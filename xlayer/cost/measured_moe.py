@@ -98,6 +98,16 @@ def moe_kernel_curve(table: Optional[str], accelerator: str, precision: str, *, 
                               int(top_k), int(tp), int(ep)))
 
 
+def moe_layer_curve(table: Optional[str], accelerator: str, precision: str, model: Any, tp: int = 1,
+                    ep: int = 1) -> Optional[MoeKernelCurve]:
+    """:func:`moe_kernel_curve` for the MoE layer of ``model`` (a ModelSpec; None for a dense one)."""
+    if not getattr(model, "is_moe", False) or not table:
+        return None
+    m = model.moe
+    return moe_kernel_curve(table, accelerator, precision, hidden=model.hidden, ffn_hidden=m.ffn_hidden,
+                            experts=m.experts, top_k=m.top_k, tp=tp, ep=ep)
+
+
 def curve_time_s(curve: MoeKernelCurve, tokens: Any) -> Any:
     """Time of the fused MoE forward for ``tokens`` entering it on the rank (scalar or array):
     log-linear between measured points, the last two points' marginal cost per token beyond

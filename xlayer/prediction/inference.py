@@ -35,7 +35,7 @@ import numpy as np
 from xlayer.cost.collectives import collective_time_s, ranks_in_domain
 from xlayer.cost.kvcache import cached_kv_tokens, kv_bytes_per_token, stage_layers, weight_bytes, workspace_bytes
 from xlayer.cost.compute import gemm_rate_flops_per_s
-from xlayer.cost.measured_moe import FUSED_MOE_OPS, curve_time_s, moe_kernel_curve
+from xlayer.cost.measured_moe import FUSED_MOE_OPS, curve_time_s, moe_layer_curve
 from xlayer.cost.roofline import OpCost, blend_costs, comm_cost, op_cost
 from xlayer.errors import InputError
 from xlayer.units import format_seconds as _fmt_s
@@ -184,8 +184,7 @@ def resolve_inference(case: Case) -> InferenceSetup:
         notes.append(f"{per_layer} kernels per layer forward in {prof.name} ({prof.file})")
     if m.gated and not prof.fused_gated_mlp:
         notes.append(f"gate and up projections as two GEMMs ({prof.name}: {prof.file}, fused_gated_mlp)")
-    acc_name = case.system_spec().accelerator.name
-    curve = _moe_curve(m, acc_name, case.precision, tp, prof.moe_kernel_table)
+    curve = moe_layer_curve(prof.moe_kernel_table, case.system_spec().accelerator.name, case.precision, m, tp=tp)
     if curve is not None:
         notes.append(f"MoE layer (permute, experts, activation, finalize) timed from the {curve.source}")
     return InferenceSetup(m, case.system_spec(), tp, pp, dp, case.precision, kv, attention, batch,
@@ -193,18 +192,10 @@ def resolve_inference(case: Case) -> InferenceSetup:
                           prof.host_dispatch_s, floor, per_layer, prof.fused_gated_mlp, prof.moe_kernel_table)
 
 
-def _moe_curve(m: ModelSpec, accelerator: str, precision: str, tp: int, table: str | None):
-    """The measured fused-MoE curve of this layer on this part (xlayer.cost.measured_moe), or None."""
-    if not m.is_moe or not table:
-        return None
-    return moe_kernel_curve(table, accelerator, precision, hidden=m.hidden, ffn_hidden=m.moe.ffn_hidden,
-                            experts=m.moe.experts, top_k=m.moe.top_k, tp=tp, ep=1)
-
-
 def _layer_costs(s: InferenceSetup, layer, acc, floor) -> list[OpCost]:
     """One layer's operator costs (then its collectives): the roofline of each operator, the
     fused MoE's operators replaced by its measured time where the stack has one."""
-    curve = _moe_curve(s.model, acc.name, s.precision, s.tp, s.moe_kernel_table)
+    curve = moe_layer_curve(s.moe_kernel_table, acc.name, s.precision, s.model, tp=s.tp)
     ops = [op_cost(o, acc, floor) for o in layer.ops if curve is None or o.name not in FUSED_MOE_OPS]
     if curve is not None:  # one record with the FLOPs and bytes of the operators it stands for
         fused = [o for o in layer.ops if o.name in FUSED_MOE_OPS]

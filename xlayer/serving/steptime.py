@@ -38,7 +38,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from xlayer.cost.collectives import collective_time_s, ranks_in_domain
-from xlayer.cost.measured_moe import FUSED_MOE_OPS, curve_time_s, moe_kernel_curve
+from xlayer.cost.measured_moe import FUSED_MOE_OPS, curve_time_s, moe_layer_curve
 from xlayer.cost.kvcache import stage_layers
 from xlayer.cost.compute import op_time
 from xlayer.hardware.spec import System
@@ -112,12 +112,8 @@ class StepTimer:
         self.model, self.system, self.dep = model, system, dep
         # the engine's fused MoE priced from its published measurements where the shape was
         # measured (xlayer.cost.measured_moe), else by the roofline of its operators
-        self.moe_curve = None
-        if model.is_moe:
-            self.moe_curve = moe_kernel_curve(moe_kernel_table, system.accelerator.name, precision,
-                                              hidden=model.hidden, ffn_hidden=model.moe.ffn_hidden,
-                                              experts=model.moe.experts, top_k=model.moe.top_k,
-                                              tp=dep.tp, ep=dep.ep)
+        self.moe_curve = moe_layer_curve(moe_kernel_table, system.accelerator.name, precision, model,
+                                         tp=dep.tp, ep=dep.ep)
         cal = serving_calibration()
         self.host_s_per_request = cal.host_s_per_request if host_s_per_request is None else host_s_per_request
         # an iteration that carries a prompt runs the forward eagerly unless the engine graphs
