@@ -196,3 +196,20 @@ def test_megatron_keeps_the_distributed_optimizer_before_fsdp():
     d["parallel"] = {**d["parallel"], "zero": 3}
     lay3, _ = resolve_layout(case_from_dict(d))
     assert lay3.zero == 3
+
+
+def test_megatron_search_path_keeps_the_distributed_optimizer_too():
+    """With tp and pp open (the search path of resolve_layout) the same policy: the ZeRO stage
+    stays the stack's own when some layout fits with it."""
+    from xlayer.prediction.case import case_from_dict
+    from xlayer.prediction.training import resolve_layout
+    d = {"id": "t", "kind": "training", "software": {"framework": "megatron-bridge", "version": "26.04"},
+         "model": {"name": "moe", "layers": 36, "hidden": 2880, "heads": 64, "kv_heads": 8, "head_dim": 64,
+                   "ffn_hidden": 2880, "vocab": 201088, "activation": "swiglu", "bias": True, "seq_len": 4096,
+                   "moe": {"experts": 128, "top_k": 4, "ffn_hidden": 2880}},
+         "system": {"accelerator": "B200-SXM-180GB", "count": 64, "scale_up_size": 8},
+         "parallel": {"tp": None, "pp": None, "cp": 1, "ep": 8},
+         "batch": {"global": 1280, "micro": 4}, "precision": "bf16"}
+    lay, notes = resolve_layout(case_from_dict(d))
+    assert lay.zero == 1
+    assert any("FSDP only when stated" in n for n in notes)

@@ -83,7 +83,19 @@ def _search_open_numeric(case: Case, fixed: dict[str, Any], zeros: tuple[int, ..
         raise InputError("parallel", "{...}", f"no valid layout of {case.model.layers} layers on "
                                               f"{case.system.count} accelerators with the stated fields")
     fits = allowed & t["fits"]
-    if fits.any():
+    # Megatron runs FSDP only when asked (resolve_layout): with the ZeRO stage open, the fastest
+    # fitting layout that keeps the stack's own stage comes first
+    fw = case.software.framework
+    keep = np.zeros_like(fits)
+    if "zero" not in fixed and family(fw) == "megatron":
+        dz = [default_zero(fw, 2), default_zero(fw, 1)]
+        if None not in dz:
+            keep = fits & (t["zero"] == np.where(t["dp"] * t["cp"] > 1, dz[0], dz[1]))
+    if keep.any():
+        i = int(np.flatnonzero(keep)[0])
+        why = (f"fastest fitting of {int(allowed.sum())} valid layouts searched that keeps the stack's ZeRO stage: "
+               "FSDP only when stated")
+    elif fits.any():
         i = int(np.flatnonzero(fits)[0])
         why = f"fastest fitting of {int(allowed.sum())} valid layouts searched"
     else:
