@@ -392,3 +392,23 @@ def test_more_gpus_than_the_system_has():
     with pytest.raises(InputError) as e:
         slo_search(_case(system={"accelerator": "H100-SXM-80GB", "count": 2}), gpus=4)
     assert e.value.field == "--gpus"
+
+
+def test_vllm_batch_defaults_follow_the_gpu():
+    """vLLM's LLM-class defaults (EngineArgs.get_batch_defaults): >= 70 GiB and not an A100 ->
+    1024 sequences / 16384 tokens, else 256 / 8192; a batch above the largest capture size runs
+    without a CUDA graph (no padding to max_num_seqs)."""
+    from xlayer.serving.engine import vllm_batch_defaults
+    from xlayer.serving.predict import serving_setup
+    from xlayer.units import GIB
+    assert vllm_batch_defaults("H100-SXM-80GB", 80e9) == (1024, 16384)
+    assert vllm_batch_defaults("A100-SXM-80GB", 80e9) == (256, 8192)
+    assert vllm_batch_defaults("L40S", 48 * GIB) == (256, 8192)
+    s = serving_setup(_case(software={"framework": "vllm"}))
+    assert (s.engine.max_batch_size, s.engine.max_num_tokens) == (1024, 16384)
+    assert max(s.engine.graph_sizes()) == 512
+    a = serving_setup(_case(software={"framework": "vllm"}, system={"accelerator": "A100-SXM-80GB", "count": 1},
+                            precision="bf16"))
+    assert (a.engine.max_batch_size, a.engine.max_num_tokens) == (256, 8192)
+    t = serving_setup(_case())  # TensorRT-LLM captures its max batch too
+    assert t.engine.max_batch_size in t.engine.graph_sizes()

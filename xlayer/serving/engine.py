@@ -71,12 +71,17 @@ class EngineConfig:
     # the engine's fused-MoE kernel measurements (xlayer.cost.measured_moe.TABLES; None: the
     # roofline of the MoE operators): the stack profile's ``moe_kernel_table``
     moe_kernel_table: Optional[str] = None
+    # the engine also captures a graph at max_batch_size (TensorRT-LLM's cuda_graph_config with
+    # enable_padding); False: only the listed sizes (vLLM's cudagraph_capture_sizes)
+    capture_max_batch: bool = True
 
     def graph_sizes(self) -> tuple[int, ...]:
-        """Captured CUDA-graph batch sizes: the list up to max_batch_size, plus max_batch_size."""
+        """Captured CUDA-graph batch sizes: the list up to max_batch_size, plus max_batch_size
+        where the engine captures it too (``capture_max_batch``; vLLM does not: a batch above
+        its largest capture size runs without a graph)."""
         mb = self.max_batch_size or max(self.graph_batch_sizes)
-        sizes = sorted({s for s in self.graph_batch_sizes if s <= mb} | {mb})
-        return tuple(sizes)
+        sizes = {s for s in self.graph_batch_sizes if s <= mb} | ({mb} if self.capture_max_batch else set())
+        return tuple(sorted(sizes))
 
 
 def engine_for(framework: Optional[str]) -> EngineConfig:
@@ -84,10 +89,14 @@ def engine_for(framework: Optional[str]) -> EngineConfig:
     from xlayer.mapping.profiles import get_profile
     f = (framework or "trt-llm").lower().replace("_", "-")
     if f in ("vllm", "sglang"):
-        # vLLM V1: chunked prefill on, preemption by recompute, gpu_memory_utilization 0.9
+        # vLLM V1: chunked prefill on, preemption by recompute, gpu_memory_utilization 0.9; the
+        # batch limits are vLLM's per-GPU defaults (vllm_batch_defaults, filled by resolve_engine);
+        # SGLang keeps the fixed vLLM-style 8192 tokens / 256 sequences (not re-checked)
         return EngineConfig(name=f, kv_fraction=0.90, tokens_per_block=16, chunked_prefill=True,
-                            policy="max_utilization", max_num_tokens=8192, max_batch_size=256,
+                            policy="max_utilization", max_num_tokens=None if f == "vllm" else 8192,
+                            max_batch_size=None if f == "vllm" else 256,
                             graph_batch_sizes=(1, 2, 4) + tuple(range(8, 513, 8)), mixed_in_graph=True,
+                            capture_max_batch=False,
                             moe_kernel_table=get_profile(f).moe_kernel_table)
     return EngineConfig(name="trt-llm", moe_kernel_table=get_profile("trt-llm").moe_kernel_table)
 
@@ -134,11 +143,27 @@ def trtllm_bench_settings(model: ModelSpec, precision: str, kv_precision: str, t
     return int(bs), int(tok)
 
 
+def vllm_batch_defaults(accelerator: str, hbm_bytes: float) -> tuple[int, int]:
+    """(max_num_seqs, max_num_batched_tokens) vLLM takes when they are not given, for the
+    offline ``LLM`` class that ``vllm bench throughput`` builds (UsageContext.LLM_CLASS):
+    1,024 sequences and 16,384 tokens on a GPU with at least 70 GiB that is not an A100, else
+    256 and 8,192 (vllm/engine/arg_utils.py ``EngineArgs.get_batch_defaults``; the A100
+    exception from vllm-project/vllm PR #17885, where the larger budget lowered throughput)."""
+    if hbm_bytes >= 70 * GIB and "a100" not in accelerator.lower():
+        return 1024, 16384
+    return 256, 8192
+
+
 def resolve_engine(engine: EngineConfig, model: ModelSpec, precision: str, kv_precision: str, tp: int, pp: int,
-                   input_len: float, output_len: float, max_input_len: float, hbm_bytes: float) -> EngineConfig:
-    """Fill the open limits: TensorRT-LLM's trtllm-bench heuristic, the no-chunking token floor
-    (max_isl + max_batch_size); other engines keep their fixed defaults."""
+                   input_len: float, output_len: float, max_input_len: float, hbm_bytes: float,
+                   accelerator: str = "") -> EngineConfig:
+    """Fill the open limits: vLLM's per-GPU defaults (:func:`vllm_batch_defaults`), else
+    TensorRT-LLM's trtllm-bench heuristic; then, without chunked prefill, the token floor
+    max_isl + max_batch_size."""
     bs, tok = engine.max_batch_size, engine.max_num_tokens
+    if (bs is None or tok is None) and engine.name == "vllm":
+        vb, vt = vllm_batch_defaults(accelerator, hbm_bytes)
+        bs, tok = bs or vb, tok or vt
     if bs is None or tok is None:
         # trtllm-bench passes its --kv_cache_free_gpu_mem_fraction (default 0.90) to the heuristic
         hb, ht = trtllm_bench_settings(model, precision, kv_precision, tp, pp, input_len, max(output_len, 1),

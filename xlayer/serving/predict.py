@@ -101,7 +101,8 @@ def serving_setup(case: Case, deployment: Optional[Deployment] = None, engine: O
         kvp = default_kv_precision(case.precision)
         notes.append(f"kv_precision={kvp} (the engine's choice for a {case.precision} checkpoint)")
     eng = engine or engine_for(case.software.framework)
-    eng = resolve_engine(eng, m, case.precision, kvp, d.tp, d.pp, I, O, I, system.accelerator.hbm.capacity_bytes)
+    eng = resolve_engine(eng, m, case.precision, kvp, d.tp, d.pp, I, O, I, system.accelerator.hbm.capacity_bytes,
+                         system.accelerator.name)
     notes.append(f"engine {eng.name}: max_batch_size {eng.max_batch_size}, max_num_tokens {eng.max_num_tokens}, "
                  f"KV fraction {eng.kv_fraction:g}, {eng.tokens_per_block}-token blocks, policy {eng.policy}, "
                  f"chunked prefill {'on' if eng.chunked_prefill else 'off'}")
