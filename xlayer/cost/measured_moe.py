@@ -17,9 +17,10 @@ Tables (made by ``benchmarks/extract_moe_tables.py`` from github.com/ai-dynamo/a
 gated activation, fc2, finalize — not the router GEMM, whose logits the collector passes in),
 autotuned, timed under a CUDA graph; ``vllm-moe.csv.gz``, one forward of vLLM's ``FusedMoE``
 layer with the backend vLLM selects (triton ``fused_moe`` in bf16/fp8, FlashInfer's TRT-LLM
-kernel in nvfp4); ``sglang-moe.csv.gz``, SGLang's MoE layer likewise. Force-balanced routing; per accelerator, format, shape (hidden, expert
-width, experts, top-k), MoE tensor- and expert-parallel size, and the tokens entering the MoE
-on the rank (with attention data parallel, the tokens of the whole EP group).
+kernel in nvfp4); ``sglang-moe.csv.gz``, SGLang's MoE layer likewise. Force-balanced
+routing; per accelerator, format, shape (hidden, expert width, experts, top-k), MoE tensor-
+and expert-parallel size, and the tokens entering the MoE on the rank (with attention data
+parallel, the tokens of the whole EP group).
 
 Between measured token counts the time is interpolated linearly in log(tokens); beyond the
 largest it grows at the marginal cost per token of the last two points (the kernel is
@@ -67,7 +68,8 @@ class MoeKernelCurve:
     @property
     def source(self) -> str:
         kernel = KERNELS[self.table].format(version=self.version)
-        return f"{self.table} table ({kernel} on {self.accelerator}, {self.precision}; xlayer/data/kernels/{TABLES[self.table]})"
+        return (f"{self.table} table ({kernel} on {self.accelerator}, {self.precision}; "
+                f"xlayer/data/kernels/{TABLES[self.table]})")
 
 
 _Key = tuple[str, str, int, int, int, int, int, int]
