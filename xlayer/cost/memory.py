@@ -11,6 +11,7 @@ import numpy as np
 
 from xlayer.workload.model import ModelSpec
 from xlayer.workload.precision import LOW_PRECISION, gemm_input_bytes
+from xlayer.workload.recompute import recompute_modules
 
 WEIGHT_BYTES = 2  # 16-bit working weights
 GRAD_BYTES = 4  # fp32 main gradients (Megatron-LM accumulates and reduces in fp32)
@@ -43,7 +44,12 @@ def layer_activation_bytes(model: ModelSpec, b: Any, tp: Any, cp: Any, sp: bool,
       flash 4·b·a·s_q/t (log-sum-exp), proj in 2·T·q/t, dropout mask rows·h, norm2 in
       2·rows·h, FC1 in 2·rows·h, activation in 2·T·f₁/t, FC2 in 2·T·f/t, dropout mask rows·h.
     selective: drops the s² terms (the attention core is recomputed);
-    full: keeps only the layer input 2·rows·h.
+    full: keeps only the layer input 2·rows·h;
+    a module set (:mod:`xlayer.workload.recompute`) drops what its modules re-run: layernorm
+    the two norm outputs (the attention's input GEMM operand and the FFN's input), moe_act the
+    routed experts' activation output (their FC2 input), mla_up_proj q, k, v after the up
+    projections, mlp a dense FFN's FC1 output, activation output and FC2 input (its input
+    stays), shared_experts the same terms of the shared experts.
     ``ffn="moe"``: the FFN part is the MoE layer's (router, permuted copies, experts; the
     formula is in the code, term by term).
     Low-precision GEMMs (fp8, mxfp8, nvfp4): Transformer Engine saves each GEMM's input for the
@@ -71,20 +77,29 @@ def layer_activation_bytes(model: ModelSpec, b: Any, tp: Any, cp: Any, sp: bool,
     else:
         qkv_b = 2 * T * (model.q_dim + 2 * model.kv_dim) / tp
         proj_in = T * model.q_dim / tp
-    attn = (2 * rows * h + gi * rows * h + qkv_b + gi * proj_in + drop * rows * h + 2 * rows * h + drop * rows * h)
+    mods = recompute_modules(recompute)
+    norm_out = 0.0 if "layernorm" in mods else 1.0  # layernorm: the norm outputs are re-run
+    if "mla_up_proj" in mods and model.mla is not None:
+        ml = model.mla
+        qkv_b = qkv_b - 2 * T * model.heads * (2 * (ml.qk_nope_head_dim + ml.qk_rope_head_dim) + ml.v_head_dim) / tp
+    attn = (2 * rows * h + norm_out * gi * rows * h + qkv_b + gi * proj_in + drop * rows * h + 2 * rows * h
+            + drop * rows * h)
     if ffn == "moe":
         m = model.moe
         R = T / tp  # the rank's sequence-parallel tokens
         fe, fe1 = m.ffn_hidden / etp, m.ffn_hidden * (2 if model.gated else 1) / etp
+        act_out = 0.0 if "moe_act" in mods else gi * fe
         # norm2 out (router and permute input), fp32 router logits and probabilities, the
         # R·k permuted token copies (expert FC1 input), FC1 out, activation out, expert outputs
         # before the weighted combine; shared experts as a dense MLP of width S·f_e
-        ffn_b = 2 * rows * h + 8 * R * m.experts + R * m.top_k * (gi * h + 2 * fe1 + gi * fe + 2 * h)
-        if m.shared_experts:
+        ffn_b = norm_out * 2 * rows * h + 8 * R * m.experts + R * m.top_k * (gi * h + 2 * fe1 + act_out + 2 * h)
+        if m.shared_experts and "shared_experts" not in mods:
             fs = m.shared_experts * m.ffn_hidden
             ffn_b = ffn_b + 2 * T * fs * (2 if model.gated else 1) / tp + gi * T * fs / tp
+    elif "mlp" in mods:  # the checkpointed MLP keeps its input only
+        ffn_b = norm_out * gi * rows * h
     else:
-        ffn_b = gi * rows * h + 2 * T * f1 / tp + gi * T * f / tp
+        ffn_b = norm_out * gi * rows * h + 2 * T * f1 / tp + gi * T * f / tp
     total = attn + ffn_b
     if attention == "classic":
         if recompute != "selective":

@@ -48,9 +48,12 @@ from xlayer.mapping.layout import Layout
 from xlayer.engine.training import Recipe, recipe_for
 from xlayer.units import GIB
 from xlayer.workload.model import ModelSpec
+from xlayer.workload.recompute import model_modules
 
 RANKS = ("time", "tokens_per_s_per_gpu", "cost")
 RECOMPUTE = ("none", "selective", "full")
+# stack profiles whose framework recomputes named submodules (Megatron-Core recompute_modules)
+MODULE_PROFILES = ("megatron-lm", "megatron-bridge")
 ZERO = (0, 1, 2, 3)
 LAYOUT_FIELDS = ("tp", "pp", "dp", "cp", "vp", "micro", "ep", "sp", "recompute", "zero")
 DEFAULT_MAX_VP = 8
@@ -176,7 +179,8 @@ def candidate_grid(model: ModelSpec, system: System, global_batch: int, fixed: O
 
 
 def _categories(fixed: Mapping[str, Any], recipe: Recipe, zero_stages: tuple[int, ...] = ZERO,
-                recompute: Optional[tuple[str, ...]] = None) -> tuple[list[bool], list[str], list[int], list[str]]:
+                recompute: Optional[tuple[str, ...]] = None,
+                model: Optional[ModelSpec] = None) -> tuple[list[bool], list[str], list[int], list[str]]:
     notes = []
     sps = [bool(fixed["sp"])] if "sp" in fixed else [False, True]
     if "recompute" in fixed:
@@ -188,6 +192,12 @@ def _categories(fixed: Mapping[str, Any], recipe: Recipe, zero_stages: tuple[int
         notes.append("recompute=selective not enumerated: with flash attention it equals none in the model")
     else:
         rcs = list(RECOMPUTE)
+    if "recompute" not in fixed and recompute is None and model is not None and recipe.profile in MODULE_PROFILES:
+        # Megatron-Core's module recompute, all of the model's modules at once (one more group;
+        # the fixed-layout chooser, prediction.training.resolve_layout, tries every subset)
+        every = "+".join(model_modules(model))
+        rcs.insert(1, every)
+        notes.append(f"recompute={every} (Megatron-Core recompute_modules) enumerated between none and full")
     zeros = [int(fixed["zero"])] if "zero" in fixed else list(zero_stages)
     if "sp" not in fixed:
         notes.append("sp=on enumerated only with tp > 1")
@@ -233,7 +243,7 @@ def search_layouts(model: ModelSpec, system: System, precision: str, global_batc
         keep = grid["micro"] <= max_micro
         grid = {k: v[keep] for k, v in grid.items()}
         ok = ok[keep]
-    sps, rcs, zeros, notes = _categories(fx, recipe, zero_stages, recompute)
+    sps, rcs, zeros, notes = _categories(fx, recipe, zero_stages, recompute, model)
     if tuple(zero_stages) != ZERO and "zero" not in fx:
         notes.append(f"ZeRO stages {'/'.join(map(str, zero_stages))} (what the software stack has)")
     if algorithm == "local":
@@ -293,7 +303,7 @@ def search_layouts(model: ModelSpec, system: System, precision: str, global_batc
     table["tokens_per_s_per_gpu"] = tokens / (t * system.count)
     table["gpu_hours_per_mtok"] = system.count * t / 3600.0 / (tokens / 1e6)
     table["energy_j"] = system.accelerator.tdp_w * system.count * t
-    rc_code = np.array([RECOMPUTE.index(x) for x in table["recompute"]], dtype=np.int64)
+    rc_code = np.array([RECOMPUTE.index(x) if x in RECOMPUTE else 1 for x in table["recompute"]], dtype=np.int64)
     order = np.lexsort((table["micro"], table["tp"], table["pp"], table["cp"], table["vp"],
                         table["sp"].astype(np.int64), rc_code, table["zero"], rank_key(table, rank),
                         ~table["fits"]))

@@ -11,12 +11,12 @@ import math
 from dataclasses import dataclass
 from typing import Any, Callable, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
 
 from xlayer.errors import InputError
 from xlayer.workload.model import ModelSpec
+from xlayer.workload.recompute import check_recompute
 
-Recompute = Literal["none", "selective", "full"]
 
 
 class Layout(BaseModel):
@@ -30,7 +30,7 @@ class Layout(BaseModel):
     cp: PositiveInt = 1
     vp: PositiveInt = 1
     sp: bool = False
-    recompute: Recompute = "none"
+    recompute: str = "none"  # none | selective | full | modules joined by '+' (xlayer.workload.recompute)
     zero: int = Field(0, ge=0, le=3)
     micro: PositiveInt = 1
     dp_overlap: bool = False
@@ -44,6 +44,11 @@ class Layout(BaseModel):
     # activations of this many layers kept in host memory between forward and backward
     # (Megatron-Core cpu_offloading, activations only; pp = 1)
     offload_layers: int = Field(0, ge=0)
+
+    @field_validator("recompute")
+    @classmethod
+    def _recompute(cls, v: str) -> str:
+        return check_recompute(v)
 
     @property
     def world(self) -> int:

@@ -21,6 +21,7 @@ from xlayer.specs import Count, NonNegativeCount, NullMeansDefault
 from xlayer.workload.model import ModelSpec
 from xlayer.workload.precision import (TRAINING_REFUSED, KVPrecision, Precision, check_precision_supported,
                                       normalize_kv_precision, normalize_precision)
+from xlayer.workload.recompute import MODULES, check_recompute
 
 
 class _Strict(NullMeansDefault):
@@ -66,7 +67,8 @@ class ParallelSection(_Strict):
     ep: Optional[Count] = None
     etp: Optional[Count] = None
     sp: Optional[StrictBool] = None
-    recompute: Optional[Literal["none", "selective", "full"]] = None
+    # none | selective | full, or Megatron-Core recompute_modules joined by '+' (layernorm+moe_act)
+    recompute: Optional[str] = None
     zero: Optional[int] = Field(None, ge=0, le=3)
     dp_overlap: Optional[StrictBool] = None
     tp_overlap: Optional[StrictBool] = None
@@ -85,7 +87,16 @@ class ParallelSection(_Strict):
     def _recompute(cls, v: Any) -> Any:
         if v is False:  # YAML `recompute: no` / `false`
             return "none"
-        return v.strip().lower() if isinstance(v, str) else v
+        if v is None:
+            return v
+        if isinstance(v, (list, tuple)) and v and all(isinstance(x, str) for x in v):
+            v = "+".join(v)  # recompute: [layernorm, moe_act]
+        if not isinstance(v, str):
+            raise ValueError("give none, selective, full or '+'-joined modules of " + ", ".join(MODULES))
+        try:
+            return check_recompute(v.strip().lower())
+        except InputError as e:
+            raise ValueError(e.valid) from None
 
 
 class BatchSection(_Strict):

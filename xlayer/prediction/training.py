@@ -15,6 +15,7 @@ from xlayer.prediction.case import Case, require_modelled
 from xlayer.engine.breakdown import layer_times, memory_breakdown_bytes, op_rows, time_breakdown_s
 from xlayer.engine.training import evaluate_training, recipe_for
 from xlayer.units import GIB
+from xlayer.workload.recompute import model_modules, module_modes
 
 MEMORY_HEADROOM = 1.0  # a layout "fits" when its footprint is at most the usable HBM
 
@@ -164,6 +165,11 @@ def resolve_layout(case: Case) -> tuple[Layout, list[str]]:
         micro_choices = [d for d in (1, 2, 4, 8, 16) if per_dp % d == 0] or [1]
     rc_choices = [P.recompute] if P.recompute else (
         ["none", "selective", "full"] if recipe.attention == "classic" else ["none", "full"])
+    if not P.recompute and family(fw) == "megatron":
+        # Megatron-Core recomputes named submodules (--recompute-modules; the Megatron-Bridge
+        # performance recipes set e.g. [layernorm, moe_act] or [mla_up_proj, mlp]): every set of
+        # the model's modules is a candidate (xlayer.workload.recompute)
+        rc_choices += module_modes(model_modules(case.model))
     zero_choices = [P.zero] if P.zero is not None else list(zeros)
     # the stack's own choice for each field the case left open (None: no documented default)
     default = {"micro": 1 if P.pp > 1 and not case.batch.micro else None,

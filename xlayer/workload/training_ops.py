@@ -16,6 +16,7 @@ from typing import Any
 from xlayer.workload.model import ModelSpec
 from xlayer.workload.operators import ACT_BYTES, Comm, Op, elementwise, gemm
 from xlayer.workload.precision import gemm_input_bytes, training_formats
+from xlayer.workload.recompute import recompute_modules, reruns
 from xlayer.workload.transformer import (MEGATRON_KERNELS, embedding_ops, layer_forward, output_layer_ops,
                                          tp_forward_comms, training_segment)
 
@@ -181,13 +182,17 @@ def recompute_ops(work: LayerWork, mode: str) -> tuple[list[Op], list[Comm]]:
     """Work redone in the backward pass. ``selective`` re-runs the attention core
     (Korthikanti 2022 §5: QKᵀ, softmax, dropout, PV); a flash kernel already recomputes
     internally, so selective adds nothing there. ``full`` re-runs the whole forward,
-    collectives included."""
+    collectives included. A module set (``layernorm+moe_act``, :mod:`xlayer.workload.recompute`)
+    re-runs those submodules' forward operators."""
     if mode == "none":
         return [], []
     if mode == "selective":
         return [op for op in work.fwd if op.name in work.attention_core and op.kind != "attention"], []
     if mode == "full":
         return list(work.fwd), list(work.fwd_comms)
+    modules = recompute_modules(mode)  # Megatron-Core recompute_modules (xlayer.workload.recompute)
+    if modules:
+        return [op for op in work.fwd if reruns(op.name, modules)], []
     raise ValueError(mode)
 
 
