@@ -275,6 +275,18 @@ def build_corpus(tmp: Path) -> list[Case]:
             stated = path.startswith("parallel.")
             add("schema: moe", f"search {label}", ["search", f, "--json"], must_refuse=not stated,
                 must_say=path if stated else None)
+    # Megatron-Core module recompute (parallel.recompute as '+'-joined modules or a list): a
+    # module the model lacks, an unknown or repeated module, a list of non-strings, an empty
+    # string; each refused naming parallel.recompute, through predict and search
+    rc_schema = [("moe_act", train), ("mla_up_proj", moe_base), ("layernorm+layernorm", train),
+                 ("layernorm+attention", moe_base), (["layernorm", 3], moe_base), ([], train), ("", train),
+                 ("+", moe_base), ({"modules": ["layernorm"]}, moe_base), ("moe_act+" * 400, moe_base)]
+    for i, (value, base) in enumerate(rc_schema):
+        label = f"parallel.recompute={value!r}"[:70]
+        f = _dump(d / f"rc-{i}.yaml", _mut(base, "parallel.recompute", value))
+        add("schema: recompute modules", label, ["predict", f], quick=i == 0)
+        add("schema: recompute modules", f"search {label}", ["search", f, "--json"], must_refuse=False,
+            must_say="parallel.recompute")
     # the same through search (the count and batch bounds matter most there)
     for path, value in (("system.count", 10 ** 30), ("batch.global", 10 ** 30), ("system.count", 2 ** 40),
                         ("model.layers", 10 ** 30), ("parallel.tp", None)):

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
 
 from xlayer.errors import InputError
 from xlayer.workload.model import ModelSpec
-from xlayer.workload.recompute import check_recompute
+from xlayer.workload.recompute import check_recompute, check_recompute_for
 
 
 
@@ -179,6 +179,7 @@ def check_layout(layout: Layout, model: ModelSpec, count: int, global_batch: int
         if not bool(r.ok(model, count, global_batch, layout)):
             raise InputError(r.field, r.value(model, count, global_batch, layout), r.why(model, count, global_batch,
                                                                                          layout))
+    check_recompute_for(model, layout.recompute)
 
 
 def edges_as_stages(layers, pp, vp):

@@ -15,7 +15,7 @@ from xlayer.prediction.case import Case, require_modelled
 from xlayer.engine.breakdown import layer_times, memory_breakdown_bytes, op_rows, time_breakdown_s
 from xlayer.engine.training import evaluate_training, recipe_for
 from xlayer.units import GIB
-from xlayer.workload.recompute import model_modules, module_modes
+from xlayer.workload.recompute import check_recompute_for, model_modules, module_modes
 
 MEMORY_HEADROOM = 1.0  # a layout "fits" when its footprint is at most the usable HBM
 
@@ -121,6 +121,8 @@ def resolve_layout(case: Case) -> tuple[Layout, list[str]]:
     P = case.parallel
     fw = case.software.framework
     notes: list[str] = []
+    if P.recompute:
+        check_recompute_for(case.model, P.recompute)
     count = case.system.count
     gb = case.batch.global_
     pp_fixed = P.pp if P.pp is not None else 1

@@ -76,6 +76,17 @@ def model_modules(model) -> tuple[str, ...]:
                               shared=moe and model.moe.shared_experts > 0)
 
 
+def check_recompute_for(model, mode: str) -> str:
+    """:func:`check_recompute`, and every module named must be one the model has."""
+    mode = check_recompute(mode)
+    have = model_modules(model)
+    extra = sorted(recompute_modules(mode) - set(have))
+    if extra:
+        raise InputError("parallel.recompute", mode, f"modules this model has: {', '.join(have)} "
+                         f"(it has no {', '.join(extra)})")
+    return mode
+
+
 def module_modes(modules: tuple[str, ...]) -> list[str]:
     """Every non-empty set of ``modules`` as a mode string (canonical order)."""
     out = []
