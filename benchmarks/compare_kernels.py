@@ -142,8 +142,12 @@ def main(path: Path = DEFAULT) -> None:
 
 
 if __name__ == "__main__":
-    args = sys.argv[1:]
-    if args[:1] == ["--layers"]:
-        main_layers(Path(args[1]) if len(args) > 1 else LAYERS)
-    else:
-        main(Path(args[0]) if args else DEFAULT)
+    import argparse
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--layers", action="store_true", help="eager-PyTorch layers of the H200 kernel file")
+    ap.add_argument("file", nargs="?", type=Path, help="kernel file (default: per mode, above)")
+    a = ap.parse_args()
+    f = a.file or (LAYERS if a.layers else DEFAULT)
+    if not f.is_file():
+        ap.error(f"kernel file {f} not found (give its path)")
+    (main_layers if a.layers else main)(f)
