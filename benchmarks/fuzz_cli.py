@@ -287,6 +287,21 @@ def build_corpus(tmp: Path) -> list[Case]:
         add("schema: recompute modules", label, ["predict", f], quick=i == 0)
         add("schema: recompute modules", f"search {label}", ["search", f, "--json"], must_refuse=False,
             must_say="parallel.recompute")
+    # Megatron-Core MoE overlap switches: on a dense model, with ep = 1, both at once, with full
+    # recompute, with pp > 1 and no interleaving, shared-expert overlap without shared experts,
+    # and non-boolean values; each refused naming its field
+    ov_schema = [(train, {"ep_overlap": True}), (_mut(moe_base, "parallel.ep", 1), {"ep_overlap": True}),
+                 (moe_base, {"ep_overlap": True, "shared_expert_overlap": True}),
+                 (moe_base, {"ep_overlap": True, "recompute": "full"}),
+                 (moe_base, {"shared_expert_overlap": True}), (moe_base, {"ep_overlap": "yes please"}),
+                 (moe_base, {"shared_expert_overlap": 2})]
+    for i, (base, fields) in enumerate(ov_schema):
+        case = base
+        for k, v in fields.items():
+            case = _mut(case, f"parallel.{k}", v)
+        label = f"parallel {fields!r}"[:70]
+        f = _dump(d / f"overlap-{i}.yaml", case)
+        add("schema: moe overlap", label, ["predict", f], quick=i == 0)
     # the same through search (the count and batch bounds matter most there)
     for path, value in (("system.count", 10 ** 30), ("batch.global", 10 ** 30), ("system.count", 2 ** 40),
                         ("model.layers", 10 ** 30), ("parallel.tp", None)):

@@ -68,16 +68,21 @@ def test_all_to_all_volume_and_time_follow_the_formula():
 
 @settings(max_examples=25, deadline=None)
 @given(ep=st.sampled_from([1, 2, 4, 8, 16]), micro=st.sampled_from([1, 2, 4]), zero=st.sampled_from([0, 1, 3]),
-       rc=st.sampled_from(["none", "full"]), pp=st.sampled_from([1, 2, 4]))
-def test_scalar_and_vectorized_agree_on_moe_layouts(ep, micro, zero, rc, pp):
+       rc=st.sampled_from(["none", "full", "layernorm+moe_act"]), pp=st.sampled_from([1, 2, 4]),
+       vp=st.sampled_from([1, 2]), ep_overlap=st.booleans())
+def test_scalar_and_vectorized_agree_on_moe_layouts(ep, micro, zero, rc, pp, vp, ep_overlap):
     dp = 16 // pp
     if dp % ep:
         ep = dp
-    lay = Layout(tp=1, pp=pp, dp=dp, ep=ep, recompute=rc, zero=zero, micro=micro)
+    vp = vp if pp > 1 else 1
+    lay = Layout(tp=1, pp=pp, dp=dp, vp=vp, ep=ep, recompute=rc, zero=zero, micro=micro)
     check_layout(lay, QWEN30, 16, 256)
-    scalar = _eval(QWEN30, H100x16, lay)
+    recipe = recipe_for(QWEN30, "bf16", ep_overlap=ep_overlap)
+    scalar = evaluate_training(QWEN30, H100x16, "bf16", 256, lay.tp, lay.pp, lay.dp, lay.cp, lay.vp, lay.micro,
+                               lay.sp, lay.recompute, lay.zero, lay.dp_overlap, recipe, ep=lay.ep, etp=lay.etp,
+                               detail=True)
     grid = {k: np.array([getattr(lay, k)]) for k in ("tp", "pp", "dp", "cp", "vp", "micro", "ep")}
-    vec = evaluate_layouts(QWEN30, H100x16, "bf16", 256, grid, False, rc, zero, recipe_for(QWEN30, "bf16"))
+    vec = evaluate_layouts(QWEN30, H100x16, "bf16", 256, grid, False, rc, zero, recipe)
     assert vec["iteration_time_s"][0] == pytest.approx(scalar.iteration_time_s, rel=1e-9)
     assert vec["memory_bytes"][0] == pytest.approx(scalar.memory_bytes, rel=1e-9)
 
@@ -133,3 +138,76 @@ def test_moe_case_predicts_with_a_breakdown():
     assert p.time_breakdown_s["comm.ep_all_to_all_exposed"] > 0
     assert p.time_breakdown_s["compute.moe_grouped_gemm"] > 0
     assert abs(sum(p.time_breakdown_s.values()) - p.iteration_time_s) < 1e-9 * p.iteration_time_s + 1e-12
+
+
+# --- Megatron-Core MoE communication overlap (combined 1F1B, shared-expert overlap) ------------
+
+def _moe_case(**parallel):
+    from xlayer.prediction.case import case_from_dict
+    p = {"tp": 1, "pp": 1, "dp": 16, "cp": 1, "vp": 1, "ep": 16, "recompute": "none", "zero": 1}
+    p.update(parallel)
+    return case_from_dict({
+        "id": "moe", "kind": "training", "software": {"framework": "megatron-bridge"},
+        "model": {"name": "q", "layers": 48, "hidden": 2048, "heads": 32, "kv_heads": 4, "head_dim": 128,
+                  "ffn_hidden": 6144, "vocab": 151936, "activation": "swiglu", "seq_len": 4096,
+                  "moe": {"experts": 128, "top_k": 8, "ffn_hidden": 768, "shared_experts": 1}},
+        "system": {"accelerator": "H100-SXM-80GB", "count": 16, "scale_up_size": 8},
+        "parallel": p, "batch": {"global": 256, "micro": 1}, "precision": "bf16"})
+
+
+def test_combined_1f1b_fraction_follows_the_schedule():
+    from xlayer.engine.training import combined_1f1b_fraction
+    assert combined_1f1b_fraction(4, 1, 1) == pytest.approx(3 / 4)       # F0, (F1,B0), (F2,B1), (F3,B2), B3
+    assert combined_1f1b_fraction(1, 1, 1) == 0.0
+    assert combined_1f1b_fraction(64, 4, 1) == 0.0                        # needs interleaving when pp > 1
+    # interleaved: m·v chunks, 2(p−1) + (v−1)p of them warm up on rank 0
+    assert combined_1f1b_fraction(32, 4, 2) == pytest.approx((64 - (6 + 4)) / 64)
+    arr = combined_1f1b_fraction(np.array([4, 64, 32]), np.array([1, 4, 4]), np.array([1, 1, 2]))
+    assert np.allclose(arr, [0.75, 0.0, 54 / 64])
+
+
+def test_ep_overlap_hides_part_of_the_all_to_all_and_never_slows():
+    from xlayer.prediction.training import predict_training
+    base = predict_training(_moe_case(), energy=False)
+    on = predict_training(_moe_case(ep_overlap=True), energy=False)
+    a2a = base.time_breakdown_s["comm.ep_all_to_all_exposed"]
+    a2a_on = on.time_breakdown_s["comm.ep_all_to_all_exposed"]
+    assert 0.0 < a2a_on < a2a
+    assert base.iteration_time_s - on.iteration_time_s == pytest.approx(a2a - a2a_on, rel=1e-6)
+    # at most (m − 1)/m of it can hide (the first forward and last backward are unpaired)
+    m = 256 // 16
+    assert a2a_on >= a2a / m - 1e-9
+
+
+def test_shared_expert_overlap_hides_at_most_the_shared_experts_time():
+    from xlayer.prediction.training import predict_training
+    base = predict_training(_moe_case(), energy=False)
+    on = predict_training(_moe_case(shared_expert_overlap=True), energy=False)
+    saved = base.time_breakdown_s["comm.ep_all_to_all_exposed"] - on.time_breakdown_s["comm.ep_all_to_all_exposed"]
+    shared = sum(o["time_s"] for o in base.ops if o["name"].startswith("shared_"))  # one layer, one micro-batch
+    assert 0.0 < saved
+    layers_mb = 48 * (256 // 16)
+    assert saved <= shared * layers_mb * (1 + 1e-9)
+
+
+@pytest.mark.parametrize("parallel, field", [
+    ({"ep": 1, "ep_overlap": True}, "parallel.ep_overlap"),
+    ({"ep_overlap": True, "shared_expert_overlap": True}, "parallel.shared_expert_overlap"),
+    ({"ep_overlap": True, "recompute": "full"}, "parallel.ep_overlap"),
+    ({"ep_overlap": True, "pp": 2, "dp": 8, "vp": 1}, "parallel.ep_overlap"),
+])
+def test_overlap_switches_megatron_refuses_name_the_field(parallel, field):
+    from xlayer.prediction.training import predict_training
+    with pytest.raises(InputError) as e:
+        predict_training(_moe_case(**parallel), energy=False)
+    assert e.value.field == field
+
+
+def test_shared_expert_overlap_needs_shared_experts():
+    from xlayer.prediction.training import predict_training
+    c = _moe_case(shared_expert_overlap=True)
+    d = c.model_dump(by_alias=True)
+    d["model"]["moe"]["shared_experts"] = 0
+    with pytest.raises(InputError) as e:
+        predict_training(case_from_dict(d), energy=False)
+    assert e.value.field == "parallel.shared_expert_overlap"

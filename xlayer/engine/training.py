@@ -62,10 +62,17 @@ class Recipe:
     p2p_per_microbatch: float = 2.0
     fused_bias_grad: bool = False
     tp_comm_overlap: bool = False
+    # MoE communication overlap (Megatron-Core; off unless the case turns it on):
+    # ``ep_overlap`` = --overlap-moe-expert-parallel-comm (combined 1F1B: one micro-batch's
+    # dispatch/combine all-to-alls under the adjacent micro-batch's compute);
+    # ``shared_expert_overlap`` = --moe-shared-expert-overlap (the shared experts run during the
+    # dispatch and combine of their own layer)
+    ep_overlap: bool = False
+    shared_expert_overlap: bool = False
 
 
 def recipe_for(model: ModelSpec, precision: str, framework: Any = None, version: str | None = None,
-               mode: str | None = None) -> Recipe:
+               mode: str | None = None, ep_overlap: bool = False, shared_expert_overlap: bool = False) -> Recipe:
     """Attention kernel, dropout, gradient dtype and the stack profile's kernel terms when the
     case does not state them. ``framework`` is a framework name or a case's ``software``
     section (its framework, version and mode are then used).
@@ -96,8 +103,15 @@ def recipe_for(model: ModelSpec, precision: str, framework: Any = None, version:
     if tp_ub:
         notes.append(f"tensor-parallel collectives overlapped with their GEMMs when sp ({prof.name}: {prof.file}, "
                      "tp_comm_overlap)")
+    if ep_overlap:
+        notes.append("parallel.ep_overlap: EP all-to-alls under the adjacent micro-batch's compute (Megatron-Core "
+                     "combined 1F1B, --overlap-moe-expert-parallel-comm)")
+    if shared_expert_overlap:
+        notes.append("parallel.shared_expert_overlap: shared experts run during their layer's dispatch and combine "
+                     "(Megatron-Core --moe-shared-expert-overlap)")
     return Recipe(attention, dropout, tuple(notes), grad_bytes, prof.name, prof.kernel_floor_s,
-                  prof.host_dispatch_s, prof.p2p_per_microbatch, prof.fused_bias_grad, tp_ub)
+                  prof.host_dispatch_s, prof.p2p_per_microbatch, prof.fused_bias_grad, tp_ub,
+                  bool(ep_overlap), bool(shared_expert_overlap))
 
 
 def host_bounded_s(gpu_s, kernels, recipe: Recipe):
@@ -127,6 +141,31 @@ def overlapped_exposed_s(comm_s, compute_s, acc):
     ctas = calibration().nccl_ctas if acc.comm_compute_units is None else acc.comm_compute_units
     frac = min(1.0, ctas / acc.compute_units)
     return np.maximum(0.0, comm_s - compute_s) + np.minimum(comm_s, compute_s) * frac
+
+
+def combined_1f1b_fraction(m, pp, vp):
+    """Share of a rank's forward/backward layer passes that Megatron-Core's combined 1F1B
+    schedule pairs (the forward of one micro-batch co-scheduled with the backward of another,
+    megatron/core/pipeline_parallel/combined_1f1b.py): without pipelining every pass but the
+    first forward and the last backward, (m − 1)/m; interleaved, the steady-state chunks of
+    rank 0, max(0, m·v − w)/(m·v) with w = 2(p − 1) + (v − 1)·p warm-up chunks (the schedule
+    needs vp > 1 when pp > 1; 1F1B without interleaving is not paired: 0)."""
+    warm = 2.0 * (pp - 1) + (vp - 1) * pp
+    inter = np.maximum(0.0, m * vp - warm) / np.maximum(m * vp, 1.0)
+    f = np.where(pp == 1, (m - 1.0) / np.maximum(m, 1.0), np.where(vp > 1, inter, 0.0))
+    return f if np.ndim(f) else float(f)
+
+
+def combined_1f1b_saving_s(ep_s, compute_s, m, pp, vp, ep, recompute, acc):
+    """Time per layer and micro-batch that combined 1F1B hides: in a paired pass the
+    dispatch/combine all-to-alls of both directions (``ep_s``) run under the other
+    micro-batch's compute (``compute_s``, forward + backward of the layer), exposed only by
+    :func:`overlapped_exposed_s`; the unpaired passes keep them. Not with ep = 1 or full
+    recompute (Megatron-Bridge refuses the combination; xlayer.prediction.case checks it)."""
+    f = combined_1f1b_fraction(m, pp, vp)
+    ok = (ep > 1) & (recompute != "full") if np.ndim(ep) else (ep > 1 and recompute != "full")
+    saving = f * (ep_s - overlapped_exposed_s(ep_s, compute_s, acc))
+    return np.where(ok, saving, 0.0) if np.ndim(saving) or np.ndim(ok) else (saving if ok else 0.0)
 
 
 def layer_kinds(model: ModelSpec) -> list[tuple[float, str, Any]]:
@@ -254,13 +293,22 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
                 x = overlapped_exposed_s(x, times[c.overlap].time_s, acc)
             return x
 
+        def ep_exposed(comms, ops):
+            """The layer's expert-parallel collectives; with shared-expert overlap they run
+            beside the shared experts' kernels of the same direction (overlapped_exposed_s)."""
+            raw = sum(comm_s(c) for c in comms if c.group != "tp")
+            if not recipe.shared_expert_overlap:
+                return raw
+            shared = sum(times[op.name].time_s for op in ops if op.name.startswith("shared_"))
+            return overlapped_exposed_s(raw, shared, acc)
+
         t = {"compute_fwd_s": fwd_s, "compute_bwd_s": bwd_s,
              "recompute_s": host_bounded_s(sum(times[op.name].time_s for op in rc_ops), len(rc_ops), recipe)
              if rc_ops else 0.0,
              "tp_fwd_s": sum(tp_exposed(c) for c in work.fwd_comms if c.group == "tp"),
-             "ep_fwd_s": sum(comm_s(c) for c in work.fwd_comms if c.group != "tp"),
+             "ep_fwd_s": ep_exposed(work.fwd_comms, work.fwd),
              "tp_bwd_s": sum(tp_exposed(c) for c in work.bwd_comms if c.group == "tp"),
-             "ep_bwd_s": sum(comm_s(c) for c in work.bwd_comms if c.group != "tp"),
+             "ep_bwd_s": ep_exposed(work.bwd_comms, work.bwd),
              "tp_recompute_s": sum(tp_exposed(c) for c in rc_comms) if rc_comms else 0.0,
              "rc_flops": sum(op.flops for op in rc_ops) if rc_ops else 0.0,
              "fwd_flops": sum(op.flops for op in work.fwd)}
@@ -308,6 +356,13 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
     tp_fwd_s, tp_bwd_s, tp_rc_s = lay["tp_fwd_s"], lay["tp_bwd_s"], lay["tp_recompute_s"]
     cp_fwd_s, cp_bwd_s = lay["cp_fwd_s"], lay["cp_bwd_s"]
     ep_fwd_s, ep_bwd_s = lay["ep_fwd_s"], lay["ep_bwd_s"]
+    if recipe.ep_overlap and model.is_moe:
+        # combined 1F1B: what stays exposed of both directions' all-to-alls, split between them
+        ep_both = ep_fwd_s + ep_bwd_s
+        others = fwd_s + bwd_s + tp_fwd_s + tp_bwd_s + recompute_s + tp_rc_s + cp_fwd_s + cp_bwd_s
+        keep = 1.0 - combined_1f1b_saving_s(ep_both, others, m, pp, vp, ep, recompute, acc) / np.maximum(ep_both, 1e-30)
+        ep_fwd_s, ep_bwd_s = ep_fwd_s * keep, ep_bwd_s * keep
+        lay["ep_fwd_s"], lay["ep_bwd_s"] = ep_fwd_s, ep_bwd_s
 
     layer_fwd_total = fwd_s + tp_fwd_s + cp_fwd_s + fsdp_fwd_s + ep_fwd_s
     layer_bwd_total = bwd_s + tp_bwd_s + recompute_s + tp_rc_s + cp_bwd_s + fsdp_bwd_s + ep_bwd_s

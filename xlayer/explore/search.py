@@ -8,7 +8,6 @@ from typing import Any, Callable, Mapping, Optional
 from xlayer.engine.choose import (ALGORITHMS, DEFAULT_MAX_CP, DEFAULT_MAX_VP, LAYOUT_FIELDS, RANKS, RECOMPUTE, ZERO,
                                   SearchResult, candidate_grid, fastest_fitting, pareto_front, rank_key,
                                   search_layouts)
-from xlayer.engine.training import recipe_for
 from xlayer.units import GIB
 from xlayer.errors import InputError
 from xlayer.mapping.layout import Layout
@@ -86,7 +85,7 @@ def search_case(case, top: int = 5, rank: str = "time", tp_beyond_domain: bool =
     with :func:`~xlayer.prediction.training.predict_training` (full breakdowns) and, when the case
     states a layout, predict that one too and place it in the ranking. ``progress(done, total)``
     follows the categorical groups of :func:`search_layouts`."""
-    from xlayer.prediction.training import predict_training
+    from xlayer.prediction.training import case_recipe, predict_training
 
     if case.kind != "training":
         raise InputError("kind", case.kind, "search needs kind: training")
@@ -98,7 +97,7 @@ def search_case(case, top: int = 5, rank: str = "time", tp_beyond_domain: bool =
     algorithm = getattr(P, "algorithm", None) or "backprop"
     backlink_layers = int(getattr(P, "backlink_layers", None) or 0)
     res = search_layouts(case.model, case.system_spec(), case.precision, case.batch.global_, rank=rank,
-                         recipe=recipe_for(case.model, case.precision, case.software),
+                         recipe=case_recipe(case),
                          tp_beyond_domain=tp_beyond_domain, max_vp=max_vp, max_cp=max_cp,
                          dp_overlap=dp_overlap, tp_overlap=tp_overlap, progress=progress,
                          algorithm=algorithm, backlink_layers=backlink_layers,

@@ -72,6 +72,10 @@ class ParallelSection(_Strict):
     zero: Optional[int] = Field(None, ge=0, le=3)
     dp_overlap: Optional[StrictBool] = None
     tp_overlap: Optional[StrictBool] = None
+    # Megatron-Core MoE communication overlap (xlayer extensions; null = off, the default):
+    # --overlap-moe-expert-parallel-comm and --moe-shared-expert-overlap
+    ep_overlap: Optional[StrictBool] = None
+    shared_expert_overlap: Optional[StrictBool] = None
     algorithm: Literal["backprop", "local"] = "backprop"
     backlink_layers: NonNegativeCount = 0
 

@@ -7,7 +7,7 @@ from typing import Optional
 from xlayer.cost.energy import EnergyResult, EnergySpec, energy_data, energy_from_counts, energy_spec_for
 from xlayer.engine.counts import iteration_counts
 from xlayer.engine.result import IterationCost
-from xlayer.engine.training import evaluate_training, recipe_for
+from xlayer.engine.training import evaluate_training
 from xlayer.errors import InputError
 from xlayer.hardware.spec import System
 
@@ -29,7 +29,7 @@ def case_training_energy(case, layout=None, spec: EnergySpec | None = None,
                          system: System | None = None) -> EnergyResult:
     """Energy per iteration of a training case (the layout ``predict_training`` resolves, or
     ``layout``); ``system`` replaces the case's system (an SCD build), ``spec`` its energy data."""
-    from xlayer.prediction.training import resolve_layout
+    from xlayer.prediction.training import case_recipe, resolve_layout
     if case.kind != "training":
         raise InputError("kind", case.kind, "energy per iteration needs kind: training")
     system = system or case.system_spec()
@@ -40,7 +40,7 @@ def case_training_energy(case, layout=None, spec: EnergySpec | None = None,
     if layout is None:
         layout, _ = resolve_layout(case)
     return training_energy(case.model, system, case.precision, case.batch.global_, layout,
-                           recipe_for(case.model, case.precision, case.software), spec)
+                           case_recipe(case), spec)
 
 
 def prediction_energy(case, pred) -> Optional[EnergyResult]:

@@ -74,7 +74,7 @@ def _search_open_numeric(case: Case, fixed: dict[str, Any], zeros: tuple[int, ..
 
     P = case.parallel
     res = search_layouts(case.model, case.system_spec(), case.precision, case.batch.global_, fixed=fixed,
-                         recipe=recipe_for(case.model, case.precision, case.software), zero_stages=zeros,
+                         recipe=case_recipe(case), zero_stages=zeros,
                          dp_overlap=bool(P.dp_overlap) if P.dp_overlap is not None
                          else default_dp_overlap(case.software.framework), tp_overlap=P.tp_overlap is not False,
                          algorithm=P.algorithm)
@@ -108,6 +108,29 @@ def _search_open_numeric(case: Case, fixed: dict[str, Any], zeros: tuple[int, ..
     return lay, notes
 
 
+def case_recipe(case: Case):
+    """:func:`~xlayer.engine.training.recipe_for` of the case's model, precision and software,
+    with its MoE overlap switches, each checked against what Megatron-Core accepts (the
+    Megatron-Bridge overlap validation: EP > 1, not with shared-expert overlap or full
+    recompute, interleaving when pp > 1; shared-expert overlap needs shared experts)."""
+    P, m = case.parallel, case.model
+    if P.ep_overlap:
+        if not m.is_moe or (P.ep or 1) <= 1:
+            raise InputError("parallel.ep_overlap", True, "needs an MoE model with parallel.ep > 1 (it overlaps the "
+                             "expert-parallel all-to-alls)")
+        if P.shared_expert_overlap:
+            raise InputError("parallel.shared_expert_overlap", True, "not together with parallel.ep_overlap "
+                             "(Megatron-Core allows one of them)")
+        if P.recompute == "full":
+            raise InputError("parallel.ep_overlap", True, "not with parallel.recompute: full")
+        if (P.pp or 1) > 1 and P.vp == 1:
+            raise InputError("parallel.ep_overlap", True, "with pp > 1 it needs the interleaved schedule (parallel.vp > 1)")
+    if P.shared_expert_overlap and not (m.is_moe and m.moe.shared_experts > 0):
+        raise InputError("parallel.shared_expert_overlap", True, "needs model.moe.shared_experts > 0")
+    return recipe_for(m, case.precision, case.software, ep_overlap=bool(P.ep_overlap),
+                      shared_expert_overlap=bool(P.shared_expert_overlap))
+
+
 def resolve_layout(case: Case) -> tuple[Layout, list[str]]:
     """Fill the fields the source left null with what a practitioner would choose, and say so.
 
@@ -139,7 +162,7 @@ def resolve_layout(case: Case) -> tuple[Layout, list[str]]:
         if case.batch.micro:
             fixed["micro"] = case.batch.micro
         lay, more = _search_open_numeric(case, fixed, zeros)
-        return lay, notes + more + list(recipe_for(case.model, case.precision, case.software).notes)
+        return lay, notes + more + list(case_recipe(case).notes)
     cp = P.cp or 1
     vp = P.vp or 1
     dp = P.dp
@@ -157,7 +180,7 @@ def resolve_layout(case: Case) -> tuple[Layout, list[str]]:
                 dp_overlap=bool(P.dp_overlap) if P.dp_overlap is not None else default_dp_overlap(fw),
                 tp_overlap=bool(P.tp_overlap) if P.tp_overlap is not None else True,
                 algorithm=P.algorithm, backlink_layers=P.backlink_layers)
-    recipe = recipe_for(case.model, case.precision, case.software)
+    recipe = case_recipe(case)
     capacity = _capacity(case)
 
     if case.batch.micro:
@@ -243,7 +266,7 @@ def predict_training(case: Case, layout: Layout | None = None, energy: bool = Tr
     else:
         check_layout(layout, case.model, case.system.count, case.batch.global_)
         check_zero(case.software.framework, layout.zero, layout.pp, "layout.zero")
-    recipe = recipe_for(case.model, case.precision, case.software)
+    recipe = case_recipe(case)
     sysm = case.system_spec()
     if sysm.count > sysm.scale_up_size and sysm.job_domain_size < sysm.scale_up_size:
         notes.append(f"{sysm.job_domain_size} accelerators per scale-up domain of {sysm.scale_up_size} "
