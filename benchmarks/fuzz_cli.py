@@ -257,6 +257,7 @@ def build_corpus(tmp: Path) -> list[Case]:
         ("model.moe.experts", "many"), ("model.moe.experts", 10 ** 30), ("model.moe.experts", 63),
         ("model.moe.ffn_hidden", 0), ("model.moe.shared_experts", -1), ("model.moe.dense_layers", 97),
         ("model.moe.dense_layers", -2), ("model.moe", [64, 2]), ("model.moe.imbalance", 0.5),
+        ("model.moe.imbalance", float("inf")), ("model.moe.imbalance", "high"), ("model.moe.imbalance", 10 ** 9),
         ("model.head_dim", 0), ("model.head_dim", 64.5), ("model.mtp_layers", -1),
         ("model.sliding_window", {"size": 4096, "layers": 48}), ("model.sliding_window", {"size": 0, "layers": 1}),
         ("model.sliding_window", {"size": 128, "layers": 97}),

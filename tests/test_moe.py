@@ -211,3 +211,52 @@ def test_shared_expert_overlap_needs_shared_experts():
     with pytest.raises(InputError) as e:
         predict_training(case_from_dict(d), energy=False)
     assert e.value.field == "parallel.shared_expert_overlap"
+
+
+# --- routing imbalance (model.moe.imbalance) ------------------------------------------------------
+
+def _imb(beta, ep=8):
+    m = QWEN30.model_copy(update={"moe": QWEN30.moe.model_copy(update={"imbalance": beta})})
+    return layer_work(m, 1, 1, False, 1, "bf16", "flash", 0.0, ffn="moe", ep=ep), m
+
+
+def test_imbalance_scales_the_busiest_ranks_expert_rows_and_all_to_all():
+    w1, _ = _imb(None)
+    w2, _ = _imb(1.5)
+    f1 = next(o for o in w1.fwd if o.name == "expert_fc1")
+    f2 = next(o for o in w2.fwd if o.name == "expert_fc1")
+    assert f2.flops == pytest.approx(1.5 * f1.flops) and f2.batch == f1.batch
+    a1 = [c.bytes for c in w1.fwd_comms if c.collective == "all_to_all"]
+    a2 = [c.bytes for c in w2.fwd_comms if c.collective == "all_to_all"]
+    assert a2 == pytest.approx([1.5 * x for x in a1])
+    # the router and the permute of the rank's own tokens do not change
+    for name in ("router", "permute"):
+        assert next(o for o in w2.fwd if o.name == name).flops == next(o for o in w1.fwd if o.name == name).flops
+    # one rank cannot take more than every copy of its group: beta is capped at ep
+    w_cap, _ = _imb(100.0, ep=8)
+    w_8, _ = _imb(8.0, ep=8)
+    assert next(o for o in w_cap.fwd if o.name == "expert_fc1").flops == \
+        pytest.approx(next(o for o in w_8.fwd if o.name == "expert_fc1").flops)
+
+
+@settings(max_examples=15, deadline=None)
+@given(beta=st.floats(1.0, 4.0), ep=st.sampled_from([2, 4, 8, 16]))
+def test_imbalance_never_speeds_up_or_saves_memory(beta, ep):
+    _, m1 = _imb(None)
+    _, mb = _imb(beta)
+    lay = Layout(tp=1, pp=1, dp=16, ep=ep, recompute="none", zero=1, micro=1)
+    r1, rb = _eval(m1, H100x16, lay), _eval(mb, H100x16, lay)
+    assert rb.iteration_time_s >= r1.iteration_time_s * (1 - 1e-12)
+    assert rb.memory_bytes >= r1.memory_bytes * (1 - 1e-12)
+
+
+def test_imbalance_below_one_is_refused_naming_the_field():
+    from xlayer.prediction.case import case_from_dict
+    from pydantic import ValidationError
+    d = {"id": "x", "kind": "training", "model": {"name": "q", "layers": 4, "hidden": 1024, "heads": 8,
+         "ffn_hidden": 4096, "vocab": 32000, "seq_len": 1024, "moe": {"experts": 8, "top_k": 2, "imbalance": 0.5}},
+         "system": {"accelerator": "H100-SXM-80GB", "count": 8}, "parallel": {"tp": 1, "pp": 1, "ep": 8},
+         "batch": {"global": 8}, "precision": "bf16"}
+    with pytest.raises((InputError, ValidationError)) as e:
+        case_from_dict(d)
+    assert "model.moe.imbalance" in str(e.value)

@@ -12,6 +12,7 @@ import numpy as np
 from xlayer.workload.model import ModelSpec
 from xlayer.workload.precision import LOW_PRECISION, gemm_input_bytes
 from xlayer.workload.recompute import recompute_modules
+from xlayer.workload.transformer import moe_load_factor
 
 WEIGHT_BYTES = 2  # 16-bit working weights
 GRAD_BYTES = 4  # fp32 main gradients (Megatron-LM accumulates and reduces in fp32)
@@ -34,7 +35,7 @@ def model_state_bytes(params: Any, dp: Any, zero: int, precision: str = "bf16",
 
 def layer_activation_bytes(model: ModelSpec, b: Any, tp: Any, cp: Any, sp: bool, recompute: str,
                            attention: str, dropout: float, ffn: str = "dense", etp: Any = 1,
-                           precision: str = "bf16") -> Any:
+                           precision: str = "bf16", ep: Any = 1) -> Any:
     """Bytes one layer keeps for its backward pass, per accelerator and micro-batch.
 
     Generalises Korthikanti 2022 eq. (1)–(5) (which is s·b·h·(34 + 5·a·s/h) for GPT with
@@ -92,7 +93,9 @@ def layer_activation_bytes(model: ModelSpec, b: Any, tp: Any, cp: Any, sp: bool,
         # norm2 out (router and permute input), fp32 router logits and probabilities, the
         # R·k permuted token copies (expert FC1 input), FC1 out, activation out, expert outputs
         # before the weighted combine; shared experts as a dense MLP of width S·f_e
-        ffn_b = norm_out * 2 * rows * h + 8 * R * m.experts + R * m.top_k * (gi * h + 2 * fe1 + act_out + 2 * h)
+        # the busiest EP rank holds β times the mean expert rows (moe_load_factor)
+        beta = moe_load_factor(model, ep)
+        ffn_b = norm_out * 2 * rows * h + 8 * R * m.experts + beta * R * m.top_k * (gi * h + 2 * fe1 + act_out + 2 * h)
         if m.shared_experts and "shared_experts" not in mods:
             fs = m.shared_experts * m.ffn_hidden
             ffn_b = ffn_b + 2 * T * fs * (2 if model.gated else 1) / tp + gi * T * fs / tp

@@ -415,7 +415,7 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
     # fp32 training keeps 4-byte activations (the formulas count 16-bit ones)
     act_scale = 2.0 if precision == "fp32" else 1.0
     act_layer = act_scale * sum(frac * layer_activation_bytes(model, micro, tp, cp, sp, recompute, recipe.attention,
-                                                              recipe.dropout, ffn, etp, gp)
+                                                              recipe.dropout, ffn, etp, gp, ep)
                                 for frac, ffn, _ in layer_kinds(model))
     if offload_layers:
         if acc.host_link_bytes_per_s is None:
@@ -512,7 +512,7 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
     act = np.maximum(np.maximum(act_first, act_mid), act_last)
     if recompute == "full":  # one layer's full set is alive while it is recomputed
         full_sets = [layer_activation_bytes(model, micro, tp, cp, sp, "none", recipe.attention, recipe.dropout,
-                                            ffn, etp, gp) for _, ffn, _ in layer_kinds(model)]
+                                            ffn, etp, gp, ep) for _, ffn, _ in layer_kinds(model)]
         act = act + act_scale * np.maximum.reduce(np.broadcast_arrays(*full_sets)) if len(full_sets) > 1 \
             else act + act_scale * full_sets[0]
     chunks = inflight_chunks(pp, vp, m)

@@ -29,12 +29,21 @@ class MoESpec(NullMeansDefault):
     ffn_hidden: Optional[Count] = None
     shared_experts: NonNegativeCount = 0
     dense_layers: NonNegativeCount = 0
+    # routed rows of the busiest expert-parallel rank over the mean (1: force-balanced, what
+    # the Megatron-Bridge benchmarks run; real runs with an auxiliary loss see more). An xlayer
+    # extension of the case format (null = 1).
+    imbalance: Optional[float] = Field(None, ge=1.0, le=1e6, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _check(self) -> "MoESpec":
         if self.top_k > self.experts:
             raise ValueError(f"top_k={self.top_k} exceeds experts={self.experts}")
         return self
+
+    @property
+    def load_factor(self) -> float:
+        """:attr:`imbalance`, 1 when not stated."""
+        return 1.0 if self.imbalance is None else float(self.imbalance)
 
 
 class MLASpec(NullMeansDefault):

@@ -277,7 +277,8 @@ def moe_ffn_ops(model: ModelSpec, R: Num, *, ep: Num, etp: Num, fm: NumberFormat
     h, E, k, fe = model.hidden, float(m.experts), float(m.top_k), m.ffn_hidden
     gated = 2 if model.gated else 1
     Tg = R * ep if group_tokens is None else group_tokens
-    rows_here = Tg * k / ep  # token copies this rank's experts process
+    beta = moe_load_factor(model, ep)
+    rows_here = beta * Tg * k / ep  # token copies this (the busiest) rank's experts process
     if routing == "balanced":
         touched = np.minimum(E / ep, rows_here)
     else:
@@ -293,7 +294,19 @@ def moe_ffn_ops(model: ModelSpec, R: Num, *, ep: Num, etp: Num, fm: NumberFormat
     if expert_bias_loop:
         ops.append(elementwise("expert_fc2_bias", 3.0 * rows_here * h, 3.0 * rows_here * h, 2.0 / 3.0))
     ops.append(elementwise("unpermute", routed * h, R * h, 2.0, extra_bytes=4.0 * routed))
-    return ops, _moe_comms(routed * h * ACT_BYTES, ep, etp, etp_comms)
+    return ops, _moe_comms(beta * routed * h * ACT_BYTES, ep, etp, etp_comms)
+
+
+def moe_load_factor(model: ModelSpec, ep: Num) -> Num:
+    """β = routed rows of the busiest EP rank / the mean (``model.moe.imbalance``, 1 when not
+    stated: force-balanced routing), at most ep (one rank cannot receive more than every copy
+    of its group). All ranks meet at every all-to-all, so the busiest sets the pace: its expert
+    GEMMs, activation and bias work on β·Tg·k/ep rows, it receives β times the mean dispatch
+    (and sends β times the mean combine), and it keeps β times the mean routed activations."""
+    beta = model.moe.load_factor
+    if beta == 1.0:
+        return 1.0
+    return np.minimum(beta, ep) if np.ndim(ep) else min(beta, float(ep))
 
 
 def _moe_comms(a2a: Num, ep: Num, etp: Num, etp_comms: bool) -> list[Comm]:
