@@ -135,6 +135,22 @@ def test_search_false_keeps_the_case_layout():
     assert all(b["iteration_time_s"] <= r["iteration_time_s"] for b, r in zip(best, rows))
 
 
+def test_a_point_is_costed_with_the_case_software_stack_as_search_is():
+    """The sweep's best layout of a point equals `xlayer search` on that point's case: the
+    software block selects the stack profile (here DeepSpeed's: ZeRO stages and its pipeline
+    engine's four blocking transfers) in both."""
+    from xlayer.explore.search import search_case
+    from xlayer.prediction.case import case_from_dict
+    base = json.loads(json.dumps(BASE))
+    base["software"] = {"framework": "deepspeed"}
+    sw = sweep_from_dict({"name": "t", "base": base, "parameters": {"system.count": [8]}})
+    row = evaluate_point(sw.spec(), sw.points[0], 0)
+    case = json.loads(json.dumps(base))
+    case["parallel"] = {}
+    cs = search_case(case_from_dict(case), top=1, compare=False)
+    assert row["iteration_time_s"] == pytest.approx(cs.top[0].iteration_time_s, rel=1e-9)
+
+
 # ---- output and resume ------------------------------------------------------------------------
 
 def test_local_run_writes_parquet_and_definition(tmp_path):

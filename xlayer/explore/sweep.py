@@ -61,7 +61,7 @@ import numpy as np
 import yaml
 
 from xlayer.errors import InputError, closest
-from xlayer.explore.search import (DEFAULT_MAX_CP, DEFAULT_MAX_VP, LAYOUT_FIELDS, RANKS, candidate_grid,
+from xlayer.explore.search import (DEFAULT_MAX_CP, DEFAULT_MAX_VP, LAYOUT_FIELDS, RANKS, ZERO, candidate_grid,
                                    search_layouts)
 from xlayer.engine.vectorized import valid_mask
 from xlayer.hardware.spec import Accelerator, System
@@ -442,7 +442,8 @@ def build_point(spec: dict[str, Any], point: dict[str, Any], index: int = 0) -> 
     if spec["search"]:
         # the base layout is not a constraint; only layout parameters of the sweep are
         par = {k: v for k, v in (data.get("parallel") or {}).items()
-               if k in ("dp_overlap", "tp_overlap", "ep", "algorithm", "backlink_layers")}
+               if k in ("dp_overlap", "tp_overlap", "ep", "algorithm", "backlink_layers", "ep_overlap",
+                        "shared_expert_overlap")}
         for name, value in point.items():
             if name.startswith("parallel."):
                 par[name.split(".", 1)[1]] = value
@@ -547,12 +548,17 @@ def plan(sw: Sweep, progress: Optional[Callable[[int, int], None]] = None) -> No
 def evaluate_point(spec: dict[str, Any], point: dict[str, Any], index: int) -> dict[str, Any]:
     """One result row: the point's parameters, its best (or only) layout and its numbers."""
     t0 = time.perf_counter()
+    from xlayer.mapping.stack import allowed_zero
+    from xlayer.prediction.training import case_recipe
     pt = build_point(spec, point, index)
     case, system = pt.case, pt.system
+    fw = case.software.framework
+    # the case's software block and MoE switches select the stack profile, as predict and search do
     res = search_layouts(case.model, system, case.precision, case.batch.global_, rank=spec["rank"],
                          fixed=pt.fixed, tp_beyond_domain=spec["tp_beyond_domain"], max_vp=spec["max_vp"],
                          max_cp=spec["max_cp"], dp_overlap=pt.dp_overlap, tp_overlap=pt.tp_overlap,
-                         algorithm=pt.algorithm, backlink_layers=pt.backlink_layers)
+                         algorithm=pt.algorithm, backlink_layers=pt.backlink_layers, recipe=case_recipe(case),
+                         zero_stages=allowed_zero(fw, 2) if fw else ZERO)
     row: dict[str, Any] = {"point_id": index}
     for k in spec["param_names"]:
         row[k] = point[k]
