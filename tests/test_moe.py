@@ -260,3 +260,61 @@ def test_imbalance_below_one_is_refused_naming_the_field():
     with pytest.raises((InputError, ValidationError)) as e:
         case_from_dict(d)
     assert "model.moe.imbalance" in str(e.value)
+
+
+# --- host issue of an MoE layer (moe_host_exposed_s) ----------------------------------------------
+
+def test_moe_host_exposure_bounds():
+    from xlayer.engine.training import moe_host_exposed_s
+    from xlayer.mapping.profiles import get_profile
+    host = get_profile("megatron-bridge").moe_host
+    op = host.op_s["x86"]
+    L = 16
+    h_a = op * host.fwd_before_sync
+    h_b = op * (host.fwd_after_sync + 2 * (host.grouped_linear_fwd_fixed + L * host.grouped_linear_fwd_per_expert["mxfp8"]))
+    h_bwd = op * (host.bwd_fixed + 2 * (host.grouped_linear_bwd_fixed + L * host.grouped_linear_bwd_per_expert["mxfp8"])
+                  + L * host.bwd_hooks_per_expert)
+    # an idle GPU: the whole host time shows
+    f, b = moe_host_exposed_s(host, 0.0, 0.0, 0.0, L, "mxfp8", False)
+    assert f == pytest.approx(h_a + h_b) and b == pytest.approx(h_bwd)
+    # a busy GPU hides it
+    f, b = moe_host_exposed_s(host, 1.0, 1.0, 1.0, L, "mxfp8", False)
+    assert f == 0.0 and b == 0.0
+    # in between the forward pays what the GPU does not cover after the wait
+    f, _ = moe_host_exposed_s(host, 0.0, h_b / 2, 0.0, L, "mxfp8", False)
+    assert f == pytest.approx(h_a + h_b - h_b / 2)
+    # more local experts, a slower (Grace) host, a costlier format: never less host time
+    f16, b16 = moe_host_exposed_s(host, 0.0, 0.0, 0.0, 16, "bf16", False)
+    f4, b4 = moe_host_exposed_s(host, 0.0, 0.0, 0.0, 4, "bf16", False)
+    fg, bg = moe_host_exposed_s(host, 0.0, 0.0, 0.0, 16, "bf16", True)
+    fm, bm = moe_host_exposed_s(host, 0.0, 0.0, 0.0, 16, "mxfp8", False)
+    assert f4 < f16 < fg and b4 < b16 < bg and f16 < fm and b16 < bm
+
+
+def test_host_bound_moe_layer_shows_in_the_breakdown_and_dense_layers_never_do():
+    from xlayer.prediction.case import case_from_dict
+    from xlayer.prediction.training import predict_training
+
+    def case(moe, acc="GB200-NVL72", micro=1):
+        m = {"name": "q", "layers": 8, "hidden": 2048, "heads": 32, "kv_heads": 4, "head_dim": 128,
+             "ffn_hidden": 6144, "vocab": 32000, "activation": "swiglu", "seq_len": 1024}
+        if moe:
+            m["moe"] = {"experts": 128, "top_k": 8, "ffn_hidden": 768}
+        return case_from_dict({"id": "h", "kind": "training", "software": {"framework": "megatron-bridge"},
+                               "model": m, "system": {"accelerator": acc, "count": 8},
+                               "parallel": {"tp": 1, "pp": 1, "dp": 8, "ep": 8 if moe else 1, "recompute": "none",
+                                            "zero": 1},
+                               "batch": {"global": 64, "micro": micro}, "precision": "mxfp8"})
+    r = predict_training(case(True), energy=False)
+    host = r.time_breakdown_s.get("host.moe_issue_exposed", 0.0)
+    assert host > 0.0
+    assert sum(r.time_breakdown_s.values()) == pytest.approx(r.iteration_time_s, rel=1e-9)
+    # the x86 host of a B200 issues faster than the Grace of a GB200
+    r86 = predict_training(case(True, "B200-SXM-180GB"), energy=False)
+    assert r86.time_breakdown_s.get("host.moe_issue_exposed", 0.0) < host
+    # one micro-batch of 8 sequences instead of 8 of one: the host issues each layer once, not
+    # eight times, and the GPU has more to do meanwhile
+    r8 = predict_training(case(True, micro=8), energy=False)
+    assert r8.time_breakdown_s.get("host.moe_issue_exposed", 0.0) < host
+    dense = predict_training(case(False), energy=False)
+    assert "host.moe_issue_exposed" not in dense.time_breakdown_s

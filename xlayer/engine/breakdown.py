@@ -34,6 +34,9 @@ def time_breakdown_s(cost: IterationCost, layout: Layout, model: ModelSpec) -> d
     tb["comm.tp_exposed"] = (lay.tp_fwd_s + lay.tp_bwd_s) * scale
     if model.is_moe:
         tb["comm.ep_all_to_all_exposed"] = (lay.ep_fwd_s + lay.ep_bwd_s) * scale
+        host = (lay.host_fwd_s + lay.host_bwd_s) * scale
+        if float(host) > 0.0:  # moe_host_exposed_s: the host issuing an MoE layer's operations
+            tb["host.moe_issue_exposed"] = host
     if layout.cp > 1:
         tb["comm.cp_exposed"] = (lay.cp_fwd_s + lay.cp_bwd_s) * scale
     if layout.zero >= 3:

@@ -32,6 +32,9 @@ class LayerTimes:
     fsdp_bwd_s: Num
     rc_flops: Num = 0.0
     fwd_flops: Num = 0.0
+    # host issue time an MoE layer adds (moe_host_exposed_s), forward and backward
+    host_fwd_s: Num = 0.0
+    host_bwd_s: Num = 0.0
 
 
 @dataclass(frozen=True)

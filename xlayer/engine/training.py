@@ -69,6 +69,7 @@ class Recipe:
     # dispatch and combine of their own layer)
     ep_overlap: bool = False
     shared_expert_overlap: bool = False
+    moe_host: Any = None  # the profile's MoEHostCost (xlayer.mapping.profiles), None: not modelled
 
 
 def recipe_for(model: ModelSpec, precision: str, framework: Any = None, version: str | None = None,
@@ -111,7 +112,7 @@ def recipe_for(model: ModelSpec, precision: str, framework: Any = None, version:
                      "(Megatron-Core --moe-shared-expert-overlap)")
     return Recipe(attention, dropout, tuple(notes), grad_bytes, prof.name, prof.kernel_floor_s,
                   prof.host_dispatch_s, prof.p2p_per_microbatch, prof.fused_bias_grad, tp_ub,
-                  bool(ep_overlap), bool(shared_expert_overlap))
+                  bool(ep_overlap), bool(shared_expert_overlap), prof.moe_host)
 
 
 def host_bounded_s(gpu_s, kernels, recipe: Recipe):
@@ -141,6 +142,35 @@ def overlapped_exposed_s(comm_s, compute_s, acc):
     ctas = calibration().nccl_ctas if acc.comm_compute_units is None else acc.comm_compute_units
     frac = min(1.0, ctas / acc.compute_units)
     return np.maximum(0.0, comm_s - compute_s) + np.minimum(comm_s, compute_s) * frac
+
+
+def moe_host_exposed_s(host, g_before, g_after, g_bwd, local_experts, precision: str, grace: bool):
+    """Host time an MoE layer adds to one micro-batch (forward, backward) when the host issues
+    its operations one by one (``host``: the profile's MoEHostCost, counts and time per op).
+
+    The dispatcher waits for the GPU once per layer forward, before the dispatch all-to-all
+    (Megatron-Core MoEAlltoAllTokenDispatcher), so forward issue restarts from an idle GPU
+    each layer. With the forward split there into A (attention, router, preprocess; GPU time
+    g_A, host h_A) and B (all-to-alls, experts, combine; g_B, h_B), a period of the two-stage
+    host → GPU pipeline is max(g_A + max(h_B, g_B), h_A + h_B): after the wait the GPU runs B
+    as fast as the host issues it, and the next layer's A is issued while B finishes. The
+    backward has no wait, so the host runs ahead and bounds it only when slower:
+    max(g_bwd, h_bwd). Returned: the two excesses over the GPU time (≥ 0).
+
+    h = op_s · ops; ops: fwd_before_sync; fwd_after_sync + 2·(GroupedLinear fixed + L ·
+    per-expert ops of the GEMM precision); backward bwd_fixed + 2·(fixed + L · per-expert) +
+    L · hooks (L = local experts = E/ep)."""
+    op_s = host.op_s["grace" if grace else "x86"]
+    pf = host.grouped_linear_fwd_per_expert.get(precision, host.grouped_linear_fwd_per_expert["bf16"])
+    pb = host.grouped_linear_bwd_per_expert.get(precision, host.grouped_linear_bwd_per_expert["bf16"])
+    h_a = op_s * host.fwd_before_sync
+    h_b = op_s * (host.fwd_after_sync + 2.0 * (host.grouped_linear_fwd_fixed + local_experts * pf))
+    h_bwd = op_s * (host.bwd_fixed + 2.0 * (host.grouped_linear_bwd_fixed + local_experts * pb)
+                    + local_experts * host.bwd_hooks_per_expert)
+    period = np.maximum(g_before + np.maximum(h_b, g_after), h_a + h_b)
+    fwd_extra = period - (g_before + g_after)
+    bwd_extra = np.maximum(0.0, h_bwd - g_bwd)
+    return fwd_extra, bwd_extra
 
 
 def combined_1f1b_fraction(m, pp, vp):
@@ -302,7 +332,17 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
             shared = sum(times[op.name].time_s for op in ops if op.name.startswith("shared_"))
             return overlapped_exposed_s(raw, shared, acc)
 
-        t = {"compute_fwd_s": fwd_s, "compute_bwd_s": bwd_s,
+        host_f = host_b = 0.0
+        names = [op.name for op in work.fwd]
+        if recipe.moe_host is not None and "permute" in names:
+            i = names.index("permute")
+            g_a = sum(times[op.name].time_s for op in work.fwd[:i])
+            g_b = sum(times[op.name].time_s for op in work.fwd[i:]) + ep_exposed(work.fwd_comms, work.fwd)
+            g_bwd = bwd_s + ep_exposed(work.bwd_comms, work.bwd)
+            host_f, host_b = moe_host_exposed_s(recipe.moe_host, g_a, g_b, g_bwd, model.moe.experts / ep, gp,
+                                                acc.host_cpu == "grace")
+
+        t = {"compute_fwd_s": fwd_s, "compute_bwd_s": bwd_s, "host_fwd_s": host_f, "host_bwd_s": host_b,
              "recompute_s": host_bounded_s(sum(times[op.name].time_s for op in rc_ops), len(rc_ops), recipe)
              if rc_ops else 0.0,
              "tp_fwd_s": sum(tp_exposed(c) for c in work.fwd_comms if c.group == "tp"),
@@ -364,8 +404,9 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
         ep_fwd_s, ep_bwd_s = ep_fwd_s * keep, ep_bwd_s * keep
         lay["ep_fwd_s"], lay["ep_bwd_s"] = ep_fwd_s, ep_bwd_s
 
-    layer_fwd_total = fwd_s + tp_fwd_s + cp_fwd_s + fsdp_fwd_s + ep_fwd_s
-    layer_bwd_total = bwd_s + tp_bwd_s + recompute_s + tp_rc_s + cp_bwd_s + fsdp_bwd_s + ep_bwd_s
+    host_fwd_s, host_bwd_s = lay["host_fwd_s"], lay["host_bwd_s"]
+    layer_fwd_total = fwd_s + tp_fwd_s + cp_fwd_s + fsdp_fwd_s + ep_fwd_s + host_fwd_s
+    layer_bwd_total = bwd_s + tp_bwd_s + recompute_s + tp_rc_s + cp_bwd_s + fsdp_bwd_s + ep_bwd_s + host_bwd_s
 
     # first/last stage extras
     emb_ops = embedding_work(model, micro, tp, cp)
@@ -391,7 +432,8 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
         proj_s = sum(op_time(o, acc, kernel_overhead_s=floor).time_s for o in [proj, *_gemm_bwd(proj)])
         last = kinds[-1][4]
         mtp_layer_s = sum(last[k] for k in ("compute_fwd_s", "compute_bwd_s", "tp_fwd_s", "tp_bwd_s",
-                                            "ep_fwd_s", "ep_bwd_s", "cp_fwd_s", "cp_bwd_s"))
+                                            "ep_fwd_s", "ep_bwd_s", "cp_fwd_s", "cp_bwd_s", "host_fwd_s",
+                                            "host_bwd_s"))
         extra_last = extra_last + model.mtp_layers * (proj_s + mtp_layer_s + logit_f + logit_b)
     # pipeline point-to-point: Megatron's scatter/gather sends 1/t of the activation per
     # tensor rank over its own link, then all-gathers it inside the TP group
@@ -546,7 +588,7 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
                              tp_fwd_s=tp_fwd_s, tp_bwd_s=tp_bwd_s, tp_recompute_s=tp_rc_s,
                              cp_fwd_s=cp_fwd_s, cp_bwd_s=cp_bwd_s, ep_fwd_s=ep_fwd_s, ep_bwd_s=ep_bwd_s,
                              fsdp_fwd_s=fsdp_fwd_s, fsdp_bwd_s=fsdp_bwd_s, rc_flops=lay["rc_flops"],
-                             fwd_flops=lay["fwd_flops"]),
+                             fwd_flops=lay["fwd_flops"], host_fwd_s=host_fwd_s, host_bwd_s=host_bwd_s),
             kinds=tuple(LayerKind(frac, w, t) for frac, w, t, _, _ in kinds),
             stages=StageTimes(layers_first=n_first, layers_mid=n_mid, layers_last=n_last, rank_first_s=r_first,
                               rank_mid_s=r_mid, rank_last_s=r_last, rank_mean_s=r_mean, p2p_s=p2p_s,

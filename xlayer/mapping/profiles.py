@@ -26,7 +26,10 @@ Fields (all per accelerator):
 * ``moe_kernel_table``: the framework's fused MoE layer timed from published measurements of
   its kernel (:mod:`xlayer.cost.measured_moe`) where the shape was measured;
 * ``p2p_per_microbatch``: blocking pipeline transfers per micro-batch on a stage's critical
-  path (Megatron batches send+recv: 2; DeepSpeed's TrainSchedule issues them one by one: 4).
+  path (Megatron batches send+recv: 2; DeepSpeed's TrainSchedule issues them one by one: 4);
+* ``moe_host``: host-issued operations of a Megatron-Core MoE layer and the host time of one
+  (:class:`MoEHostCost`): the dispatcher's once-per-layer wait for the GPU keeps the host from
+  running ahead of an MoE layer's forward.
 """
 from __future__ import annotations
 
@@ -39,6 +42,26 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFlo
 
 STACKS_DIR = Path(__file__).resolve().parent.parent / "data" / "stacks"
 DEFAULT_PROFILE = "megatron-lm"
+
+
+class MoEHostCost(BaseModel):
+    """Host-issued operations of one Megatron-Core MoE layer (alltoall dispatcher, TE
+    GroupedLinear experts) and the host time of one: the dispatcher waits for the GPU once per
+    MoE layer forward (the split sizes of its all-to-all), so the host cannot run ahead of it
+    there (:func:`xlayer.engine.training.moe_host_exposed_s`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    op_s: dict[Literal["x86", "grace"], PositiveFloat]     # host time of one op, by host CPU
+    fwd_before_sync: PositiveFloat     # attention block, pre-MLP norm, router, dispatcher preprocess, permute
+    fwd_after_sync: PositiveFloat      # all-to-alls, chunk sorts, activation, unpermute, residual
+    bwd_fixed: PositiveFloat           # the layer's backward outside the experts
+    grouped_linear_fwd_fixed: NonNegativeFloat
+    grouped_linear_bwd_fixed: NonNegativeFloat
+    # per local expert and GroupedLinear call, by GEMM precision
+    grouped_linear_fwd_per_expert: dict[str, PositiveFloat]
+    grouped_linear_bwd_per_expert: dict[str, PositiveFloat]
+    bwd_hooks_per_expert: NonNegativeFloat   # gradient hooks of the per-expert weights (backward)
 
 
 class StackProfile(BaseModel):
@@ -74,6 +97,8 @@ class StackProfile(BaseModel):
     # the framework's fused MoE priced from published measurements of its kernel where the
     # shape was measured (a table name of xlayer.cost.measured_moe.TABLES; None: the roofline)
     moe_kernel_table: Optional[str] = None
+    # host cost of a Megatron-Core MoE layer (None: the host never bounds an MoE layer)
+    moe_host: Optional[MoEHostCost] = None
     sources: dict[str, str] = {}
     file: str = ""
 
