@@ -159,7 +159,7 @@ def moe_host_exposed_s(host, g_before, g_after, g_bwd, local_experts, precision:
 
     h = op_s · ops; ops: fwd_before_sync; fwd_after_sync + 2·(GroupedLinear fixed + L ·
     per-expert ops of the GEMM precision); backward bwd_fixed + 2·(fixed + L · per-expert) +
-    L · hooks (L = local experts = E/ep)."""
+    L · hooks (L = local experts = E/ep). Not counted: operators a recompute re-issues."""
     op_s = host.op_s["grace" if grace else "x86"]
     pf = host.grouped_linear_fwd_per_expert.get(precision, host.grouped_linear_fwd_per_expert["bf16"])
     pb = host.grouped_linear_bwd_per_expert.get(precision, host.grouped_linear_bwd_per_expert["bf16"])
@@ -332,23 +332,23 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
             shared = sum(times[op.name].time_s for op in ops if op.name.startswith("shared_"))
             return overlapped_exposed_s(raw, shared, acc)
 
+        ep_f, ep_b = ep_exposed(work.fwd_comms, work.fwd), ep_exposed(work.bwd_comms, work.bwd)
         host_f = host_b = 0.0
         names = [op.name for op in work.fwd]
-        if recipe.moe_host is not None and "permute" in names:
+        if recipe.moe_host is not None and "permute" in names:  # an MoE layer under Megatron-Core
             i = names.index("permute")
             g_a = sum(times[op.name].time_s for op in work.fwd[:i])
-            g_b = sum(times[op.name].time_s for op in work.fwd[i:]) + ep_exposed(work.fwd_comms, work.fwd)
-            g_bwd = bwd_s + ep_exposed(work.bwd_comms, work.bwd)
-            host_f, host_b = moe_host_exposed_s(recipe.moe_host, g_a, g_b, g_bwd, model.moe.experts / ep, gp,
+            g_b = sum(times[op.name].time_s for op in work.fwd[i:]) + ep_f
+            host_f, host_b = moe_host_exposed_s(recipe.moe_host, g_a, g_b, bwd_s + ep_b, model.moe.experts / ep, gp,
                                                 acc.host_cpu == "grace")
 
         t = {"compute_fwd_s": fwd_s, "compute_bwd_s": bwd_s, "host_fwd_s": host_f, "host_bwd_s": host_b,
              "recompute_s": host_bounded_s(sum(times[op.name].time_s for op in rc_ops), len(rc_ops), recipe)
              if rc_ops else 0.0,
              "tp_fwd_s": sum(tp_exposed(c) for c in work.fwd_comms if c.group == "tp"),
-             "ep_fwd_s": ep_exposed(work.fwd_comms, work.fwd),
+             "ep_fwd_s": ep_f,
              "tp_bwd_s": sum(tp_exposed(c) for c in work.bwd_comms if c.group == "tp"),
-             "ep_bwd_s": ep_exposed(work.bwd_comms, work.bwd),
+             "ep_bwd_s": ep_b,
              "tp_recompute_s": sum(tp_exposed(c) for c in rc_comms) if rc_comms else 0.0,
              "rc_flops": sum(op.flops for op in rc_ops) if rc_ops else 0.0,
              "fwd_flops": sum(op.flops for op in work.fwd)}
