@@ -147,3 +147,18 @@ def test_cli_synth_and_errors():
         assert r.returncode == 2
         lines = r.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: budget.")
+
+
+def test_study_figures_depend_on_the_data_only(tmp_path):
+    """Regenerating a study page rewrites its figures byte for byte when the numbers are the
+    same (no creation date, fixed SVG ids), so docs/studies changes only where results do."""
+    from xlayer.studies.technology import node_sweep, plot_nodes
+
+    rows = node_sweep()
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    pa, pb = plot_nodes(rows, a, "x"), plot_nodes(rows, b, "x")
+    assert [p.suffix for p in pa] == [".png", ".svg"]
+    for x, y in zip(pa, pb):
+        assert x.read_bytes() == y.read_bytes(), x.name

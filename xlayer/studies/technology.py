@@ -299,12 +299,16 @@ def plot_waterfall(steps: list[Step], out: Path, name: str) -> list[Path]:
 
 
 def _save(plt, fig, out: Path, name: str) -> list[Path]:
-    """Write ``fig`` as <name>.png and <name>.svg in ``out`` and close it."""
+    """Write ``fig`` as <name>.png and <name>.svg in ``out`` and close it. The files depend
+    on the data only (no creation date, fixed SVG element ids), so a regenerated study page
+    changes only where its numbers do."""
     fig.tight_layout()
     paths = []
     for ext in ("png", "svg"):
         p = out / f"{name}.{ext}"
-        fig.savefig(p, dpi=120)
+        meta = {"Date": None} if ext == "svg" else {"Software": None}
+        with plt.rc_context({"svg.hashsalt": name}):
+            fig.savefig(p, dpi=120, metadata=meta)
         paths.append(p)
     plt.close(fig)
     return paths
