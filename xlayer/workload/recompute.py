@@ -62,18 +62,13 @@ def check_recompute(mode: str) -> str:
     return "+".join(m for m in MODULES if m in parts)  # canonical order
 
 
-def applicable_modules(*, moe: bool, mla: bool, dense_ffn: bool, shared: bool) -> tuple[str, ...]:
-    """The modules a model has: layernorm always, moe_act with routed experts, mla_up_proj with
-    MLA, mlp with dense FFN layers, shared_experts with shared experts."""
-    have = {"layernorm": True, "moe_act": moe, "mla_up_proj": mla, "mlp": dense_ffn, "shared_experts": shared}
-    return tuple(m for m in MODULES if have[m])
-
-
 def model_modules(model) -> tuple[str, ...]:
-    """:func:`applicable_modules` of a ModelSpec."""
+    """The modules a ModelSpec has: layernorm always, moe_act with routed experts, mla_up_proj
+    with MLA, mlp with dense FFN layers, shared_experts with shared experts."""
     moe = model.moe is not None
-    return applicable_modules(moe=moe, mla=model.mla is not None, dense_ffn=not moe or model.moe.dense_layers > 0,
-                              shared=moe and model.moe.shared_experts > 0)
+    have = {"layernorm": True, "moe_act": moe, "mla_up_proj": model.mla is not None,
+            "mlp": not moe or model.moe.dense_layers > 0, "shared_experts": moe and model.moe.shared_experts > 0}
+    return tuple(m for m in MODULES if have[m])
 
 
 def check_recompute_for(model, mode: str) -> str:
