@@ -35,7 +35,7 @@ def model_state_bytes(params: Any, dp: Any, zero: int, precision: str = "bf16",
 
 def layer_activation_bytes(model: ModelSpec, b: Any, tp: Any, cp: Any, sp: bool, recompute: str,
                            attention: str, dropout: float, ffn: str = "dense", etp: Any = 1,
-                           precision: str = "bf16", ep: Any = 1) -> Any:
+                           precision: str = "bf16", ep: Any = 1, saved: Any = None) -> Any:
     """Bytes one layer keeps for its backward pass, per accelerator and micro-batch.
 
     Generalises Korthikanti 2022 eq. (1)–(5) (which is s·b·h·(34 + 5·a·s/h) for GPT with
@@ -57,6 +57,11 @@ def layer_activation_bytes(model: ModelSpec, b: Any, tp: Any, cp: Any, sp: bool,
     weight gradient in its quantized (column-wise) form, not in 16 bit (te.Linear /
     LayerNormLinear save ``inputmat`` / ``ln_out`` as the quantized tensor), so the QKV, proj,
     FC1 and FC2 inputs count q bytes per element (:func:`gemm_input_bytes`) instead of 2.
+    ``saved``: the stack's :class:`xlayer.mapping.profiles.SavedActivations` (None: fused
+    kernels as above). Unfused modules change three terms: an RMSNorm keeps
+    ``rmsnorm_input_bytes`` per input element instead of 2 (both norms), an ``act(gate) * up``
+    FFN also keeps act's output (2·T·f/t; routed experts 2·k·R·f_e), and a non-gated
+    activation keeps ``gelu_input_bytes`` per FC1-output element instead of 2.
     """
     h, s = model.hidden, model.seq_len
     T = b * s / cp
@@ -78,13 +83,17 @@ def layer_activation_bytes(model: ModelSpec, b: Any, tp: Any, cp: Any, sp: bool,
     else:
         qkv_b = 2 * T * (model.q_dim + 2 * model.kv_dim) / tp
         proj_in = T * model.q_dim / tp
+    # unfused modules of the stack (None: fused kernels): norm input, gated act output, GELU input
+    norm_in = (saved.rmsnorm_input_bytes if saved is not None and model.norm == "rmsnorm" else 2.0)
+    glu_out = 2.0 if saved is not None and saved.glu_unfused and model.gated else 0.0
+    act_in = saved.gelu_input_bytes if saved is not None and model.activation == "gelu" else 2.0
     mods = recompute_modules(recompute)
     norm_out = 0.0 if "layernorm" in mods else 1.0  # layernorm: the norm outputs are re-run
     if "mla_up_proj" in mods and model.mla is not None:
         ml = model.mla
         qkv_b = qkv_b - 2 * T * model.heads * (2 * (ml.qk_nope_head_dim + ml.qk_rope_head_dim) + ml.v_head_dim) / tp
-    attn = (2 * rows * h + norm_out * gi * rows * h + qkv_b + gi * proj_in + drop * rows * h + 2 * rows * h
-            + drop * rows * h)
+    attn = (norm_in * rows * h + norm_out * gi * rows * h + qkv_b + gi * proj_in + drop * rows * h
+            + norm_in * rows * h + drop * rows * h)
     if ffn == "moe":
         m = model.moe
         R = T / tp  # the rank's sequence-parallel tokens
@@ -95,14 +104,16 @@ def layer_activation_bytes(model: ModelSpec, b: Any, tp: Any, cp: Any, sp: bool,
         # before the weighted combine; shared experts as a dense MLP of width S·f_e
         # the busiest EP rank holds β times the mean expert rows (moe_load_factor)
         beta = moe_load_factor(model, ep)
-        ffn_b = norm_out * 2 * rows * h + 8 * R * m.experts + beta * R * m.top_k * (gi * h + 2 * fe1 + act_out + 2 * h)
+        ffn_b = norm_out * 2 * rows * h + 8 * R * m.experts + beta * R * m.top_k * (
+            gi * h + 2 * fe1 + act_out + glu_out * fe + 2 * h)
         if m.shared_experts and "shared_experts" not in mods:
             fs = m.shared_experts * m.ffn_hidden
-            ffn_b = ffn_b + 2 * T * fs * (2 if model.gated else 1) / tp + gi * T * fs / tp
+            ffn_b = ffn_b + 2 * T * fs * (2 if model.gated else 1) / tp + (gi + glu_out) * T * fs / tp
     elif "mlp" in mods:  # the checkpointed MLP keeps its input only
         ffn_b = norm_out * gi * rows * h
     else:
-        ffn_b = norm_out * gi * rows * h + 2 * T * f1 / tp + gi * T * f / tp
+        fc1_out = 2 * T * f1 / tp if model.gated else act_in * T * f1 / tp
+        ffn_b = norm_out * gi * rows * h + fc1_out + (gi + glu_out) * T * f / tp
     total = attn + ffn_b
     if attention == "classic":
         if recompute != "selective":
@@ -135,9 +146,13 @@ def inflight_chunks_on_rank(pp: Any, vp: Any, microbatches: Any, rank: Any) -> A
     return out if np.ndim(out) else int(out)
 
 
-def logits_activation_bytes(model: ModelSpec, b: Any, tp: Any, cp: Any) -> Any:
-    """Last stage: fp32 logits T·V/t·4 kept for the loss backward (one micro-batch)."""
-    return 4.0 * b * model.seq_len / cp * model.vocab / tp
+def logits_activation_bytes(model: ModelSpec, b: Any, tp: Any, cp: Any, saved: Any = None) -> Any:
+    """Last stage, one micro-batch: the cross entropy's bytes per logit at the loss-backward
+    peak times T·V/t: 4 for fused kernels (Megatron's vocab-parallel cross entropy keeps the
+    fp32 softmax and writes the gradient into it), ``saved.logits_peak_bytes`` for the stack
+    (:class:`xlayer.mapping.profiles.SavedActivations`; eager PyTorch 14)."""
+    per_logit = 4.0 if saved is None else saved.logits_peak_bytes
+    return per_logit * b * model.seq_len / cp * model.vocab / tp
 
 
 def communication_buffer_bytes(model: ModelSpec, b: Any, tp: Any, cp: Any, sp: bool, dp: Any) -> Any:

@@ -70,7 +70,7 @@ def time_breakdown_s(cost: IterationCost, layout: Layout, model: ModelSpec) -> d
 
 def memory_breakdown_bytes(cost: IterationCost) -> dict[str, float]:
     """Bytes per accelerator: model states of the layers by kind and of the embedding/output
-    layer, activations (busiest rank), communication buffers."""
+    layer, activations of the layers and of the loss (busiest rank), communication buffers."""
     mem = cost.detail.memory
     states = float(mem.states)
     layer_part = (states - float(mem.edge_states)) / states if states else 0.0
@@ -78,7 +78,8 @@ def memory_breakdown_bytes(cost: IterationCost) -> dict[str, float]:
             "model_state_bytes.gradients": float(mem.gradients) * layer_part,
             "model_state_bytes.optimizer": float(mem.optimizer) * layer_part,
             "model_state_bytes.embedding_output": states * (1.0 - layer_part),
-            "layer_activation_bytes.activations": float(mem.activations),
+            "layer_activation_bytes.activations": float(mem.activations) - float(mem.logits),
+            "logits_activation_bytes.loss": float(mem.logits),
             "communication_buffer_bytes": float(mem.comm_buffers)}
 
 

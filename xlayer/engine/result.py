@@ -78,6 +78,8 @@ class MemoryTerms:
     comm_buffers: Num
     # model states of the embedding / output layer alone (the rest is the layers')
     edge_states: Num = 0.0
+    # the loss's share of ``activations`` (logits_activation_bytes) when the busiest rank has it
+    logits: Num = 0.0
 
     @property
     def states(self) -> Num:

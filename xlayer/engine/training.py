@@ -70,6 +70,7 @@ class Recipe:
     ep_overlap: bool = False
     shared_expert_overlap: bool = False
     moe_host: Any = None  # the profile's MoEHostCost (xlayer.mapping.profiles), None: not modelled
+    saved: Any = None  # the profile's SavedActivations (xlayer.mapping.profiles), None: fused kernels
 
 
 def recipe_for(model: ModelSpec, precision: str, framework: Any = None, version: str | None = None,
@@ -81,7 +82,7 @@ def recipe_for(model: ModelSpec, precision: str, framework: Any = None, version:
     fp16 mixed precision (loss scaling) is the Megatron-LM/DeepSpeed recipe of 2020–22,
     which used the fused-softmax ("classic") attention and dropout 0.1; bf16/fp8 recipes
     use flash attention and, like Llama, no dropout."""
-    from xlayer.mapping.profiles import profile_for
+    from xlayer.mapping.profiles import FUSED_SAVED, profile_for
 
     if framework is not None and not isinstance(framework, str):
         framework, version, mode = framework.framework, framework.version, framework.mode
@@ -104,6 +105,9 @@ def recipe_for(model: ModelSpec, precision: str, framework: Any = None, version:
     if tp_ub:
         notes.append(f"tensor-parallel collectives overlapped with their GEMMs when sp ({prof.name}: {prof.file}, "
                      "tp_comm_overlap)")
+    if prof.saved_activations != FUSED_SAVED:
+        notes.append(f"saved activations as the {prof.name} modules keep them ({prof.file}, saved_activations: "
+                     f"loss {prof.saved_activations.logits_peak_bytes:g} B per logit)")
     if ep_overlap:
         notes.append("parallel.ep_overlap: EP all-to-alls under the adjacent micro-batch's compute (Megatron-Core "
                      "combined 1F1B, --overlap-moe-expert-parallel-comm)")
@@ -112,7 +116,7 @@ def recipe_for(model: ModelSpec, precision: str, framework: Any = None, version:
                      "(Megatron-Core --moe-shared-expert-overlap)")
     return Recipe(attention, dropout, tuple(notes), grad_bytes, prof.name, prof.kernel_floor_s,
                   prof.host_dispatch_s, prof.p2p_per_microbatch, prof.fused_bias_grad, tp_ub,
-                  bool(ep_overlap), bool(shared_expert_overlap), prof.moe_host)
+                  bool(ep_overlap), bool(shared_expert_overlap), prof.moe_host, prof.saved_activations)
 
 
 def host_bounded_s(gpu_s, kernels, recipe: Recipe):
@@ -457,7 +461,7 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
     # fp32 training keeps 4-byte activations (the formulas count 16-bit ones)
     act_scale = 2.0 if precision == "fp32" else 1.0
     act_layer = act_scale * sum(frac * layer_activation_bytes(model, micro, tp, cp, sp, recompute, recipe.attention,
-                                                              recipe.dropout, ffn, etp, gp, ep)
+                                                              recipe.dropout, ffn, etp, gp, ep, recipe.saved)
                                 for frac, ffn, _ in layer_kinds(model))
     if offload_layers:
         if acc.host_link_bytes_per_s is None:
@@ -537,7 +541,7 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
     # memory of the first, a middle and the last pipeline rank; the largest is reported.
     # In flight (Megatron-LM schedules): 1F1B rank r holds min(m, p−r) micro-batches of its
     # layers; interleaved, rank r warms up 2(p−r−1) + (v−1)·p chunks and holds one more.
-    logits_b = logits_activation_bytes(model, micro, tp, cp)
+    logits_b = logits_activation_bytes(model, micro, tp, cp, recipe.saved)
 
     def held(rank, n_layers):
         if local:  # backward follows forward on the same stage: one micro-batch in flight
@@ -552,9 +556,12 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
     if local:
         act_first = act_first + _where(pp > 1, logits_b + backlink_layers * act_layer, 0.0)
     act = np.maximum(np.maximum(act_first, act_mid), act_last)
+    # the loss's share of the busiest rank's activations (shown as its own memory term)
+    has_loss = (pp == 1) | (act_last >= act) | ((act_first >= act) & bool(local))
+    logits_held = _where(has_loss, logits_b, 0.0)
     if recompute == "full":  # one layer's full set is alive while it is recomputed
         full_sets = [layer_activation_bytes(model, micro, tp, cp, sp, "none", recipe.attention, recipe.dropout,
-                                            ffn, etp, gp, ep) for _, ffn, _ in layer_kinds(model)]
+                                            ffn, etp, gp, ep, recipe.saved) for _, ffn, _ in layer_kinds(model)]
         act = act + act_scale * np.maximum.reduce(np.broadcast_arrays(*full_sets)) if len(full_sets) > 1 \
             else act + act_scale * full_sets[0]
     chunks = inflight_chunks(pp, vp, m)
@@ -596,7 +603,8 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
             memory=MemoryTerms(weights=states["weights"], gradients=states["gradients"],
                                optimizer=states["optimizer"], activations=act, activations_first_rank=act_first,
                                activation_per_layer=act_layer, inflight_chunks=chunks, comm_buffers=buffers,
-                               edge_states=edge["weights"] + edge["gradients"] + edge["optimizer"]),
+                               edge_states=edge["weights"] + edge["gradients"] + edge["optimizer"],
+                               logits=logits_held),
             offload_s=offload_s, dp_raw_s=dp_raw, params_rank=p_rank,
             params_layers_rank=n_busy_layers * layer_w, flops_model=flops_model)
     return IterationCost(

@@ -29,7 +29,10 @@ Fields (all per accelerator):
   path (Megatron batches send+recv: 2; DeepSpeed's TrainSchedule issues them one by one: 4);
 * ``moe_host``: host-issued operations of a Megatron-Core MoE layer and the host time of one
   (:class:`MoEHostCost`): the dispatcher's once-per-layer wait for the GPU keeps the host from
-  running ahead of an MoE layer's forward.
+  running ahead of an MoE layer's forward;
+* ``saved_activations``: what the stack's modules keep for the backward where that differs
+  from fused kernels (:class:`SavedActivations`: unfused RMSNorm and gated activation, the
+  written-out tanh GELU, the cross-entropy's bytes per logit at the loss-backward peak).
 """
 from __future__ import annotations
 
@@ -62,6 +65,37 @@ class MoEHostCost(BaseModel):
     grouped_linear_fwd_per_expert: dict[str, PositiveFloat]
     grouped_linear_bwd_per_expert: dict[str, PositiveFloat]
     bwd_hooks_per_expert: NonNegativeFloat   # gradient hooks of the per-expert weights (backward)
+
+
+class SavedActivations(BaseModel):
+    """What a stack's modules keep for the backward pass where it differs from fused kernels
+    (Megatron-LM / Transformer Engine, the defaults; Korthikanti 2022 eq. 1-5 term by term).
+    Bytes per element, per token (``xlayer.cost.memory.layer_activation_bytes``).
+
+    * ``rmsnorm_input_bytes``: an RMSNorm keeps of its input; fused kernels keep the 16-bit
+      input (2); the Hugging Face / Meta reference module ``x.float()``, ``pow``, ``mean``,
+      ``rsqrt``, ``mul``, ``.to(bf16)``, ``weight *`` keeps the fp32 copy (4) and the 16-bit
+      normalized tensor (2): 6.
+    * ``glu_unfused``: a gated FFN as ``act(gate) * up`` (two ops) also keeps ``act``'s output
+      (2·f more); fused SwiGLU kernels keep only the FC1 output.
+    * ``gelu_input_bytes``: a non-gated activation keeps of its f-wide input: one op
+      (``F.gelu``, fused bias-GELU) 2; the tanh formula written out (Hugging Face ``gelu_new``:
+      pow, tanh, 0.5·x, 1 + tanh) 8.
+    * ``logits_peak_bytes``: bytes per logit alive at the loss-backward peak of the last stage
+      (Megatron's vocab-parallel cross entropy keeps its fp32 softmax and computes the
+      gradient in place: 4; eager ``F.cross_entropy(logits.float(), y)`` with the 16-bit logits
+      held by the caller: 2 + 4 (saved log-softmax) + 4 (its output gradient) + 4 (its input
+      gradient) = 14)."""
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    rmsnorm_input_bytes: float = Field(2.0, ge=2.0, le=8.0)
+    glu_unfused: bool = False
+    gelu_input_bytes: float = Field(2.0, ge=2.0, le=16.0)
+    logits_peak_bytes: float = Field(4.0, ge=2.0, le=32.0)
+    source: str = ""
+
+
+FUSED_SAVED = SavedActivations()
 
 
 class StackProfile(BaseModel):
@@ -99,6 +133,8 @@ class StackProfile(BaseModel):
     moe_kernel_table: Optional[str] = None
     # host cost of a Megatron-Core MoE layer (None: the host never bounds an MoE layer)
     moe_host: Optional[MoEHostCost] = None
+    # what the stack's modules save for backward (default: fused Megatron / TE kernels)
+    saved_activations: SavedActivations = FUSED_SAVED
     sources: dict[str, str] = {}
     file: str = ""
 

@@ -1,0 +1,247 @@
+"""What eager PyTorch modules keep for the backward pass, counted on real modules (CPU).
+
+    python benchmarks/eager_memory.py          # table: measured vs xlayer's layer / logits bytes
+
+A Llama-style decoder layer written as the Hugging Face modules are (transformers
+``modeling_llama.py``: ``LlamaRMSNorm`` upcasts to fp32, ``LlamaMLP`` is
+``down(act(gate(x)) * up(x))``, RoPE by ``rotate_half``, ``F.scaled_dot_product_attention``),
+a GPT-style layer of torch.nn modules (``nn.LayerNorm``, biased ``nn.Linear``, SDPA,
+``nn.GELU(approximate="tanh")``, as the H200 kernel file's layer) and the written-out tanh
+GELU of Hugging Face's ``gelu_new`` run forward in bf16 on the CPU. Two counters:
+
+* ``saved_bytes``: every tensor autograd saves for backward during the layer's forward
+  (``torch.autograd.graph.saved_tensors_hooks``), one count per storage, parameters and
+  model-level inputs (the RoPE cos/sin tables, computed once per model) left out;
+* ``peak_bytes``: the largest sum of live tensor storages over a forward + backward
+  (a ``TorchDispatchMode`` sees every op's outputs, ``weakref.finalize`` their release).
+
+On the CPU, PyTorch's SDPA runs its flash kernel (``_scaled_dot_product_flash_attention_for_cpu``)
+which, like the CUDA one, saves q, k, v, the output and the log-sum-exp; CUDA-only fused
+kernels (``torch.nn.RMSNorm``'s ``_fused_rms_norm`` since torch 2.9) are not what these
+modules call. Nothing here is fitted: the numbers check the formulas of
+``xlayer.cost.memory`` with the ``pytorch-eager`` profile's ``saved_activations``.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import weakref
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+class HFRMSNorm(nn.Module):
+    """transformers' LlamaRMSNorm.forward, op for op."""
+
+    def __init__(self, h: int, eps: float = 1e-6):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(h))
+        self.eps = eps
+
+    def forward(self, x):
+        dtype = x.dtype
+        x = x.to(torch.float32)
+        variance = x.pow(2).mean(-1, keepdim=True)
+        x = x * torch.rsqrt(variance + self.eps)
+        return self.weight * x.to(dtype)
+
+
+class NewGELU(nn.Module):
+    """transformers' NewGELUActivation (``gelu_new``, GPT-2)."""
+
+    def forward(self, x):
+        return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))
+
+
+def _rotate_half(x):
+    x1, x2 = x[..., : x.shape[-1] // 2], x[..., x.shape[-1] // 2:]
+    return torch.cat((-x2, x1), dim=-1)
+
+
+def rope_tables(seq: int, head_dim: int, dtype=torch.bfloat16):
+    inv = 1.0 / (10000 ** (torch.arange(0, head_dim, 2).float() / head_dim))
+    emb = torch.cat([torch.outer(torch.arange(seq).float(), inv)] * 2, dim=-1)
+    return emb.cos().to(dtype)[None, None], emb.sin().to(dtype)[None, None]
+
+
+class LlamaLayer(nn.Module):
+    """A Llama decoder layer as transformers writes it (no bias, RMSNorm, RoPE, SwiGLU)."""
+
+    def __init__(self, h: int, heads: int, kv_heads: int, ffn: int):
+        super().__init__()
+        self.a, self.kv, self.d = heads, kv_heads, h // heads
+        self.input_layernorm, self.post_attention_layernorm = HFRMSNorm(h), HFRMSNorm(h)
+        self.q_proj = nn.Linear(h, heads * self.d, bias=False)
+        self.k_proj = nn.Linear(h, kv_heads * self.d, bias=False)
+        self.v_proj = nn.Linear(h, kv_heads * self.d, bias=False)
+        self.o_proj = nn.Linear(heads * self.d, h, bias=False)
+        self.gate_proj = nn.Linear(h, ffn, bias=False)
+        self.up_proj = nn.Linear(h, ffn, bias=False)
+        self.down_proj = nn.Linear(ffn, h, bias=False)
+
+    def forward(self, x, cos, sin):
+        b, s, _ = x.shape
+        residual, y = x, self.input_layernorm(x)
+        q = self.q_proj(y).view(b, s, self.a, self.d).transpose(1, 2)
+        k = self.k_proj(y).view(b, s, self.kv, self.d).transpose(1, 2)
+        v = self.v_proj(y).view(b, s, self.kv, self.d).transpose(1, 2)
+        q, k = q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin
+        o = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=self.kv != self.a)
+        x = residual + self.o_proj(o.transpose(1, 2).reshape(b, s, -1))
+        residual, y = x, self.post_attention_layernorm(x)
+        return residual + self.down_proj(F.silu(self.gate_proj(y)) * self.up_proj(y))
+
+
+class GPTLayer(nn.Module):
+    """A pre-LN GPT layer of torch.nn modules (biases on, no dropout)."""
+
+    def __init__(self, h: int, heads: int, ffn: int, act: nn.Module | None = None):
+        super().__init__()
+        self.a, self.d = heads, h // heads
+        self.ln_1, self.ln_2 = nn.LayerNorm(h), nn.LayerNorm(h)
+        self.c_attn, self.c_proj = nn.Linear(h, 3 * h), nn.Linear(h, h)
+        self.c_fc, self.mlp_proj = nn.Linear(h, ffn), nn.Linear(ffn, h)
+        self.act = act if act is not None else nn.GELU(approximate="tanh")
+
+    def forward(self, x, cos=None, sin=None):
+        b, s, h = x.shape
+        q, k, v = self.c_attn(self.ln_1(x)).split(h, dim=2)
+        q, k, v = (t.view(b, s, self.a, self.d).transpose(1, 2) for t in (q, k, v))
+        o = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        x = x + self.c_proj(o.transpose(1, 2).reshape(b, s, h))
+        return x + self.mlp_proj(self.act(self.c_fc(self.ln_2(x))))
+
+
+def saved_bytes(layer: nn.Module, x: torch.Tensor, *model_inputs: torch.Tensor) -> int:
+    """Bytes of the distinct storages autograd saves during ``layer(x, *model_inputs)``'s forward
+    (parameters and the model-level inputs left out; ``x`` counted if the layer saves it)."""
+    skip = {t.untyped_storage().data_ptr() for t in [*layer.parameters(), *model_inputs]}
+    seen: dict[int, int] = {}
+
+    def pack(t):
+        st = t.untyped_storage()
+        if st.data_ptr() not in skip:
+            seen.setdefault(st.data_ptr(), st.nbytes())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = layer(x, *model_inputs)
+    del out
+    return sum(seen.values())
+
+
+class LiveBytes(TorchDispatchMode):
+    """Sum of live storages created by ops under the mode, and its peak (storages of ``skip``
+    — parameters, inputs made before the mode — never counted, also when an op returns a view
+    of them)."""
+
+    def __init__(self, skip: tuple[torch.Tensor, ...] = ()):
+        super().__init__()
+        self.skip = {t.untyped_storage().data_ptr() for t in skip}
+        self.live: dict[int, int] = {}
+        self.now = 0
+        self.peak = 0
+
+    def _release(self, ptr: int) -> None:
+        self.now -= self.live.pop(ptr, 0)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in tree_flatten(out)[0]:
+            if isinstance(t, torch.Tensor):
+                st = t.untyped_storage()
+                ptr = st.data_ptr()
+                if ptr and ptr not in self.live and ptr not in self.skip:
+                    self.live[ptr] = st.nbytes()
+                    self.now += st.nbytes()
+                    self.peak = max(self.peak, self.now)
+                    weakref.finalize(st, self._release, ptr)
+        return out
+
+
+def loss_peak_bytes(tokens: int, hidden: int, vocab: int) -> int:
+    """Peak live bytes of ``logits = lm_head(x)``; ``F.cross_entropy(logits.float(), y)``;
+    backward — the caller keeps ``logits`` (as a training loop that returns them does); the
+    head's weight and x are not counted (the peak comes before their gradients exist)."""
+    torch.manual_seed(0)
+    head = nn.Linear(hidden, vocab, bias=False).to(torch.bfloat16)
+    x = torch.randn(tokens, hidden, dtype=torch.bfloat16, requires_grad=True)
+    y = torch.randint(0, vocab, (tokens,))
+    with LiveBytes(skip=(head.weight, x)) as live:
+        logits = head(x)
+        loss = F.cross_entropy(logits.float(), y)
+        loss.backward()
+    del logits
+    return live.peak
+
+
+def measure(h: int = 256, heads: int = 8, kv_heads: int = 8, ffn: int = 688, seq: int = 128, batch: int = 2,
+            vocab: int = 4096) -> dict[str, int]:
+    """Measured bytes for one configuration (small enough for a CPU test)."""
+    torch.manual_seed(0)
+    x = torch.randn(batch, seq, h, dtype=torch.bfloat16, requires_grad=True)
+    cos, sin = rope_tables(seq, h // heads)
+    llama = LlamaLayer(h, heads, kv_heads, ffn).to(torch.bfloat16)
+    gpt = GPTLayer(h, heads, 4 * h).to(torch.bfloat16)
+    gpt_new = GPTLayer(h, heads, 4 * h, NewGELU()).to(torch.bfloat16)
+    return {
+        "llama_layer_saved_bytes": saved_bytes(llama, x, cos, sin),
+        "gpt_layer_saved_bytes": saved_bytes(gpt, x),
+        "gpt_gelu_new_layer_saved_bytes": saved_bytes(gpt_new, x),
+        "loss_peak_bytes": loss_peak_bytes(batch * seq, h, vocab),
+    }
+
+
+def predicted(h: int = 256, heads: int = 8, kv_heads: int = 8, ffn: int = 688, seq: int = 128, batch: int = 2,
+              vocab: int = 4096, profile: str | None = "pytorch-eager") -> dict[str, float]:
+    """xlayer's bytes for the same configuration under a stack profile (None: fused kernels)."""
+    from xlayer.cost.memory import layer_activation_bytes, logits_activation_bytes
+    from xlayer.mapping.profiles import SavedActivations, get_profile
+    from xlayer.workload.model import ModelSpec
+
+    saved = get_profile(profile).saved_activations if profile else None
+    llama = ModelSpec(name="llama-like", layers=1, hidden=h, heads=heads, kv_heads=kv_heads, ffn_hidden=ffn,
+                      vocab=vocab, seq_len=seq, activation="swiglu", norm="rmsnorm", position="rope", bias=False)
+    gpt = ModelSpec(name="gpt-like", layers=1, hidden=h, heads=heads, kv_heads=heads, ffn_hidden=4 * h,
+                    vocab=vocab, seq_len=seq, activation="gelu", norm="layernorm", position="learned", bias=True)
+
+    def layer(m, s):
+        return float(layer_activation_bytes(m, batch, 1, 1, False, "none", "flash", 0.0, saved=s))
+
+    # Hugging Face's gelu_new (GPT-2): the written-out tanh GELU keeps 8 B per FC1-output element
+    gelu_new = SavedActivations(**{**(saved or SavedActivations()).model_dump(), "gelu_input_bytes": 8.0}) \
+        if saved is not None else None
+    return {
+        "llama_layer_saved_bytes": layer(llama, saved),
+        "gpt_layer_saved_bytes": layer(gpt, saved),
+        "gpt_gelu_new_layer_saved_bytes": layer(gpt, gelu_new),
+        "loss_peak_bytes": float(logits_activation_bytes(llama, batch, 1, 1, saved)),
+    }
+
+
+def main() -> int:
+    rows = [dict(h=256, heads=8, kv_heads=8, ffn=688, seq=128, batch=2, vocab=4096),
+            dict(h=512, heads=8, kv_heads=8, ffn=1376, seq=256, batch=1, vocab=8192)]
+    print("| config | quantity | measured (B) | xlayer pytorch-eager (B) | fused formula (B) | error |")
+    print("|---|---|---|---|---|---|")
+    for cfg in rows:
+        got, want = measure(**cfg), predicted(**cfg)
+        fused = predicted(**cfg, profile=None)
+        name = f"h{cfg['h']} s{cfg['seq']} b{cfg['batch']} V{cfg['vocab']}"
+        for k in got:
+            print(f"| {name} | {k} | {got[k]:,} | {want[k]:,.0f} | {fused[k]:,.0f} | "
+                  f"{100 * (want[k] - got[k]) / got[k]:+.2f} % |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
