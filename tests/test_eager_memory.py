@@ -76,3 +76,26 @@ def test_predict_shows_the_loss_term_and_sums():
     ratio = eager.memory_breakdown_bytes["layer_activation_bytes.activations"] / \
         fused.memory_breakdown_bytes["layer_activation_bytes.activations"]
     assert 1.2 < ratio < 1.6  # RMSNorm fp32 copies and the unfused SwiGLU (counted above)
+
+
+def test_eager_prefill_runs_the_output_layer_on_every_position():
+    """A module forward over the prompt (transformers logits_to_keep=0, gpt-fast prefill) computes
+    lm_head on all T positions; an engine (vLLM) only on each sequence's last."""
+    import copy
+
+    from xlayer.api import predict
+
+    case = {"id": "p", "kind": "inference", "software": {"framework": "pytorch", "mode": "eager"},
+            "model": {"name": "GPT-2 124M", "layers": 12, "hidden": 768, "heads": 12, "ffn_hidden": 3072,
+                      "vocab": 50257, "activation": "gelu", "seq_len": 1024},
+            "system": {"accelerator": "H100-SXM-80GB", "count": 1, "scale_up_size": 8}, "parallel": {"tp": 1, "pp": 1},
+            "precision": "bf16", "request": {"batch": 8, "prompt_len": 1024, "context_len": 0, "output_len": 1},
+            "measured": {"prefill_time_s": 0.01}}
+    eager = predict(case)
+    engine_case = copy.deepcopy(case)
+    engine_case["software"] = {"framework": "vllm"}
+    engine = predict(engine_case)
+    assert eager.prefill.breakdown_s["output_ops"] > 10 * engine.prefill.breakdown_s["output_ops"]
+    extra = (eager.metrics["peak_memory_gib"] - engine.metrics["peak_memory_gib"]) * 2**30
+    assert extra == pytest.approx(2 * 8 * 1024 * 50257, rel=0.01)  # the 16-bit logits of every position
+    assert any("logits_every_position" in a for a in eager.assumptions)

@@ -72,13 +72,14 @@ def cached_kv_tokens(model: ModelSpec, tokens):
     return ((model.layers - sw.layers) * tokens + sw.layers * np.minimum(tokens, sw.size)) / model.layers
 
 
-def workspace_bytes(model: ModelSpec, tokens: float, rows_out: float, tp: int) -> float:
+def workspace_bytes(model: ModelSpec, tokens: float, rows_out: float, tp: int, all_rows: float = 0.0) -> float:
     """Peak transient activations of one layer forward over ``tokens`` tokens (see module
-    docstring) plus fp32 logits of ``rows_out`` sampled rows."""
+    docstring) plus fp32 logits of ``rows_out`` sampled rows, plus the 16-bit logits of
+    ``all_rows`` positions when the stack's forward computes the output layer on every one."""
     h, f = model.hidden, model.ffn_hidden
     if model.is_moe:
         f = model.moe.ffn_hidden or f
     f1 = f * (2 if model.gated else 1) * (model.top_k if model.is_moe else 1)
     f2 = f * (model.top_k if model.is_moe else 1)
     live = 2 * h + (model.q_dim + 2 * model.kv_dim) / tp + f1 / tp + f2 / tp
-    return ACT_BYTES * tokens * live + 4.0 * rows_out * model.vocab / tp
+    return ACT_BYTES * tokens * live + (4.0 * rows_out + ACT_BYTES * all_rows) * model.vocab / tp

@@ -30,6 +30,8 @@ Fields (all per accelerator):
 * ``moe_host``: host-issued operations of a Megatron-Core MoE layer and the host time of one
   (:class:`MoEHostCost`): the dispatcher's once-per-layer wait for the GPU keeps the host from
   running ahead of an MoE layer's forward;
+* ``logits_every_position``: a prompt's forward runs the output layer over every position
+  (T rows, 16-bit logits) instead of the last one per sequence;
 * ``saved_activations``: what the stack's modules keep for the backward where that differs
   from fused kernels (:class:`SavedActivations`: unfused RMSNorm and gated activation, the
   written-out tanh GELU, the cross-entropy's bytes per logit at the loss-backward peak).
@@ -120,6 +122,9 @@ class StackProfile(BaseModel):
     # a gated MLP's gate and up projections run as one GEMM of width 2f/t (False: two GEMMs of
     # f/t each, e.g. TensorRT-LLM v0.5 engines built without --use_fused_mlp)
     fused_gated_mlp: bool = True
+    # a forward over a prompt computes the output layer on every position (a module call:
+    # Hugging Face ``logits_to_keep=0``, gpt-fast's ``prefill``), not only on the sampled last one
+    logits_every_position: bool = False
     # a biased linear layer's bias gradient is computed inside its weight-gradient GEMM
     # (Transformer Engine: cuBLASLt bgrad epilogue); False: a separate reduction kernel
     # (torch.nn.functional.linear under autograd, Megatron-LM's own linear layers)

@@ -90,6 +90,7 @@ class InferenceSetup:
     fused_gated_mlp: bool = True  # the stack's gate and up projections as one GEMM
     # the stack's fused MoE timed from published measurements (xlayer.cost.measured_moe)
     moe_kernel_table: str | None = None
+    logits_every_position: bool = False  # a prompt's forward runs the output layer on every position
 
     @property
     def decode_steps(self) -> int:
@@ -184,12 +185,16 @@ def resolve_inference(case: Case) -> InferenceSetup:
         notes.append(f"{per_layer} kernels per layer forward in {prof.name} ({prof.file})")
     if m.gated and not prof.fused_gated_mlp:
         notes.append(f"gate and up projections as two GEMMs ({prof.name}: {prof.file}, fused_gated_mlp)")
+    if prof.logits_every_position and r.prompt_len > 1:
+        notes.append(f"the prefill computes the output layer on all {r.prompt_len} positions of each prompt "
+                     f"({prof.name}: {prof.file}, logits_every_position)")
     curve = moe_layer_curve(prof.moe_kernel_table, case.system_spec().accelerator.name, case.precision, m, tp=tp)
     if curve is not None:
         notes.append(f"MoE layer (permute, experts, activation, finalize) timed from the {curve.source}")
     return InferenceSetup(m, case.system_spec(), tp, pp, dp, case.precision, kv, attention, batch,
                           r.prompt_len, r.context_len, r.output_len, dctx, tuple(notes), r.batch,
-                          prof.host_dispatch_s, floor, per_layer, prof.fused_gated_mlp, prof.moe_kernel_table)
+                          prof.host_dispatch_s, floor, per_layer, prof.fused_gated_mlp, prof.moe_kernel_table,
+                          prof.logits_every_position)
 
 
 def _layer_costs(s: InferenceSetup, layer, acc, floor) -> list[OpCost]:
@@ -276,7 +281,9 @@ def forward_pass(s: InferenceSetup, segments: list[AttentionSegment], name: str,
         w_ops = _layer_costs(s, win, acc, fl) + [comm_cost(c, s.tp, system) for c in win.comms]
         ops = [blend_costs(a, b, m.sliding_window.layers / m.layers) for a, b in zip(ops, w_ops)]
     T = layer.tokens
-    rows_out = sum(seg.seqs for seg in segments)
+    # the output layer's rows: the last position of each sequence, or every token of the pass
+    # when the stack's forward computes all positions (logits_every_position)
+    rows_out = T if s.logits_every_position else sum(seg.seqs for seg in segments)
     emb = [op_cost(o, acc, fl) for o in embedding_ops(m, T)]
     outs, out_comms = output_ops(m, rows_out, s.tp)
     last = [op_cost(o, acc, fl) for o in outs] + [comm_cost(c, s.tp, system) for c in out_comms]
@@ -332,7 +339,8 @@ def memory_bytes(s: InferenceSetup, seqs: float, cached_tokens: float, pass_toke
     mb = weight_bytes(s.model, s.tp, s.pp, s.precision)
     mb["kv_cache_bytes"] = seqs * cached_kv_tokens(s.model, cached_tokens) * kv_bytes_per_token(s.model, s.tp, s.pp,
                                                                                                  s.kv_precision)
-    mb["workspace_bytes"] = workspace_bytes(s.model, pass_tokens, seqs if pass_rows is None else pass_rows, s.tp)
+    mb["workspace_bytes"] = workspace_bytes(s.model, pass_tokens, seqs if pass_rows is None else pass_rows, s.tp,
+                                            pass_tokens if s.logits_every_position else 0.0)
     return mb
 
 
@@ -343,7 +351,8 @@ def max_batch_fitting(s: InferenceSetup, cached_tokens: float, pass_tokens_per_s
     sequences (``micro_batches`` = p when a full pipeline splits B into p micro-batches)."""
     w = sum(weight_bytes(s.model, s.tp, s.pp, s.precision).values())
     per_seq = (cached_kv_tokens(s.model, cached_tokens) * kv_bytes_per_token(s.model, s.tp, s.pp, s.kv_precision)
-               + workspace_bytes(s.model, pass_tokens_per_seq, 1, s.tp) / micro_batches)
+               + workspace_bytes(s.model, pass_tokens_per_seq, 1, s.tp,
+                                 pass_tokens_per_seq if s.logits_every_position else 0.0) / micro_batches)
     return max(0, int((budget - w) // per_seq))
 
 
