@@ -184,6 +184,72 @@ def loss_peak_bytes(tokens: int, hidden: int, vocab: int) -> int:
     return live.peak
 
 
+_NOT_ELEMENTWISE = {"mm", "addmm", "bmm", "ones_like", "_scaled_dot_product_flash_attention_for_cpu",
+                    "_scaled_dot_product_flash_attention_for_cpu_backward", "_scaled_dot_product_flash_attention",
+                    "_scaled_dot_product_flash_attention_backward"}
+_VIEWS = {"view", "_unsafe_view", "transpose", "t", "expand", "slice", "select", "unsqueeze", "squeeze", "permute",
+          "alias", "detach", "split", "split_with_sizes", "as_strided", "reshape", "unbind", "chunk", "narrow"}
+
+
+class KernelTrace(TorchDispatchMode):
+    """Every aten op under the mode with the bytes its tensor operands occupy (a stride-0
+    expanded operand counts its storage, a slice its own elements) and its outputs' bytes."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops: list[tuple[str, int, int]] = []
+
+    @staticmethod
+    def _bytes(t: torch.Tensor) -> int:
+        return min(t.numel() * t.element_size(), t.untyped_storage().nbytes())
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        name = func.overloadpacket.__name__
+        if name not in _VIEWS:
+            ins = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
+            outs = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
+            self.ops.append((name, sum(map(self._bytes, ins)), sum(t.numel() * t.element_size() for t in outs)))
+        return out
+
+
+def elementwise_traffic(h: int = 384, heads: int = 6, kv_heads: int = 2, ffn: int = 864, seq: int = 96,
+                        batch: int = 1) -> dict[str, float]:
+    """Element-wise kernels (everything but GEMMs, attention and views) of one Llama layer's
+    forward and backward as the Hugging Face modules run them: kernel counts and bytes moved."""
+    torch.manual_seed(0)
+    layer = LlamaLayer(h, heads, kv_heads, ffn).to(torch.bfloat16)
+    x = torch.randn(batch, seq, h, dtype=torch.bfloat16, requires_grad=True)
+    cos, sin = rope_tables(seq, h // heads)
+    with KernelTrace() as tr:
+        y = layer(x, cos, sin)
+        n_fwd = len(tr.ops)
+        y.backward(torch.ones_like(y))
+    res = {}
+    for part, ops in (("fwd", tr.ops[:n_fwd]), ("bwd", tr.ops[n_fwd:])):
+        ew = [o for o in ops if o[0] not in _NOT_ELEMENTWISE]
+        res[f"{part}_kernels"] = len(ew)
+        res[f"{part}_bytes"] = float(sum(r + w for _, r, w in ew))
+    return res
+
+
+def predicted_traffic(h: int = 384, heads: int = 6, kv_heads: int = 2, ffn: int = 864, seq: int = 96,
+                      batch: int = 1) -> dict[str, float]:
+    """The element-wise kernels of xlayer's layer_work under the pytorch-eager profile."""
+    from xlayer.workload.model import ModelSpec
+    from xlayer.workload.training_ops import layer_work
+
+    m = ModelSpec(name="llama-like", layers=1, hidden=h, heads=heads, kv_heads=kv_heads, ffn_hidden=ffn,
+                  vocab=1000, seq_len=seq, activation="swiglu", norm="rmsnorm", position="rope", bias=False)
+    w = layer_work(m, batch, 1, False, 1, "bf16", "flash", 0.0, eager_modules=True)
+    res = {}
+    for part, ops in (("fwd", w.fwd), ("bwd", w.bwd)):
+        ew = [o for o in ops if o.kind == "elementwise"]
+        res[f"{part}_kernels"] = len(ew)
+        res[f"{part}_bytes"] = float(sum(o.bytes for o in ew))
+    return res
+
+
 def measure(h: int = 256, heads: int = 8, kv_heads: int = 8, ffn: int = 688, seq: int = 128, batch: int = 2,
             vocab: int = 4096) -> dict[str, int]:
     """Measured bytes for one configuration (small enough for a CPU test)."""

@@ -99,3 +99,22 @@ def test_eager_prefill_runs_the_output_layer_on_every_position():
     extra = (eager.metrics["peak_memory_gib"] - engine.metrics["peak_memory_gib"]) * 2**30
     assert extra == pytest.approx(2 * 8 * 1024 * 50257, rel=0.01)  # the 16-bit logits of every position
     assert any("logits_every_position" in a for a in eager.assumptions)
+
+
+@pytest.mark.parametrize("cfg", [dict(), dict(h=512, heads=8, kv_heads=8, ffn=1376, seq=128, batch=2)])
+def test_eager_llama_kernels_match_the_traced_modules(em, cfg):
+    """layer_work(eager_modules=True): the same element-wise kernels, one for one, and the bytes
+    they move, as a dispatch trace of the Hugging Face-style layer's forward and backward."""
+    got, want = em.elementwise_traffic(**cfg), em.predicted_traffic(**cfg)
+    assert want["fwd_kernels"] == got["fwd_kernels"] and want["bwd_kernels"] == got["bwd_kernels"]
+    assert want["fwd_bytes"] == pytest.approx(got["fwd_bytes"], rel=0.01)
+    assert want["bwd_bytes"] == pytest.approx(got["bwd_bytes"], rel=0.01)
+
+
+def test_eager_llama_layer_is_slower_than_fused():
+    from xlayer.api import predict
+
+    eager, fused = predict(_llama_case("pytorch")), predict(_llama_case("megatron-lm"))
+    e = eager.time_breakdown_s["compute.elementwise"]
+    f = fused.time_breakdown_s["compute.elementwise"]
+    assert 2.0 < e / f < 6.0  # fp32 RMSNorm chains, RoPE, unfused SwiGLU (bytes counted above)

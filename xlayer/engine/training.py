@@ -71,6 +71,7 @@ class Recipe:
     shared_expert_overlap: bool = False
     moe_host: Any = None  # the profile's MoEHostCost (xlayer.mapping.profiles), None: not modelled
     saved: Any = None  # the profile's SavedActivations (xlayer.mapping.profiles), None: fused kernels
+    eager_modules: bool = False  # the profile's eager_llama_elementwise
 
 
 def recipe_for(model: ModelSpec, precision: str, framework: Any = None, version: str | None = None,
@@ -116,7 +117,8 @@ def recipe_for(model: ModelSpec, precision: str, framework: Any = None, version:
                      "(Megatron-Core --moe-shared-expert-overlap)")
     return Recipe(attention, dropout, tuple(notes), grad_bytes, prof.name, prof.kernel_floor_s,
                   prof.host_dispatch_s, prof.p2p_per_microbatch, prof.fused_bias_grad, tp_ub,
-                  bool(ep_overlap), bool(shared_expert_overlap), prof.moe_host, prof.saved_activations)
+                  bool(ep_overlap), bool(shared_expert_overlap), prof.moe_host, prof.saved_activations,
+                  prof.eager_llama_elementwise)
 
 
 def host_bounded_s(gpu_s, kernels, recipe: Recipe):
@@ -267,7 +269,7 @@ def _ops_key(model, acc, micro, tp, sp, cp, gp, recipe, ffn, ep, etp, window, fl
     if not any(isinstance(x, np.ndarray) for x in (micro, tp, cp, ep, etp)):
         return None  # scalar calls are cheap; keep them free of the cache
     return (id(model), id(acc), arr(micro), arr(tp), bool(sp), arr(cp), gp, recipe.attention,
-            recipe.dropout, recipe.fused_bias_grad, recipe.tp_comm_overlap, ffn, arr(ep), arr(etp), window, floor, id(calibration()))
+            recipe.dropout, recipe.fused_bias_grad, recipe.tp_comm_overlap, recipe.eager_modules, ffn, arr(ep), arr(etp), window, floor, id(calibration()))
 
 
 def evaluate_training(model: ModelSpec, system: System, precision: str, global_batch: int,
@@ -371,7 +373,7 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
         if hit is None:
             work = layer_work(model, micro, tp, sp, cp, gp, recipe.attention, recipe.dropout, ffn=ffn, ep=ep,
                               etp=etp, window=window, fused_bias_grad=recipe.fused_bias_grad,
-                              tp_comm_overlap=recipe.tp_comm_overlap)
+                              tp_comm_overlap=recipe.tp_comm_overlap, eager_modules=recipe.eager_modules)
             op_times = {op.name: op_time(op, acc, kernel_overhead_s=floor) for op in work.fwd + work.bwd}
             if key is not None:
                 if len(_OPS_CACHE) >= 8:

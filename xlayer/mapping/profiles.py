@@ -32,6 +32,8 @@ Fields (all per accelerator):
   running ahead of an MoE layer's forward;
 * ``logits_every_position``: a prompt's forward runs the output layer over every position
   (T rows, 16-bit logits) instead of the last one per sequence;
+* ``eager_llama_elementwise``: a dense Llama-style layer's element-wise kernels are the Hugging
+  Face modules' (RMSNorm's fp32 chain, RoPE by rotate_half, silu and mul) as counted on them;
 * ``saved_activations``: what the stack's modules keep for the backward where that differs
   from fused kernels (:class:`SavedActivations`: unfused RMSNorm and gated activation, the
   written-out tanh GELU, the cross-entropy's bytes per logit at the loss-backward peak).
@@ -138,6 +140,9 @@ class StackProfile(BaseModel):
     moe_kernel_table: Optional[str] = None
     # host cost of a Megatron-Core MoE layer (None: the host never bounds an MoE layer)
     moe_host: Optional[MoEHostCost] = None
+    # a dense Llama-style layer runs the Hugging Face modules' element-wise kernels
+    # (xlayer.workload.training_ops.eager_llama_ops) instead of fused ones
+    eager_llama_elementwise: bool = False
     # what the stack's modules save for backward (default: fused Megatron / TE kernels)
     saved_activations: SavedActivations = FUSED_SAVED
     sources: dict[str, str] = {}

@@ -73,9 +73,70 @@ def _gemm_bwd(op: Op) -> list[Op]:
     return [dgrad, wgrad]
 
 
+def _k(name: str, read_bytes: Num, written_bytes: Num) -> Op:
+    """An element-wise kernel given by the bytes it reads and writes (fp32 and 16-bit mixed)."""
+    return Op(name, "elementwise", written_bytes / 4.0, read_bytes + written_bytes)
+
+
+def eager_llama_ops(model: ModelSpec, tokens: Num, tp: Num = 1) -> tuple[dict[str, list[Op]], list[Op]]:
+    """The element-wise kernels of a Llama decoder layer as the Hugging Face modules run them
+    eagerly (transformers ``modeling_llama.py``: ``LlamaRMSNorm``, ``apply_rotary_pos_emb`` with
+    ``rotate_half``, ``LlamaMLP`` = ``down(silu(gate(x)) * up(x))``, separate q/k/v and gate/up
+    projections), each aten kernel with the bytes it reads and writes per token (counted on the
+    real modules with a dispatch trace: ``benchmarks/eager_memory.py elementwise_traffic``,
+    ``tests/test_eager_memory.py``). Returns ({fused op name: its eager forward kernels}, the
+    backward kernels): norm1/norm2 become RMSNorm's 8 kernels (fp32 upcast, pow, mean, add,
+    rsqrt, mul, downcast, weight mul: 32 B per element), the activation becomes silu and mul
+    (10 B per f element), q and k get RoPE (5 kernels, 20 B per element); the backward is
+    RMSNorm's 16 autograd kernels (92 B per element), RoPE's 7 (28 B), silu's and the product's
+    3 (18 B per f element), the gradient sums of the separate q/k/v and gate/up projections
+    (3 × 6 B per h element) and the copies that make the q and v gradients contiguous."""
+    T, h = tokens, model.hidden
+    q, kv, f, d = model.q_dim / tp, model.kv_dim / tp, model.ffn_hidden / tp, model.head_dim
+
+    def norm(n: str) -> list[Op]:
+        return [_k(f"{n}.to_fp32", 2 * T * h, 4 * T * h), _k(f"{n}.pow", 4 * T * h, 4 * T * h),
+                _k(f"{n}.mean", 4 * T * h, 4 * T), _k(f"{n}.add_eps", 4 * T, 4 * T), _k(f"{n}.rsqrt", 4 * T, 4 * T),
+                _k(f"{n}.mul", 4 * T * h + 4 * T, 4 * T * h), _k(f"{n}.to_bf16", 4 * T * h, 2 * T * h),
+                _k(f"{n}.weight_mul", 2 * T * h, 2 * T * h)]
+
+    def norm_bwd(n: str) -> list[Op]:
+        return [_k(f"{n}.weight_mul.bwd", 2 * T * h, 2 * T * h), _k(f"{n}.weight_grad_mul", 4 * T * h, 2 * T * h),
+                _k(f"{n}.weight_grad_sum", 2 * T * h, 2 * h), _k(f"{n}.to_fp32.bwd", 2 * T * h, 4 * T * h),
+                _k(f"{n}.mul.bwd_x", 8 * T * h, 4 * T * h), _k(f"{n}.mul.bwd_rstd", 4 * T * h + 4 * T, 4 * T * h),
+                _k(f"{n}.mul.bwd_sum", 4 * T * h, 4 * T), _k(f"{n}.rsqrt.bwd_pow", 4 * T, 4 * T),
+                _k(f"{n}.rsqrt.bwd_mul", 4 * T, 4 * T), _k(f"{n}.rsqrt.bwd_grad", 8 * T, 4 * T),
+                _k(f"{n}.mean.bwd", 4 * T, 4 * T * h), _k(f"{n}.pow.bwd_pow", 4 * T * h, 4 * T * h),
+                _k(f"{n}.pow.bwd_scale", 4 * T * h, 4 * T * h), _k(f"{n}.pow.bwd_mul", 8 * T * h, 4 * T * h),
+                _k(f"{n}.grad_sum", 8 * T * h, 4 * T * h), _k(f"{n}.to_bf16.bwd", 4 * T * h, 2 * T * h)]
+
+    def rope(n: str, e: Num) -> list[Op]:
+        return [_k(f"{n}.mul_cos", 2 * T * (e + d), 2 * T * e), _k(f"{n}.neg", T * e, T * e),
+                _k(f"{n}.cat", 2 * T * e, 2 * T * e), _k(f"{n}.mul_sin", 2 * T * (e + d), 2 * T * e),
+                _k(f"{n}.add", 4 * T * e, 2 * T * e)]
+
+    def rope_bwd(n: str, e: Num) -> list[Op]:
+        return [_k(f"{n}.mul_sin.bwd", 2 * T * (e + d), 2 * T * e), _k(f"{n}.neg.bwd", T * e, T * e),
+                _k(f"{n}.slice_bwd1", T * e, 2 * T * e), _k(f"{n}.slice_bwd2", T * e, 2 * T * e),
+                _k(f"{n}.cat.bwd_sum", 4 * T * e, 2 * T * e), _k(f"{n}.mul_cos.bwd", 2 * T * (e + d), 2 * T * e),
+                _k(f"{n}.add.bwd_sum", 4 * T * e, 2 * T * e)]
+
+    fwd = {"norm1": norm("norm1"), "norm2": norm("norm2"),
+           "qkv": rope("rope_q", q) + rope("rope_k", kv),
+           "activation": [_k("silu", 2 * T * f, 2 * T * f), _k("silu_mul_up", 4 * T * f, 2 * T * f)]}
+    bwd = ([_k("silu_mul_up.bwd_act", 4 * T * f, 2 * T * f), _k("silu_mul_up.bwd_up", 4 * T * f, 2 * T * f),
+            _k("silu.bwd", 4 * T * f, 2 * T * f), _k("gate_up.dgrad_sum", 4 * T * h, 2 * T * h)]
+           + norm_bwd("norm2") + rope_bwd("rope_k", kv) + rope_bwd("rope_q", q)
+           + [_k("v.grad_contiguous", 2 * T * kv, 2 * T * kv), _k("kv.dgrad_sum", 4 * T * h, 2 * T * h),
+              _k("q.grad_contiguous", 2 * T * q, 2 * T * q), _k("q.dgrad_sum", 4 * T * h, 2 * T * h)]
+           + norm_bwd("norm1"))
+    return fwd, bwd
+
+
 def layer_work(model: ModelSpec, b: Num, tp: Num, sp: bool, cp: Num, precision: str,
                attention: str, dropout: float, ffn: str = "dense", ep: Num = 1, etp: Num = 1,
-               window: Num = None, fused_bias_grad: bool = False, tp_comm_overlap: bool = False) -> LayerWork:
+               window: Num = None, fused_bias_grad: bool = False, tp_comm_overlap: bool = False,
+               eager_modules: bool = False) -> LayerWork:
     """Operators and collectives of one transformer layer (forward and backward).
 
     Forward: :func:`xlayer.workload.transformer.layer_forward` over one micro-batch
@@ -104,6 +165,11 @@ def layer_work(model: ModelSpec, b: Num, tp: Num, sp: bool, cp: Num, precision: 
     accumulation at each residual junction, and — for a biased model unless the stack fuses
     it into the weight-gradient GEMM (``fused_bias_grad``: Transformer Engine's bgrad
     epilogue) — one bias-gradient reduction per biased linear layer.
+
+    ``eager_modules`` (the stack profile's ``eager_llama_elementwise``): a dense Llama-style
+    layer (gated FFN, RMSNorm, RoPE, no MLA) runs the element-wise kernels of the Hugging Face
+    modules instead of fused ones (:func:`eager_llama_ops`); the residual adds keep their
+    forward kernel and have no backward kernel of their own (autograd passes the gradient on).
     """
     fm = training_formats(precision)
     fp = layer_forward(model, [training_segment(b, model.seq_len, cp, window)], tp=tp, fm=fm, attention=attention,
@@ -125,6 +191,21 @@ def layer_work(model: ModelSpec, b: Num, tp: Num, sp: bool, cp: Num, precision: 
         else:
             bwd.append(Op(op.name + ".bwd", "elementwise", 2.0 * op.flops, 1.5 * op.bytes))
     bwd += autograd_kernels(model, fwd, fp.tokens / tp if sp else fp.tokens, fused_bias_grad)
+    if eager_modules and ffn == "dense" and model.gated and model.norm == "rmsnorm" and model.mla is None \
+            and model.position == "rope":
+        eager_fwd, eager_bwd = eager_llama_ops(model, fp.tokens, tp)
+        new_fwd: list[Op] = []
+        for op in fwd:
+            if op.name in ("norm1", "norm2", "activation"):
+                new_fwd.extend(eager_fwd[op.name])
+            else:
+                new_fwd.append(op)
+                if op.name == "qkv":
+                    new_fwd.extend(eager_fwd["qkv"])
+        fused_bwd = {f"{n}.bwd" for n in ("norm1", "norm2", "activation", "dropout_add1", "dropout_add2")}
+        kept = [op for op in bwd if op.name not in fused_bwd]
+        # the eager backward kernels follow the GEMM gradients they belong to (order is for display)
+        fwd, bwd = new_fwd, kept + eager_bwd
 
     msg = fp.tokens * model.hidden * ACT_BYTES  # the full activation of the layer, all ranks together
     # an MoE layer's routed experts work on each rank's own (sequence-parallel) tokens: the
