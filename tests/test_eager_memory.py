@@ -118,3 +118,23 @@ def test_eager_llama_layer_is_slower_than_fused():
     e = eager.time_breakdown_s["compute.elementwise"]
     f = fused.time_breakdown_s["compute.elementwise"]
     assert 2.0 < e / f < 6.0  # fp32 RMSNorm chains, RoPE, unfused SwiGLU (bytes counted above)
+
+
+def test_eager_inference_layer_uses_the_same_kernels_plus_the_cache_cat(em):
+    """An eager prefill layer: the traced forward kernels (as in training) plus DynamicCache's
+    torch.cat of keys and values; an engine keeps its fused kernels."""
+    from xlayer.workload.inference_ops import inference_layer
+    from xlayer.workload.model import ModelSpec
+    from xlayer.workload.training_ops import eager_llama_inference_ops
+    from xlayer.workload.transformer import AttentionSegment
+
+    m = ModelSpec(name="l", layers=1, hidden=384, heads=6, kv_heads=2, ffn_hidden=864, vocab=1000, seq_len=96,
+                  activation="swiglu", norm="rmsnorm", position="rope", bias=False)
+    seg = [AttentionSegment(seqs=1, new=96)]
+    fused = inference_layer(m, seg, 1, "bf16", "bf16", "flash")
+    ops = eager_llama_inference_ops(m, fused.ops, seg)
+    ew = [o for o in ops if o.kind == "elementwise"]
+    traced = em.elementwise_traffic()
+    assert len(ew) == traced["fwd_kernels"] + 2
+    cat = 2 * (2 * 96 * m.kv_dim * 2)  # read and write, keys and values, 16-bit
+    assert sum(o.bytes for o in ew) == pytest.approx(traced["fwd_bytes"] + cat, rel=0.01)

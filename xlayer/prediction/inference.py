@@ -91,6 +91,7 @@ class InferenceSetup:
     # the stack's fused MoE timed from published measurements (xlayer.cost.measured_moe)
     moe_kernel_table: str | None = None
     logits_every_position: bool = False  # a prompt's forward runs the output layer on every position
+    eager_modules: bool = False  # a dense Llama layer runs the Hugging Face modules' element-wise kernels
 
     @property
     def decode_steps(self) -> int:
@@ -194,7 +195,7 @@ def resolve_inference(case: Case) -> InferenceSetup:
     return InferenceSetup(m, case.system_spec(), tp, pp, dp, case.precision, kv, attention, batch,
                           r.prompt_len, r.context_len, r.output_len, dctx, tuple(notes), r.batch,
                           prof.host_dispatch_s, floor, per_layer, prof.fused_gated_mlp, prof.moe_kernel_table,
-                          prof.logits_every_position)
+                          prof.logits_every_position, prof.eager_llama_elementwise)
 
 
 def _layer_costs(s: InferenceSetup, layer, acc, floor) -> list[OpCost]:
@@ -263,21 +264,34 @@ def _row(c: OpCost, phase: str, share: float, per_layer: bool) -> dict[str, Any]
             "per_layer": per_layer}
 
 
+def _stack_layer(s: InferenceSetup, layer, segments):
+    """The layer's operators as the stack runs them: under ``eager_modules`` a dense Llama
+    layer's element-wise kernels are the Hugging Face modules' (``eager_llama_inference_ops``)."""
+    m = s.model
+    if s.eager_modules and m.gated and m.norm == "rmsnorm" and m.position == "rope" and not m.is_moe \
+            and m.mla is None:
+        from dataclasses import replace as _replace
+        from xlayer.workload.training_ops import eager_llama_inference_ops
+        return _replace(layer, ops=eager_llama_inference_ops(m, layer.ops, segments, s.tp))
+    return layer
+
+
 def forward_pass(s: InferenceSetup, segments: list[AttentionSegment], name: str,
                  system: System | None = None) -> PassResult:
     """Latency of one forward pass of ``segments`` through all stages (module docstring)."""
     system = system or s.system
     acc = system.accelerator
     m = s.model
-    layer = inference_layer(m, segments, s.tp, s.precision, s.kv_precision, s.attention,
-                            fused_gate_up=s.fused_gated_mlp)
+    layer = _stack_layer(s, inference_layer(m, segments, s.tp, s.precision, s.kv_precision, s.attention,
+                                            fused_gate_up=s.fused_gated_mlp), segments)
     fl = s.kernel_floor_s
     ops = _layer_costs(s, layer, acc, fl) + [comm_cost(c, s.tp, system) for c in layer.comms]
     if m.sliding_window is not None:
         # the n sliding-window layers see windowed segments: the layer of the pass is the
         # layer-weighted mean of the two kinds (operator by operator, same names)
-        win = inference_layer(m, [windowed_segment(g, m.sliding_window.size) for g in segments], s.tp, s.precision,
-                              s.kv_precision, s.attention, fused_gate_up=s.fused_gated_mlp)
+        wsegs = [windowed_segment(g, m.sliding_window.size) for g in segments]
+        win = _stack_layer(s, inference_layer(m, wsegs, s.tp, s.precision, s.kv_precision, s.attention,
+                                              fused_gate_up=s.fused_gated_mlp), wsegs)
         w_ops = _layer_costs(s, win, acc, fl) + [comm_cost(c, s.tp, system) for c in win.comms]
         ops = [blend_costs(a, b, m.sliding_window.layers / m.layers) for a, b in zip(ops, w_ops)]
     T = layer.tokens

@@ -133,6 +133,32 @@ def eager_llama_ops(model: ModelSpec, tokens: Num, tp: Num = 1) -> tuple[dict[st
     return fwd, bwd
 
 
+def eager_llama_inference_ops(model: ModelSpec, ops: list[Op], segments: list[Any], tp: Num = 1) -> list[Op]:
+    """An inference forward of a dense Llama layer as the Hugging Face modules run it: the
+    fused ``norm1``, ``add_norm2`` and ``activation`` kernels become :func:`eager_llama_ops`'s
+    (``add_norm2``: the residual add, read 2·h write h, then the RMSNorm chain), and
+    ``rope_kv_append`` becomes RoPE on q and k plus ``DynamicCache``'s ``torch.cat`` of the
+    keys and of the values (transformers ``cache_utils.py``: the cached and the new tokens read,
+    all written)."""
+    T = sum(g.tokens for g in segments)
+    eager_fwd, _ = eager_llama_ops(model, T, tp)
+    kv = model.kv_dim / tp
+    cat_elems = sum(g.seqs * (g.cached + g.new) for g in segments)
+    out: list[Op] = []
+    for op in ops:
+        if op.name in ("norm1", "activation"):
+            out.extend(eager_fwd[op.name])
+        elif op.name == "add_norm2":
+            out.append(elementwise("add1", 2 * T * model.hidden, T * model.hidden, 1.0))
+            out.extend(eager_fwd["norm2"])
+        elif op.name == "rope_kv_append":
+            out.extend(eager_fwd["qkv"])
+            out += [_k(f"{n}_cache_cat", 2 * cat_elems * kv, 2 * cat_elems * kv) for n in ("k", "v")]
+        else:
+            out.append(op)
+    return out
+
+
 def layer_work(model: ModelSpec, b: Num, tp: Num, sp: bool, cp: Num, precision: str,
                attention: str, dropout: float, ffn: str = "dense", ep: Num = 1, etp: Num = 1,
                window: Num = None, fused_bias_grad: bool = False, tp_comm_overlap: bool = False,
