@@ -138,3 +138,19 @@ def test_eager_inference_layer_uses_the_same_kernels_plus_the_cache_cat(em):
     assert len(ew) == traced["fwd_kernels"] + 2
     cat = 2 * (2 * 96 * m.kv_dim * 2)  # read and write, keys and values, 16-bit
     assert sum(o.bytes for o in ew) == pytest.approx(traced["fwd_bytes"] + cat, rel=0.01)
+
+
+def test_torch_adamw_step_bytes_are_the_profile_s(em):
+    """The pytorch profiles' optimizer step is what torch.optim.AdamW moves over fp32 parameters
+    (traced, foreach and for-loop alike); Megatron's fused Adam keeps its 42 B."""
+    from xlayer.engine.training import optimizer_step_bytes_per_param
+
+    traced = em.adamw_step_bytes_per_param(foreach=True)
+    assert em.adamw_step_bytes_per_param(foreach=False) == pytest.approx(traced, rel=1e-3)
+    for name in ("pytorch-eager", "pytorch-cuda-graph", "pytorch-compiled"):
+        assert get_profile(name).optimizer_step_bytes_per_param == pytest.approx(traced, rel=1e-3)
+    assert optimizer_step_bytes_per_param("bf16", get_profile("megatron-lm").optimizer_step_bytes_per_param) == 42.0
+    from xlayer.api import predict
+
+    eager, fused = predict(_llama_case("pytorch")), predict(_llama_case("megatron-lm"))
+    assert eager.time_breakdown_s["optimizer_step"] == pytest.approx(fused.time_breakdown_s["optimizer_step"] * 80 / 42)

@@ -79,7 +79,7 @@ def iteration_counts(cost: IterationCost, model: ModelSpec, system: System, prec
     edp = tp * dp * cp // (ep * etp)
     dpc = dp * cp
     opt_params = p_dense / (dpc if L.zero >= 1 else 1) + p_expert / (edp if L.zero >= 1 else 1)
-    hbm += opt_params * optimizer_step_bytes_per_param(precision) * world
+    hbm += opt_params * optimizer_step_bytes_per_param(precision, getattr(recipe, "optimizer_bytes", None)) * world
 
     # pipeline sends: activation forward and gradient backward, 1/t per tensor rank, per boundary
     if pp > 1:

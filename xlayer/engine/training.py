@@ -31,12 +31,16 @@ from xlayer.workload.training_ops import (_gemm_bwd, embedding_work, layer_work,
                                           model_flops_per_iteration, recompute_ops)
 
 
-def optimizer_step_bytes_per_param(precision: str) -> float:
+def optimizer_step_bytes_per_param(precision: str, stack_bytes: float | None = None) -> float:
     """HBM bytes per parameter of a Megatron-LM mixed-precision Adam step (fp32 main grads
     and master weights), kernel by kernel: unscale + inf check 4 r + 4 w (fp16 loss scaling
     only), grad-norm 4 r, fused Adam 28 (grad 4 r, master 4 r/w, m 4 r/w, v 4 r/w), copy to
-    16-bit weights 4 r + 2 w, zero the grad buffer 4 w: 50 B (fp16) or 42 B (bf16/fp8)."""
-    return 42.0 + (8.0 if precision == "fp16" else 0.0)
+    16-bit weights 4 r + 2 w, zero the grad buffer 4 w: 50 B (fp16) or 42 B (bf16/fp8).
+    ``stack_bytes``: the stack profile's optimizer step instead of the 42 B (plain PyTorch's
+    ``torch.optim.AdamW``: 80 B, :class:`xlayer.mapping.profiles.StackProfile`), fp16 loss
+    scaling's unscale still added."""
+    base = 42.0 if stack_bytes is None else float(stack_bytes)
+    return base + (8.0 if precision == "fp16" else 0.0)
 
 
 
@@ -72,6 +76,7 @@ class Recipe:
     moe_host: Any = None  # the profile's MoEHostCost (xlayer.mapping.profiles), None: not modelled
     saved: Any = None  # the profile's SavedActivations (xlayer.mapping.profiles), None: fused kernels
     eager_modules: bool = False  # the profile's eager_llama_elementwise
+    optimizer_bytes: float | None = None  # the profile's optimizer_step_bytes_per_param (None: Megatron's)
 
 
 def recipe_for(model: ModelSpec, precision: str, framework: Any = None, version: str | None = None,
@@ -118,7 +123,7 @@ def recipe_for(model: ModelSpec, precision: str, framework: Any = None, version:
     return Recipe(attention, dropout, tuple(notes), grad_bytes, prof.name, prof.kernel_floor_s,
                   prof.host_dispatch_s, prof.p2p_per_microbatch, prof.fused_bias_grad, tp_ub,
                   bool(ep_overlap), bool(shared_expert_overlap), prof.moe_host, prof.saved_activations,
-                  prof.eager_llama_elementwise)
+                  prof.eager_llama_elementwise, prof.optimizer_step_bytes_per_param)
 
 
 def host_bounded_s(gpu_s, kernels, recipe: Recipe):
@@ -536,7 +541,8 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
     else:
         embedding_sync_s = 0.0 * pp
     opt_params = p_dense / (dpc if zero >= 1 else 1) + p_expert / (edp if zero >= 1 else 1)
-    optimizer_s = opt_params * optimizer_step_bytes_per_param(precision) / acc.hbm.achievable_bytes_per_s
+    optimizer_s = opt_params * optimizer_step_bytes_per_param(precision, recipe.optimizer_bytes) \
+        / acc.hbm.achievable_bytes_per_s
 
     iteration_s = pipe.steady_s + pipe.bubble_s + dp_exposed + fsdp_edges_s + embedding_sync_s + optimizer_s
 

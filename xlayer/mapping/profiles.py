@@ -34,6 +34,8 @@ Fields (all per accelerator):
   (T rows, 16-bit logits) instead of the last one per sequence;
 * ``eager_llama_elementwise``: a dense Llama-style layer's element-wise kernels are the Hugging
   Face modules' (RMSNorm's fp32 chain, RoPE by rotate_half, silu and mul) as counted on them;
+* ``optimizer_step_bytes_per_param``: HBM bytes one optimizer step moves per parameter
+  (None: Megatron's fused Adam, 42 B);
 * ``saved_activations``: what the stack's modules keep for the backward where that differs
   from fused kernels (:class:`SavedActivations`: unfused RMSNorm and gated activation, the
   written-out tanh GELU, the cross-entropy's bytes per logit at the loss-backward peak).
@@ -44,8 +46,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal, Optional
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat
+
+from xlayer.safe_yaml import loads
 
 STACKS_DIR = Path(__file__).resolve().parent.parent / "data" / "stacks"
 DEFAULT_PROFILE = "megatron-lm"
@@ -143,6 +146,9 @@ class StackProfile(BaseModel):
     # a dense Llama-style layer runs the Hugging Face modules' element-wise kernels
     # (xlayer.workload.training_ops.eager_llama_ops) instead of fused ones
     eager_llama_elementwise: bool = False
+    # HBM bytes per parameter of one optimizer step (None: Megatron's fused Adam with fp32 main
+    # grads and master weights, 42 B: xlayer.engine.training.optimizer_step_bytes_per_param)
+    optimizer_step_bytes_per_param: Optional[PositiveFloat] = None
     # what the stack's modules save for backward (default: fused Megatron / TE kernels)
     saved_activations: SavedActivations = FUSED_SAVED
     sources: dict[str, str] = {}
@@ -154,7 +160,8 @@ def profiles() -> tuple[StackProfile, ...]:
     """Every profile of ``xlayer/data/stacks/*.yaml``, in file order."""
     out: list[StackProfile] = []
     for path in sorted(STACKS_DIR.glob("*.yaml")):
-        doc = yaml.safe_load(path.read_text()) or {}
+        # the project's YAML reader: a key written twice in a data file is an error, not the last one
+        doc = loads(path.read_text(), f"xlayer/data/stacks/{path.name}") or {}
         for entry in doc.get("profiles", []):
             out.append(StackProfile(**entry, file=f"xlayer/data/stacks/{path.name}"))
     names = [p.name for p in out]
