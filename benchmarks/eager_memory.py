@@ -235,6 +235,7 @@ def elementwise_traffic(h: int = 384, heads: int = 6, kv_heads: int = 2, ffn: in
     res = {}
     for part, ops in (("fwd", tr.ops[:n_fwd]), ("bwd", tr.ops[n_fwd:])):
         ew = [o for o in ops if o[0] not in _NOT_ELEMENTWISE]
+        res[f"{part}_all_kernels"] = len([o for o in ops if o[0] != "ones_like"])  # GEMMs and attention too
         res[f"{part}_kernels"] = len(ew)
         res[f"{part}_bytes"] = float(sum(r + w for _, r, w in ew))
     return res
@@ -267,6 +268,7 @@ def predicted_traffic(h: int = 384, heads: int = 6, kv_heads: int = 2, ffn: int 
     res = {}
     for part, ops in (("fwd", w.fwd), ("bwd", w.bwd)):
         ew = [o for o in ops if o.kind == "elementwise"]
+        res[f"{part}_all_kernels"] = len(ops)
         res[f"{part}_kernels"] = len(ew)
         res[f"{part}_bytes"] = float(sum(o.bytes for o in ew))
     return res

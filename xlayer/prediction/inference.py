@@ -272,7 +272,8 @@ def _stack_layer(s: InferenceSetup, layer, segments):
             and m.mla is None:
         from dataclasses import replace as _replace
         from xlayer.workload.training_ops import eager_llama_inference_ops
-        return _replace(layer, ops=eager_llama_inference_ops(m, layer.ops, segments, s.tp))
+        return _replace(layer, ops=eager_llama_inference_ops(m, layer.ops, segments, s.tp, s.precision,
+                                                             s.kv_precision))
     return layer
 
 

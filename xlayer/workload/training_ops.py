@@ -10,7 +10,7 @@ weight gradient).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from xlayer.workload.model import ModelSpec
@@ -133,13 +133,18 @@ def eager_llama_ops(model: ModelSpec, tokens: Num, tp: Num = 1) -> tuple[dict[st
     return fwd, bwd
 
 
-def eager_llama_inference_ops(model: ModelSpec, ops: list[Op], segments: list[Any], tp: Num = 1) -> list[Op]:
+def eager_llama_inference_ops(model: ModelSpec, ops: list[Op], segments: list[Any], tp: Num = 1,
+                              precision: str = "bf16", kv_precision: str = "bf16") -> list[Op]:
     """An inference forward of a dense Llama layer as the Hugging Face modules run it: the
     fused ``norm1``, ``add_norm2`` and ``activation`` kernels become :func:`eager_llama_ops`'s
     (``add_norm2``: the residual add, read 2·h write h, then the RMSNorm chain), and
     ``rope_kv_append`` becomes RoPE on q and k plus ``DynamicCache``'s ``torch.cat`` of the
     keys and of the values (transformers ``cache_utils.py``: the cached and the new tokens read,
-    all written)."""
+    all written), and the fused ``qkv`` GEMM the three projections ``q_proj``, ``k_proj``,
+    ``v_proj`` (in the pass's weight and input formats)."""
+    from xlayer.workload.precision import inference_formats
+
+    fm = inference_formats(precision, kv_precision)
     T = sum(g.tokens for g in segments)
     eager_fwd, _ = eager_llama_ops(model, T, tp)
     kv = model.kv_dim / tp
@@ -151,6 +156,10 @@ def eager_llama_inference_ops(model: ModelSpec, ops: list[Op], segments: list[An
         elif op.name == "add_norm2":
             out.append(elementwise("add1", 2 * T * model.hidden, T * model.hidden, 1.0))
             out.extend(eager_fwd["norm2"])
+        elif op.name == "qkv":  # q_proj, k_proj, v_proj: three GEMMs
+            for name, n in (("q_proj", model.q_dim / tp), ("k_proj", model.kv_dim / tp), ("v_proj", kv)):
+                out.append(gemm(name, op.m, op.k, n, op.precision, op.batch, in_bytes=fm.input_bytes,
+                                w_bytes=fm.weight_bytes))
         elif op.name == "rope_kv_append":
             out.extend(eager_fwd["qkv"])
             out += [_k(f"{n}_cache_cat", 2 * cat_elems * kv, 2 * cat_elems * kv) for n in ("k", "v")]
@@ -198,13 +207,35 @@ def layer_work(model: ModelSpec, b: Num, tp: Num, sp: bool, cp: Num, precision: 
     forward kernel and have no backward kernel of their own (autograd passes the gradient on).
     """
     fm = training_formats(precision)
+    eager = bool(eager_modules) and ffn == "dense" and model.gated and model.norm == "rmsnorm" \
+        and model.mla is None and model.position == "rope"
+    # the Hugging Face modules project gate and up with two GEMMs (LlamaMLP.gate_proj, up_proj)
+    kernels = replace(MEGATRON_KERNELS, fused_gate_up=False) if eager else MEGATRON_KERNELS
     fp = layer_forward(model, [training_segment(b, model.seq_len, cp, window)], tp=tp, fm=fm, attention=attention,
-                       kernels=MEGATRON_KERNELS, sp=sp, dropout=dropout, ffn=ffn, ep=ep, etp=etp,
+                       kernels=kernels, sp=sp, dropout=dropout, ffn=ffn, ep=ep, etp=etp,
                        moe_tokens="sequence_parallel", routing="balanced")
     fwd = _with_input_quantize(fp.ops, fm.gemm) if fm.casts_inputs else fp.ops
+    eager_bwd: list[Op] = []
+    no_bwd: set[str] = set()
+    if eager:
+        eager_fwd, eager_bwd = eager_llama_ops(model, fp.tokens, tp)
+        new_fwd: list[Op] = []
+        for op in fwd:
+            if op.name in ("norm1", "norm2", "activation"):
+                new_fwd.extend(eager_fwd[op.name])
+            elif op.name == "qkv":  # q_proj, k_proj, v_proj as three GEMMs, then RoPE on q and k
+                for name, n in (("q_proj", model.q_dim / tp), ("k_proj", model.kv_dim / tp),
+                                ("v_proj", model.kv_dim / tp)):
+                    new_fwd.append(gemm(name, op.m, op.k, n, op.precision, op.batch))
+                new_fwd.extend(eager_fwd["qkv"])
+            else:
+                new_fwd.append(op)
+        # the eager kernels' backward is eager_bwd; a residual add has no backward kernel
+        no_bwd = {o.name for ops in eager_fwd.values() for o in ops} | {"dropout_add1", "dropout_add2"}
+        fwd = new_fwd
     bwd: list[Op] = []
     for op in reversed(fwd):
-        if op.name.endswith(".quantize_in"):
+        if op.name.endswith(".quantize_in") or op.name in no_bwd:
             continue  # a cast has no backward of its own
         if op.kind == "gemm":
             if fm.casts_inputs and op.precision == fm.gemm:
@@ -217,28 +248,14 @@ def layer_work(model: ModelSpec, b: Num, tp: Num, sp: bool, cp: Num, precision: 
         else:
             bwd.append(Op(op.name + ".bwd", "elementwise", 2.0 * op.flops, 1.5 * op.bytes))
     bwd += autograd_kernels(model, fwd, fp.tokens / tp if sp else fp.tokens, fused_bias_grad)
-    if eager_modules and ffn == "dense" and model.gated and model.norm == "rmsnorm" and model.mla is None \
-            and model.position == "rope":
-        eager_fwd, eager_bwd = eager_llama_ops(model, fp.tokens, tp)
-        new_fwd: list[Op] = []
-        for op in fwd:
-            if op.name in ("norm1", "norm2", "activation"):
-                new_fwd.extend(eager_fwd[op.name])
-            else:
-                new_fwd.append(op)
-                if op.name == "qkv":
-                    new_fwd.extend(eager_fwd["qkv"])
-        fused_bwd = {f"{n}.bwd" for n in ("norm1", "norm2", "activation", "dropout_add1", "dropout_add2")}
-        kept = [op for op in bwd if op.name not in fused_bwd]
-        # the eager backward kernels follow the GEMM gradients they belong to (order is for display)
-        fwd, bwd = new_fwd, kept + eager_bwd
+    bwd += eager_bwd  # (display order: after the GEMM gradients they belong to)
 
     msg = fp.tokens * model.hidden * ACT_BYTES  # the full activation of the layer, all ranks together
     # an MoE layer's routed experts work on each rank's own (sequence-parallel) tokens: the
     # MLP's tensor-parallel gather/reduce remains only for shared experts
     mlp_tp = ffn != "moe" or (model.moe is not None and model.moe.shared_experts > 0)
     # the column-parallel GEMM at the attention's input (the backward collectives overlap it)
-    attn_in = "qkv" if model.mla is None else ("q_up" if model.mla.q_lora_rank else "q_proj")
+    attn_in = ("q_proj" if eager else "qkv") if model.mla is None else ("q_up" if model.mla.q_lora_rank else "q_proj")
     mlp_in = "fc1" if ffn != "moe" else "shared_fc1"
     fwd_comms = tp_forward_comms(msg, sp, mlp_tp)
     ub = tp_comm_overlap and sp  # userbuffers need sequence parallelism
