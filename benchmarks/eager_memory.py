@@ -241,6 +241,20 @@ def elementwise_traffic(h: int = 384, heads: int = 6, kv_heads: int = 2, ffn: in
     return res
 
 
+def gelu_new_traffic(tokens: int = 96, ffn: int = 1024) -> dict[str, float]:
+    """Kernels and bytes of Hugging Face's NewGELUActivation forward and backward on a
+    tokens × ffn bf16 tensor (the FC1 output), traced."""
+    torch.manual_seed(0)
+    x = torch.randn(tokens, ffn, dtype=torch.bfloat16, requires_grad=True)
+    with KernelTrace() as tr:
+        y = NewGELU()(x)
+        n_fwd = len(tr.ops)
+        y.backward(torch.ones_like(y))
+    fwd, bwd = tr.ops[:n_fwd], [o for o in tr.ops[n_fwd:] if o[0] != "ones_like"]
+    return {"fwd_kernels": len(fwd), "fwd_bytes": float(sum(r + w for _, r, w in fwd)),
+            "bwd_kernels": len(bwd), "bwd_bytes": float(sum(r + w for _, r, w in bwd))}
+
+
 def adamw_step_bytes_per_param(foreach: bool = True, dtype=torch.float32) -> float:
     """Bytes per parameter that one ``torch.optim.AdamW`` step moves (after the step that
     creates its state), traced kernel by kernel on the CPU (``foreach=True`` is PyTorch's

@@ -156,3 +156,22 @@ def test_torch_adamw_step_bytes_are_the_profile_s(em):
 
     eager, fused = predict(_llama_case("pytorch")), predict(_llama_case("megatron-lm"))
     assert eager.time_breakdown_s["optimizer_step"] == pytest.approx(fused.time_breakdown_s["optimizer_step"] * 80 / 42)
+
+
+def test_gelu_new_kernels_match_the_traced_module(em):
+    """transformers-eager: a GELU model's activation is NewGELUActivation, kernel for kernel."""
+    from xlayer.workload.training_ops import eager_gelu_new_ops
+
+    got = em.gelu_new_traffic(tokens=96, ffn=1024)
+    m = ModelSpec(name="g", layers=1, hidden=256, heads=4, ffn_hidden=1024, vocab=1000, seq_len=96,
+                  activation="gelu", norm="layernorm", position="learned", bias=True)
+    fwd, bwd = eager_gelu_new_ops(m, 96)
+    assert (len(fwd), len(bwd)) == (got["fwd_kernels"], got["bwd_kernels"])
+    assert sum(o.bytes for o in fwd) == pytest.approx(got["fwd_bytes"], rel=0.01)
+    assert sum(o.bytes for o in bwd) == pytest.approx(got["bwd_bytes"], rel=0.01)
+    prof = get_profile("transformers-eager")
+    assert prof.eager_gelu_new and prof.saved_activations.gelu_input_bytes == 8
+    assert em.predicted(profile="transformers-eager")["gpt_layer_saved_bytes"] == pytest.approx(
+        em.measure()["gpt_gelu_new_layer_saved_bytes"], rel=5e-3)
+    assert recipe_for(m, "bf16", "transformers").eager_gelu_new
+    assert not recipe_for(m, "bf16", "pytorch").eager_gelu_new

@@ -77,6 +77,7 @@ class Recipe:
     saved: Any = None  # the profile's SavedActivations (xlayer.mapping.profiles), None: fused kernels
     eager_modules: bool = False  # the profile's eager_llama_elementwise
     optimizer_bytes: float | None = None  # the profile's optimizer_step_bytes_per_param (None: Megatron's)
+    eager_gelu_new: bool = False  # the profile's eager_gelu_new
 
 
 def recipe_for(model: ModelSpec, precision: str, framework: Any = None, version: str | None = None,
@@ -123,7 +124,7 @@ def recipe_for(model: ModelSpec, precision: str, framework: Any = None, version:
     return Recipe(attention, dropout, tuple(notes), grad_bytes, prof.name, prof.kernel_floor_s,
                   prof.host_dispatch_s, prof.p2p_per_microbatch, prof.fused_bias_grad, tp_ub,
                   bool(ep_overlap), bool(shared_expert_overlap), prof.moe_host, prof.saved_activations,
-                  prof.eager_llama_elementwise, prof.optimizer_step_bytes_per_param)
+                  prof.eager_llama_elementwise, prof.optimizer_step_bytes_per_param, prof.eager_gelu_new)
 
 
 def host_bounded_s(gpu_s, kernels, recipe: Recipe):
@@ -274,7 +275,7 @@ def _ops_key(model, acc, micro, tp, sp, cp, gp, recipe, ffn, ep, etp, window, fl
     if not any(isinstance(x, np.ndarray) for x in (micro, tp, cp, ep, etp)):
         return None  # scalar calls are cheap; keep them free of the cache
     return (id(model), id(acc), arr(micro), arr(tp), bool(sp), arr(cp), gp, recipe.attention,
-            recipe.dropout, recipe.fused_bias_grad, recipe.tp_comm_overlap, recipe.eager_modules, ffn, arr(ep), arr(etp), window, floor, id(calibration()))
+            recipe.dropout, recipe.fused_bias_grad, recipe.tp_comm_overlap, recipe.eager_modules, recipe.eager_gelu_new, ffn, arr(ep), arr(etp), window, floor, id(calibration()))
 
 
 def evaluate_training(model: ModelSpec, system: System, precision: str, global_batch: int,
@@ -378,7 +379,8 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
         if hit is None:
             work = layer_work(model, micro, tp, sp, cp, gp, recipe.attention, recipe.dropout, ffn=ffn, ep=ep,
                               etp=etp, window=window, fused_bias_grad=recipe.fused_bias_grad,
-                              tp_comm_overlap=recipe.tp_comm_overlap, eager_modules=recipe.eager_modules)
+                              tp_comm_overlap=recipe.tp_comm_overlap, eager_modules=recipe.eager_modules,
+                              eager_gelu_new=recipe.eager_gelu_new)
             op_times = {op.name: op_time(op, acc, kernel_overhead_s=floor) for op in work.fwd + work.bwd}
             if key is not None:
                 if len(_OPS_CACHE) >= 8:

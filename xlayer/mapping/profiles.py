@@ -34,6 +34,8 @@ Fields (all per accelerator):
   (T rows, 16-bit logits) instead of the last one per sequence;
 * ``eager_llama_elementwise``: a dense Llama-style layer's element-wise kernels are the Hugging
   Face modules' (RMSNorm's fp32 chain, RoPE by rotate_half, silu and mul) as counted on them;
+* ``eager_gelu_new``: a GELU layer's activation is Hugging Face's written-out tanh GELU (8
+  kernels forward, 11 backward);
 * ``optimizer_step_bytes_per_param``: HBM bytes one optimizer step moves per parameter
   (None: Megatron's fused Adam, 42 B);
 * ``saved_activations``: what the stack's modules keep for the backward where that differs
@@ -146,6 +148,9 @@ class StackProfile(BaseModel):
     # a dense Llama-style layer runs the Hugging Face modules' element-wise kernels
     # (xlayer.workload.training_ops.eager_llama_ops) instead of fused ones
     eager_llama_elementwise: bool = False
+    # a GELU layer's activation is Hugging Face's written-out tanh GELU (gelu_new, GPT-2):
+    # xlayer.workload.training_ops.eager_gelu_new_ops instead of one fused kernel
+    eager_gelu_new: bool = False
     # HBM bytes per parameter of one optimizer step (None: Megatron's fused Adam with fp32 main
     # grads and master weights, 42 B: xlayer.engine.training.optimizer_step_bytes_per_param)
     optimizer_step_bytes_per_param: Optional[PositiveFloat] = None

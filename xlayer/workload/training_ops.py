@@ -133,6 +133,24 @@ def eager_llama_ops(model: ModelSpec, tokens: Num, tp: Num = 1) -> tuple[dict[st
     return fwd, bwd
 
 
+def eager_gelu_new_ops(model: ModelSpec, tokens: Num, tp: Num = 1) -> tuple[list[Op], list[Op]]:
+    """The tanh GELU written out as Hugging Face's ``NewGELUActivation`` (``gelu_new``, GPT-2)
+    runs it eagerly, kernel by kernel with the bytes each reads and writes (traced on the module:
+    ``benchmarks/eager_memory.py elementwise_traffic``): forward 0.5·x, x³, 0.044715·x³,
+    x + ·, √(2/π)·, tanh, 1 + tanh, product — 8 kernels, 36 B per FC1-output element (one
+    fused GELU: 4 B); backward 11 autograd kernels, 56 B (fused: 6 B). Returns (forward,
+    backward)."""
+    n = tokens * model.ffn_hidden / tp  # FC1-output elements, 16-bit
+    fwd = [_k("gelu.half_x", 2 * n, 2 * n), _k("gelu.pow3", 2 * n, 2 * n), _k("gelu.mul_c", 2 * n, 2 * n),
+           _k("gelu.add_x", 4 * n, 2 * n), _k("gelu.mul_s", 2 * n, 2 * n), _k("gelu.tanh", 2 * n, 2 * n),
+           _k("gelu.add_1", 2 * n, 2 * n), _k("gelu.mul", 4 * n, 2 * n)]
+    reads = (4, 4, 4, 2, 2, 2, 2, 4, 4, 2, 4)  # per element: two 16-bit operands (4) or one (2)
+    names = ("mul.bwd_a", "mul.bwd_b", "tanh.bwd", "mul_s.bwd", "add_x.bwd_scale", "pow3.bwd_pow",
+             "pow3.bwd_scale", "pow3.bwd_mul", "grad_sum", "half_x.bwd", "grad_sum2")
+    bwd = [_k(f"gelu.{nm}", r * n, 2 * n) for nm, r in zip(names, reads)]
+    return fwd, bwd
+
+
 def eager_llama_inference_ops(model: ModelSpec, ops: list[Op], segments: list[Any], tp: Num = 1,
                               precision: str = "bf16", kv_precision: str = "bf16") -> list[Op]:
     """An inference forward of a dense Llama layer as the Hugging Face modules run it: the
@@ -171,7 +189,7 @@ def eager_llama_inference_ops(model: ModelSpec, ops: list[Op], segments: list[An
 def layer_work(model: ModelSpec, b: Num, tp: Num, sp: bool, cp: Num, precision: str,
                attention: str, dropout: float, ffn: str = "dense", ep: Num = 1, etp: Num = 1,
                window: Num = None, fused_bias_grad: bool = False, tp_comm_overlap: bool = False,
-               eager_modules: bool = False) -> LayerWork:
+               eager_modules: bool = False, eager_gelu_new: bool = False) -> LayerWork:
     """Operators and collectives of one transformer layer (forward and backward).
 
     Forward: :func:`xlayer.workload.transformer.layer_forward` over one micro-batch
@@ -205,6 +223,8 @@ def layer_work(model: ModelSpec, b: Num, tp: Num, sp: bool, cp: Num, precision: 
     layer (gated FFN, RMSNorm, RoPE, no MLA) runs the element-wise kernels of the Hugging Face
     modules instead of fused ones (:func:`eager_llama_ops`); the residual adds keep their
     forward kernel and have no backward kernel of their own (autograd passes the gradient on).
+    ``eager_gelu_new`` (profile field of the same name): a GELU layer's activation is Hugging
+    Face's written-out tanh GELU (:func:`eager_gelu_new_ops`).
     """
     fm = training_formats(precision)
     eager = bool(eager_modules) and ffn == "dense" and model.gated and model.norm == "rmsnorm" \
@@ -233,6 +253,11 @@ def layer_work(model: ModelSpec, b: Num, tp: Num, sp: bool, cp: Num, precision: 
         # the eager kernels' backward is eager_bwd; a residual add has no backward kernel
         no_bwd = {o.name for ops in eager_fwd.values() for o in ops} | {"dropout_add1", "dropout_add2"}
         fwd = new_fwd
+    if eager_gelu_new and ffn == "dense" and model.activation == "gelu":
+        gelu_fwd, gelu_bwd = eager_gelu_new_ops(model, fp.tokens, tp)
+        fwd = [g for op in fwd for g in (gelu_fwd if op.name == "activation" else [op])]
+        no_bwd = no_bwd | {o.name for o in gelu_fwd}
+        eager_bwd = gelu_bwd + eager_bwd
     bwd: list[Op] = []
     for op in reversed(fwd):
         if op.name.endswith(".quantize_in") or op.name in no_bwd:
