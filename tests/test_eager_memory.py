@@ -175,3 +175,22 @@ def test_gelu_new_kernels_match_the_traced_module(em):
         em.measure()["gpt_gelu_new_layer_saved_bytes"], rel=5e-3)
     assert recipe_for(m, "bf16", "transformers").eager_gelu_new
     assert not recipe_for(m, "bf16", "pytorch").eager_gelu_new
+
+
+def test_transformers_eager_inference_runs_gelu_new():
+    import copy
+
+    from xlayer.api import predict
+
+    case = {"id": "g", "kind": "inference", "software": {"framework": "transformers"},
+            "model": {"name": "GPT-2 124M", "layers": 12, "hidden": 768, "heads": 12, "ffn_hidden": 3072,
+                      "vocab": 50257, "activation": "gelu", "seq_len": 1024},
+            "system": {"accelerator": "H100-SXM-80GB", "count": 1, "scale_up_size": 8}, "parallel": {"tp": 1, "pp": 1},
+            "precision": "bf16", "request": {"batch": 8, "prompt_len": 1024, "context_len": 0, "output_len": 1},
+            "measured": {"prefill_time_s": 0.01}}
+    hf = predict(case)
+    plain_case = copy.deepcopy(case)
+    plain_case["software"] = {"framework": "pytorch"}
+    plain = predict(plain_case)
+    ew = "inference_op_time.elementwise"
+    assert hf.prefill.breakdown_s[ew] > plain.prefill.breakdown_s[ew]

@@ -92,6 +92,7 @@ class InferenceSetup:
     moe_kernel_table: str | None = None
     logits_every_position: bool = False  # a prompt's forward runs the output layer on every position
     eager_modules: bool = False  # a dense Llama layer runs the Hugging Face modules' element-wise kernels
+    eager_gelu_new: bool = False  # a GELU layer's activation is Hugging Face's written-out tanh GELU
 
     @property
     def decode_steps(self) -> int:
@@ -195,7 +196,7 @@ def resolve_inference(case: Case) -> InferenceSetup:
     return InferenceSetup(m, case.system_spec(), tp, pp, dp, case.precision, kv, attention, batch,
                           r.prompt_len, r.context_len, r.output_len, dctx, tuple(notes), r.batch,
                           prof.host_dispatch_s, floor, per_layer, prof.fused_gated_mlp, prof.moe_kernel_table,
-                          prof.logits_every_position, prof.eager_llama_elementwise)
+                          prof.logits_every_position, prof.eager_llama_elementwise, prof.eager_gelu_new)
 
 
 def _layer_costs(s: InferenceSetup, layer, acc, floor) -> list[OpCost]:
@@ -266,7 +267,8 @@ def _row(c: OpCost, phase: str, share: float, per_layer: bool) -> dict[str, Any]
 
 def _stack_layer(s: InferenceSetup, layer, segments):
     """The layer's operators as the stack runs them: under ``eager_modules`` a dense Llama
-    layer's element-wise kernels are the Hugging Face modules' (``eager_llama_inference_ops``)."""
+    layer's element-wise kernels are the Hugging Face modules' (``eager_llama_inference_ops``);
+    under ``eager_gelu_new`` a GELU layer's activation is ``NewGELUActivation``'s 8 kernels."""
     m = s.model
     if s.eager_modules and m.gated and m.norm == "rmsnorm" and m.position == "rope" and not m.is_moe \
             and m.mla is None:
@@ -274,6 +276,11 @@ def _stack_layer(s: InferenceSetup, layer, segments):
         from xlayer.workload.training_ops import eager_llama_inference_ops
         return _replace(layer, ops=eager_llama_inference_ops(m, layer.ops, segments, s.tp, s.precision,
                                                              s.kv_precision))
+    if s.eager_gelu_new and m.activation == "gelu" and not m.is_moe:
+        from dataclasses import replace as _replace
+        from xlayer.workload.training_ops import eager_gelu_new_ops
+        gelu, _ = eager_gelu_new_ops(m, sum(g.tokens for g in segments), s.tp)
+        return _replace(layer, ops=[g for op in layer.ops for g in (gelu if op.name == "activation" else [op])])
     return layer
 
 
