@@ -78,23 +78,23 @@ def test_predict_shows_the_loss_term_and_sums():
     assert 1.2 < ratio < 1.6  # RMSNorm fp32 copies and the unfused SwiGLU (counted above)
 
 
-def test_eager_prefill_runs_the_output_layer_on_every_position():
-    """A module forward over the prompt (transformers logits_to_keep=0, gpt-fast prefill) computes
-    lm_head on all T positions; an engine (vLLM) only on each sequence's last."""
-    import copy
-
-    from xlayer.api import predict
-
-    case = {"id": "p", "kind": "inference", "software": {"framework": "pytorch", "mode": "eager"},
+def _gpt2_prefill_case(software: dict) -> dict:
+    """GPT-2 124M, a prefill of 8 × 1,024 tokens on one H100, under ``software``."""
+    return {"id": "gpt2-prefill", "kind": "inference", "software": software,
             "model": {"name": "GPT-2 124M", "layers": 12, "hidden": 768, "heads": 12, "ffn_hidden": 3072,
                       "vocab": 50257, "activation": "gelu", "seq_len": 1024},
             "system": {"accelerator": "H100-SXM-80GB", "count": 1, "scale_up_size": 8}, "parallel": {"tp": 1, "pp": 1},
             "precision": "bf16", "request": {"batch": 8, "prompt_len": 1024, "context_len": 0, "output_len": 1},
             "measured": {"prefill_time_s": 0.01}}
-    eager = predict(case)
-    engine_case = copy.deepcopy(case)
-    engine_case["software"] = {"framework": "vllm"}
-    engine = predict(engine_case)
+
+
+def test_eager_prefill_runs_the_output_layer_on_every_position():
+    """A module forward over the prompt (transformers logits_to_keep=0, gpt-fast prefill) computes
+    lm_head on all T positions; an engine (vLLM) only on each sequence's last."""
+    from xlayer.api import predict
+
+    eager = predict(_gpt2_prefill_case({"framework": "pytorch", "mode": "eager"}))
+    engine = predict(_gpt2_prefill_case({"framework": "vllm"}))
     assert eager.prefill.breakdown_s["output_ops"] > 10 * engine.prefill.breakdown_s["output_ops"]
     extra = (eager.metrics["peak_memory_gib"] - engine.metrics["peak_memory_gib"]) * 2**30
     assert extra == pytest.approx(2 * 8 * 1024 * 50257, rel=0.01)  # the 16-bit logits of every position
@@ -178,19 +178,9 @@ def test_gelu_new_kernels_match_the_traced_module(em):
 
 
 def test_transformers_eager_inference_runs_gelu_new():
-    import copy
-
     from xlayer.api import predict
 
-    case = {"id": "g", "kind": "inference", "software": {"framework": "transformers"},
-            "model": {"name": "GPT-2 124M", "layers": 12, "hidden": 768, "heads": 12, "ffn_hidden": 3072,
-                      "vocab": 50257, "activation": "gelu", "seq_len": 1024},
-            "system": {"accelerator": "H100-SXM-80GB", "count": 1, "scale_up_size": 8}, "parallel": {"tp": 1, "pp": 1},
-            "precision": "bf16", "request": {"batch": 8, "prompt_len": 1024, "context_len": 0, "output_len": 1},
-            "measured": {"prefill_time_s": 0.01}}
-    hf = predict(case)
-    plain_case = copy.deepcopy(case)
-    plain_case["software"] = {"framework": "pytorch"}
-    plain = predict(plain_case)
+    hf = predict(_gpt2_prefill_case({"framework": "transformers"}))
+    plain = predict(_gpt2_prefill_case({"framework": "pytorch"}))
     ew = "inference_op_time.elementwise"
     assert hf.prefill.breakdown_s[ew] > plain.prefill.breakdown_s[ew]
