@@ -186,6 +186,15 @@ def eager_llama_inference_ops(model: ModelSpec, ops: list[Op], segments: list[An
     return out
 
 
+def attention_backward(op: Op) -> Op:
+    """The backward kernel of a flash-attention forward ``op``: 2.5× its FLOPs (five GEMMs of
+    the forward's size against two, P recomputed; Dao 2023, FlashAttention-2 §3.1.2) and
+    twice its bytes (Q, K, V, O and dO read; dQ, dK, dV written)."""
+    return Op(op.name + ".bwd", "attention", 2.5 * op.flops, 2.0 * op.bytes,
+              precision=op.precision, causal=op.causal, heads=op.heads,
+              seq_q=op.seq_q, seq_kv=op.seq_kv, head_dim=op.head_dim)
+
+
 def layer_work(model: ModelSpec, b: Num, tp: Num, sp: bool, cp: Num, precision: str,
                attention: str, dropout: float, ffn: str = "dense", ep: Num = 1, etp: Num = 1,
                window: Num = None, fused_bias_grad: bool = False, tp_comm_overlap: bool = False,
@@ -267,9 +276,7 @@ def layer_work(model: ModelSpec, b: Num, tp: Num, sp: bool, cp: Num, precision: 
                 bwd.append(quantize(op.name + ".quantize_grad", op.m * op.n * op.batch, op.precision))
             bwd.extend(_gemm_bwd(op))
         elif op.kind == "attention":
-            bwd.append(Op(op.name + ".bwd", "attention", 2.5 * op.flops, 2.0 * op.bytes,
-                          precision=op.precision, causal=op.causal, heads=op.heads,
-                          seq_q=op.seq_q, seq_kv=op.seq_kv, head_dim=op.head_dim))
+            bwd.append(attention_backward(op))
         else:
             bwd.append(Op(op.name + ".bwd", "elementwise", 2.0 * op.flops, 1.5 * op.bytes))
     bwd += autograd_kernels(model, fwd, fp.tokens / tp if sp else fp.tokens, fused_bias_grad)
