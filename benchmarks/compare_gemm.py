@@ -1,0 +1,112 @@
+"""Set xlayer's GEMM model beside NVIDIA's published dense-GEMM latencies on six parts.
+
+    python benchmarks/compare_gemm.py [benchmarks/data/trtllm-gemm.csv.gz] [--rows]
+
+The data (benchmarks/data/trtllm-gemm.csv.gz, its header names the source) are one
+TensorRT-LLM ``Linear`` per shape, timed in a CUDA graph by NVIDIA's aiconfigurator collector
+on H100, H200, B200, B300, GB200 and GB300: bf16 (cuBLAS) and per-tensor fp8 on the grid
+m = 2,048…32,768 rows, n, k = 1,024…16,384. The fp8 Linear quantizes its input dynamically;
+the same repository times that scale computation and quantization on their own, and the fp8
+GEMM here is the measured time minus both (as aiconfigurator derives its static-fp8 GEMM),
+so it is the matmul alone — what xlayer's ``gemm`` operator costs (its input quantization
+is a separate ``quantize`` operator).
+
+Each shape is the operator ``xlayer.workload.operators.gemm(m, k, n)`` timed by
+``xlayer.cost.compute.op_time`` on the catalog part at the burst GEMM rate
+(``calibration().isolated()``: graph replays, not a power-capped training step). Nothing is
+fitted to these data: the catalog's rates are from MAMF tables and datasheets. Prints the
+error per part and format (median, mean absolute) and with ``--rows`` every shape.
+"""
+from __future__ import annotations
+
+import csv
+import gzip
+import statistics
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from xlayer.cost.compute import calibration, op_time
+from xlayer.hardware.catalog import get_accelerator
+from xlayer.workload.operators import gemm
+
+DEFAULT = Path(__file__).resolve().parent / "data" / "trtllm-gemm.csv.gz"
+PART = {"NVIDIA H100 80GB HBM3": "H100-SXM-80GB", "NVIDIA H200": "H200-SXM-141GB", "NVIDIA B200": "B200-SXM-180GB",
+        "NVIDIA B300 SXM6 AC": "B300-SXM-288GB", "NVIDIA GB200": "GB200-NVL72", "NVIDIA GB300": "GB300-NVL72"}
+FORMAT = {"bfloat16": ("bf16", 2), "fp8": ("fp8", 1)}
+
+
+@dataclass(frozen=True)
+class GemmRow:
+    gpu: str
+    fmt: str
+    m: int
+    n: int
+    k: int
+    measured_s: float
+    predicted_s: float
+
+    @property
+    def error_pct(self) -> float:
+        return 100.0 * (self.predicted_s / self.measured_s - 1.0)
+
+
+def read_rows(path: Path = DEFAULT) -> list[dict[str, str]]:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", newline="") as f:
+        return list(csv.DictReader(line for line in f if not line.startswith("#")))
+
+
+def matmul_s(r: dict[str, str]) -> float:
+    """The measured matmul alone: the Linear's time, less the fp8 input's scale and quantize."""
+    t = float(r["latency_ms"])
+    if r["gemm_dtype"] == "fp8":
+        t -= float(r["compute_scale_ms"]) + float(r["scale_matrix_ms"])
+    return t * 1e-3
+
+
+def compare(path: Path = DEFAULT) -> list[GemmRow]:
+    cal = calibration().isolated()
+    out = []
+    for r in read_rows(path):
+        prec, in_bytes = FORMAT[r["gemm_dtype"]]
+        m, n, k = int(r["m"]), int(r["n"]), int(r["k"])
+        op = gemm("gemm", m, k, n, prec, in_bytes=in_bytes)
+        t = op_time(op, get_accelerator(PART[r["gpu"]]), cal).time_s
+        out.append(GemmRow(r["gpu"], prec, m, n, k, matmul_s(r), float(t)))
+    return out
+
+
+def summary(rows: list[GemmRow]) -> dict[tuple[str, str], tuple[int, float, float]]:
+    """(gpu, format) -> (shapes, median error %, mean absolute error %)."""
+    out: dict[tuple[str, str], tuple[int, float, float]] = {}
+    for key in sorted({(r.gpu, r.fmt) for r in rows}):
+        errs = [r.error_pct for r in rows if (r.gpu, r.fmt) == key]
+        out[key] = (len(errs), statistics.median(errs), statistics.mean(abs(e) for e in errs))
+    return out
+
+
+def main(argv: list[str]) -> int:
+    if any(a in ("-h", "--help") for a in argv):
+        print(__doc__)
+        return 0
+    args = [a for a in argv if not a.startswith("--")]
+    path = Path(args[0]) if args else DEFAULT
+    if not path.is_file():
+        print(f"error: data file {path} not found (expected benchmarks/data/trtllm-gemm.csv.gz)", file=sys.stderr)
+        return 2
+    rows = compare(path)
+    if "--rows" in argv:
+        print(f"{'gpu':22s} {'fmt':4s} {'m':>6s} {'n':>6s} {'k':>6s} {'measured us':>11s} {'xlayer us':>9s} {'error':>7s}")
+        for r in rows:
+            print(f"{r.gpu:22s} {r.fmt:4s} {r.m:6d} {r.n:6d} {r.k:6d} {r.measured_s * 1e6:11.1f} "
+                  f"{r.predicted_s * 1e6:9.1f} {r.error_pct:+6.1f}%")
+        print()
+    print(f"{'gpu':22s} {'fmt':4s} {'shapes':>6s} {'median error':>12s} {'MAPE':>6s}")
+    for (gpu, fmt), (n, med, mape) in summary(rows).items():
+        print(f"{gpu:22s} {fmt:4s} {n:6d} {med:+11.1f}% {mape:5.1f}%")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,50 @@
+"""xlayer's GEMM model against NVIDIA's published dense-GEMM latencies (benchmarks/compare_gemm.py;
+data: benchmarks/data/trtllm-gemm.csv.gz, its header names the source): 720 shapes per part and
+format on H100, H200, B200, B300, GB200 and GB300, bf16 and per-tensor fp8 (the matmul alone,
+the dynamic quantization the same source times subtracted). The catalog's rates come from MAMF
+tables and datasheets, not from these data."""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def gm():
+    spec = importlib.util.spec_from_file_location("compare_gemm", ROOT / "benchmarks" / "compare_gemm.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["compare_gemm"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_every_part_and_format_within_a_fifth(gm):
+    s = gm.summary(gm.compare())
+    assert len(s) == 12
+    for key, (n, median, mape) in s.items():
+        assert n == 720 and abs(median) <= 20.0 and mape <= 20.0, (key, median, mape)
+
+
+def test_fp8_speedup_over_bf16_follows_the_shape(gm):
+    """Measured, fp8 pays off at large shapes only (B200 8192×1536×2048: 1.4× the bf16 speed;
+    8192³: 2.0×); the model's ratio must move the same way (wave quantization, memory-bound
+    small-k shapes), not be one constant."""
+    rows = {(r.gpu, r.fmt, r.m, r.n, r.k): r for r in gm.compare()}
+
+    def ratios(shape):
+        b, f = rows[("NVIDIA B200", "bf16", *shape)], rows[("NVIDIA B200", "fp8", *shape)]
+        return b.measured_s / f.measured_s, b.predicted_s / f.predicted_s
+
+    small, large = ratios((8192, 1536, 2048)), ratios((8192, 8192, 8192))
+    assert small[0] < large[0]
+    assert small[1] < large[1]
+
+
+def test_missing_data_file_exits_2(gm, tmp_path, capsys):
+    assert gm.main([str(tmp_path / "absent.csv.gz")]) == 2
+    assert "absent.csv.gz" in capsys.readouterr().err
