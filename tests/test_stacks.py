@@ -178,6 +178,24 @@ def test_eager_inference_is_bounded_by_host_dispatch():
     assert graph.decode.time_s < eager.decode.time_s / 3
 
 
+def test_a_pass_the_host_floor_sets_is_labelled_host_bound():
+    """Whenever the host's launches take longer than the GPU's work the pass is host-bound,
+    even when the GPU is busy for more than half of it (a 512-token eager prefill of a 7B
+    Llama: ~15 ms of GPU work under a 30 ms launch floor)."""
+    from xlayer.prediction.case import case_from_dict
+    from xlayer.prediction.inference import predict_inference
+
+    pred = predict_inference(case_from_dict({
+        "id": "e", "kind": "inference", "software": {"framework": "pytorch", "mode": "eager"},
+        "model": {"layers": 32, "hidden": 4096, "heads": 32, "ffn_hidden": 11008, "vocab": 32000,
+                  "activation": "swiglu"},
+        "system": {"accelerator": "H100-SXM-80GB", "count": 1},
+        "request": {"batch": 1, "prompt_len": 512, "output_len": 2}, "precision": "bf16"}))
+    host = pred.prefill.breakdown_s["host_dispatch_bound"]
+    assert 0.0 < host < 0.5 * pred.prefill.time_s
+    assert pred.prefill.bound == "host"
+
+
 def test_megatron_keeps_the_distributed_optimizer_before_fsdp():
     """Megatron-Bridge runs FSDP only when asked: when its defaults (ZeRO-1, no recompute) do
     not fit, the chooser relaxes recompute before the ZeRO stage; a stated zero: 3 is kept."""

@@ -239,22 +239,27 @@ class PassResult:
 
     def bound_shares(self) -> dict[str, float]:
         """Share of the pass time by bound: each operator's roofline time goes to its bound,
-        its fixed per-kernel cost to ``kernel overhead``."""
+        its fixed per-kernel cost to ``kernel overhead``, and the time an eager host's launches
+        add beyond the GPU's work to ``host`` (the shares sum to 1)."""
         out: dict[str, float] = {}
         for r in self.op_rows():
             ov = r["overhead_s"] / r["time_s"] * r["share"] if r["time_s"] else 0.0
             out[r["bound"]] = out.get(r["bound"], 0.0) + r["share"] - ov
             if ov:
                 out["kernel overhead"] = out.get("kernel overhead", 0.0) + ov
+        host = self.breakdown_s.get("host_dispatch_bound", 0.0)
+        if host > 0.0 and self.time_s:
+            out["host"] = host / self.time_s
         return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
     @property
     def bound(self) -> str:
         """The roofline bound (compute, hbm, l2, interconnect) holding the largest share, or
-        ``host`` when an eager host's kernel launches set the pass time."""
-        if self.breakdown_s.get("host_dispatch_bound", 0.0) > 0.5 * self.time_s:
+        ``host`` when an eager host's kernel launches set the pass time (the host floor is
+        above the GPU's time: the pass would not get shorter with a faster GPU)."""
+        if self.breakdown_s.get("host_dispatch_bound", 0.0) > 0.0:
             return "host"
-        return next(k for k in self.bound_shares() if k != "kernel overhead")
+        return next(k for k in self.bound_shares() if k not in ("kernel overhead", "host"))
 
 
 def _row(c: OpCost, phase: str, share: float, per_layer: bool) -> dict[str, Any]:
