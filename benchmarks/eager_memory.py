@@ -1,6 +1,6 @@
 """What eager PyTorch modules keep for the backward pass, counted on real modules (CPU).
 
-    python benchmarks/eager_memory.py          # table: measured vs xlayer's layer / logits bytes
+    python benchmarks/eager_memory.py          # table: measured vs xlayer's layer / logits / step-peak bytes
 
 A Llama-style decoder layer written as the Hugging Face modules are (transformers
 ``modeling_llama.py``: ``LlamaRMSNorm`` upcasts to fp32, ``LlamaMLP`` is
@@ -332,6 +332,74 @@ def predicted(h: int = 256, heads: int = 8, kv_heads: int = 8, ffn: int = 688, s
     }
 
 
+class TinyGPT(nn.Module):
+    """A GPT-2-style model of :class:`GPTLayer`: token and position embeddings, L layers, final
+    LayerNorm, an output layer tied to the token embedding."""
+
+    def __init__(self, layers: int, h: int, heads: int, vocab: int, seq: int):
+        super().__init__()
+        self.wte, self.wpe = nn.Embedding(vocab, h), nn.Embedding(seq, h)
+        self.blocks = nn.ModuleList(GPTLayer(h, heads, 4 * h) for _ in range(layers))
+        self.ln_f = nn.LayerNorm(h)
+        self.lm_head = nn.Linear(h, vocab, bias=False)
+        self.lm_head.weight = self.wte.weight
+
+    def forward(self, idx):
+        x = self.wte(idx) + self.wpe(torch.arange(idx.shape[1]))
+        for blk in self.blocks:
+            x = blk(x)
+        return self.lm_head(self.ln_f(x))
+
+
+def step_peak_bytes(layers: int = 2, h: int = 256, heads: int = 4, vocab: int = 2048, seq: int = 128,
+                    batch: int = 8, steps: int = 3) -> dict[str, int]:
+    """Peak live bytes of a training step as an AMP loop runs it — fp32 parameters,
+    ``torch.autocast(bfloat16)`` forward, ``F.cross_entropy(logits.float(), y)``, backward,
+    ``torch.optim.AdamW(foreach=True).step()``, ``zero_grad(set_to_none=True)`` — on the CPU,
+    in the steady state (the last of ``steps`` steps). ``peak_bytes`` = the parameters and the
+    optimizer's states that persist across steps (counted tensor by tensor) + the largest sum
+    of the step's own live tensors (:class:`LiveBytes`)."""
+    torch.manual_seed(0)
+    model = TinyGPT(layers, h, heads, vocab, seq)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, foreach=True)
+    idx, y = torch.randint(0, vocab, (batch, seq)), torch.randint(0, vocab, (batch, seq))
+    transient = 0
+    for _ in range(steps):
+        with LiveBytes(skip=(idx, y)) as live:
+            opt.zero_grad(set_to_none=True)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                logits = model(idx)
+            loss = F.cross_entropy(logits.float().view(-1, vocab), y.view(-1))
+            loss.backward()
+            del logits, loss
+            opt.step()
+        transient = live.peak
+    params = list(model.parameters())
+    persistent = sum(p.untyped_storage().nbytes() for p in params)
+    persistent += sum(t.untyped_storage().nbytes() for st in opt.state.values() for t in st.values()
+                      if isinstance(t, torch.Tensor) and t.dim() > 0)
+    return {"params": sum(p.numel() for p in params), "persistent_bytes": persistent,
+            "step_transient_peak_bytes": transient, "peak_bytes": persistent + transient}
+
+
+def predicted_step_peak_bytes(layers: int = 2, h: int = 256, heads: int = 4, vocab: int = 2048, seq: int = 128,
+                              batch: int = 8) -> float:
+    """xlayer's peak for the same step (pytorch-eager profile, one H100), less the cuBLAS
+    workspace a CPU run does not allocate."""
+    from xlayer.mapping.profiles import get_profile
+    from xlayer.prediction.case import case_from_dict
+    from xlayer.prediction.training import predict_training
+
+    case = case_from_dict({
+        "id": "tiny-gpt", "kind": "training", "software": {"framework": "pytorch", "mode": "eager"},
+        "model": {"layers": layers, "hidden": h, "heads": heads, "ffn_hidden": 4 * h, "vocab": vocab, "seq_len": seq,
+                  "activation": "gelu", "bias": True, "tied_embeddings": True, "norm": "layernorm",
+                  "position": "learned"},
+        "system": {"accelerator": "H100-SXM-80GB", "count": 1}, "parallel": {"tp": 1, "pp": 1, "dp": 1},
+        "batch": {"global": batch, "micro": batch}, "precision": "bf16"})
+    return float(predict_training(case).memory_bytes) - get_profile("pytorch-eager").step_memory.library_workspace_bytes
+
+
 def main() -> int:
     rows = [dict(h=256, heads=8, kv_heads=8, ffn=688, seq=128, batch=2, vocab=4096),
             dict(h=512, heads=8, kv_heads=8, ffn=1376, seq=256, batch=1, vocab=8192)]
@@ -344,6 +412,14 @@ def main() -> int:
         for k in got:
             print(f"| {name} | {k} | {got[k]:,} | {want[k]:,.0f} | {fused[k]:,.0f} | "
                   f"{100 * (want[k] - got[k]) / got[k]:+.2f} % |")
+    print()
+    print("| whole AMP step (tiny GPT, 2 layers, h 256) | measured peak (B/param) | xlayer (B/param) | error |")
+    print("|---|---|---|---|")
+    for b, sq in ((1, 32), (8, 128)):
+        got = step_peak_bytes(batch=b, seq=sq)
+        want = predicted_step_peak_bytes(batch=b, seq=sq)
+        print(f"| batch {b} x {sq} tokens | {got['peak_bytes'] / got['params']:.2f} | {want / got['params']:.2f} | "
+              f"{100 * (want - got['peak_bytes']) / got['peak_bytes']:+.1f} % |")
     return 0
 
 

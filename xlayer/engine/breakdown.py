@@ -69,18 +69,38 @@ def time_breakdown_s(cost: IterationCost, layout: Layout, model: ModelSpec) -> d
 
 
 def memory_breakdown_bytes(cost: IterationCost) -> dict[str, float]:
-    """Bytes per accelerator: model states of the layers by kind and of the embedding/output
-    layer, activations of the layers and of the loss (busiest rank), communication buffers."""
+    """Bytes per accelerator at the step's peak: model states of the layers by kind and of the
+    embedding/output layer, activations of the layers and of the loss (busiest rank),
+    communication buffers. Where the stack allocates its states per step
+    (:func:`xlayer.engine.training.step_peak_bytes`) only what is alive at the peak is listed:
+    at the backward's start no gradient but the output layer's, in the optimizer step no
+    activation or per-step weight copy but the optimizer's temporary; the sum is the peak."""
     mem = cost.detail.memory
-    states = float(mem.states)
+    pk = mem.step
+    w, g, o = float(mem.weights), float(mem.gradients), float(mem.optimizer)
+    act, logits, buf = float(mem.activations) - float(mem.logits), float(mem.logits), float(mem.comm_buffers)
+    extra: dict[str, float] = {}
+    if pk is not None and pk.per_step:
+        if float(pk.backward_start) >= float(pk.optimizer_step):
+            g = 0.0
+            extra["step_peak_bytes.output_layer_gradient"] = float(pk.head_grad)
+        else:
+            w = 0.0 if pk.weights_transient else w
+            act = logits = buf = 0.0
+            extra["step_peak_bytes.optimizer_temporary"] = float(pk.optimizer_temp)
+    if pk is not None and pk.workspace:
+        extra["step_peak_bytes.library_workspace"] = float(pk.workspace)
+    states, alive = float(mem.states), w + g + o
     layer_part = (states - float(mem.edge_states)) / states if states else 0.0
-    return {"model_state_bytes.weights": float(mem.weights) * layer_part,
-            "model_state_bytes.gradients": float(mem.gradients) * layer_part,
-            "model_state_bytes.optimizer": float(mem.optimizer) * layer_part,
-            "model_state_bytes.embedding_output": states * (1.0 - layer_part),
-            "layer_activation_bytes.activations": float(mem.activations) - float(mem.logits),
-            "logits_activation_bytes.loss": float(mem.logits),
-            "communication_buffer_bytes": float(mem.comm_buffers)}
+    out = {"model_state_bytes.weights": w * layer_part,
+           "model_state_bytes.gradients": g * layer_part,
+           "model_state_bytes.optimizer": o * layer_part,
+           "model_state_bytes.embedding_output": alive * (1.0 - layer_part),
+           "layer_activation_bytes.activations": act,
+           "logits_activation_bytes.loss": logits,
+           "communication_buffer_bytes": buf}
+    out.update(extra)
+    return out
 
 
 def op_rows(cost: IterationCost) -> list[dict[str, float | str]]:

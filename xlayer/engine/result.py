@@ -80,6 +80,8 @@ class MemoryTerms:
     edge_states: Num = 0.0
     # the loss's share of ``activations`` (logits_activation_bytes) when the busiest rank has it
     logits: Num = 0.0
+    # the step's peak (xlayer.engine.training.StepPeak; None: every term alive all step)
+    step: Any = None
 
     @property
     def states(self) -> Num:

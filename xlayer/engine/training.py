@@ -78,6 +78,7 @@ class Recipe:
     eager_modules: bool = False  # the profile's eager_llama_elementwise
     optimizer_bytes: float | None = None  # the profile's optimizer_step_bytes_per_param (None: Megatron's)
     eager_gelu_new: bool = False  # the profile's eager_gelu_new
+    step_memory: Any = None  # the profile's StepMemory (xlayer.mapping.profiles), None: persistent states
 
 
 def recipe_for(model: ModelSpec, precision: str, framework: Any = None, version: str | None = None,
@@ -124,7 +125,53 @@ def recipe_for(model: ModelSpec, precision: str, framework: Any = None, version:
     return Recipe(attention, dropout, tuple(notes), grad_bytes, prof.name, prof.kernel_floor_s,
                   prof.host_dispatch_s, prof.p2p_per_microbatch, prof.fused_bias_grad, tp_ub,
                   bool(ep_overlap), bool(shared_expert_overlap), prof.moe_host, prof.saved_activations,
-                  prof.eager_llama_elementwise, prof.optimizer_step_bytes_per_param, prof.eager_gelu_new)
+                  prof.eager_llama_elementwise, prof.optimizer_step_bytes_per_param, prof.eager_gelu_new,
+                  prof.step_memory)
+
+
+@dataclass(frozen=True)
+class StepPeak:
+    """The two candidate peaks of :func:`step_peak_bytes` and the terms only they have."""
+
+    total: Any
+    backward_start: Any
+    optimizer_step: Any
+    optimizer_temp: Any = 0.0
+    head_grad: Any = 0.0
+    workspace: float = 0.0
+    per_step: bool = False  # states allocated per step (StepMemory), else persistent all step
+    weights_transient: bool = False  # the weights term is per-step copies (autocast)
+
+
+def step_peak_bytes(states: dict[str, Any], held: Any, has_loss: Any, head_params: Any, precision: str,
+                    recipe: Recipe) -> StepPeak:
+    """Peak bytes of a training step on one rank: model ``states`` (weights, gradients,
+    optimizer: :func:`xlayer.cost.memory.model_state_bytes`) and the ``held`` activations and
+    buffers at the backward's start.
+
+    Megatron-style stacks (``recipe.step_memory`` None) keep every state all step: the sum.
+    A stack that allocates them per step (:class:`xlayer.mapping.profiles.StepMemory`) peaks
+    either at the backward's start — persistent states, the per-step weight copies, every
+    activation, and the output layer's gradient, the first one autograd allocates (on the rank
+    with the loss, ``head_params`` = V·h/t) — or in the optimizer step — persistent states,
+    every gradient, the optimizer's temporary (sharded as its states are), no activation. In
+    between, each layer's backward frees its activations and allocates its gradients, so the
+    live total moves monotonically between the two ends; the BLAS workspace is added once."""
+    sm = recipe.step_memory
+    w, g, o = states["weights"], states["gradients"], states["optimizer"]
+    ws = sm.library_workspace_bytes if sm is not None else 0.0
+    if sm is None or not sm.grads_freed_each_step:
+        total = w + g + o + held + ws
+        return StepPeak(total, total, total, workspace=ws)
+    o_per_param = 8.0 if precision == "fp32" else 12.0  # model_state_bytes' optimizer bytes
+    temp = o * sm.optimizer_temp_bytes_per_param / o_per_param
+    transient = sm.working_weights_transient and precision != "fp32"  # no autocast copies in fp32
+    persistent = o + (0.0 if transient else w)
+    head_grad = _where(has_loss, head_params * recipe.grad_bytes, 0.0)
+    backward_start = persistent + (w if transient else 0.0) + held + head_grad + ws
+    optimizer_step = persistent + g + temp + ws
+    return StepPeak(np.maximum(backward_start, optimizer_step), backward_start, optimizer_step, temp, head_grad,
+                    ws, per_step=True, weights_transient=transient)
 
 
 def host_bounded_s(gpu_s, kernels, recipe: Recipe):
@@ -585,7 +632,9 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
         states["weights"] = states["weights"] + _where(dpc > 1, 2.0 * np.maximum(layer_w, emb_w) * WEIGHT_BYTES
                                                        + np.maximum(layer_w, emb_w) * gb, 0.0)
     buffers = communication_buffer_bytes(model, micro, tp, cp, sp, dpc)
-    mem = states["weights"] + states["gradients"] + states["optimizer"] + act + buffers
+    peak_mem = step_peak_bytes(states, act + buffers, logits_held > 0, model.vocab * model.hidden / tp, precision,
+                               recipe)
+    mem = peak_mem.total
 
     flops_model = model_flops_per_iteration(model, global_batch)
     world = tp * pp * dp * cp
@@ -614,7 +663,7 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
                                optimizer=states["optimizer"], activations=act, activations_first_rank=act_first,
                                activation_per_layer=act_layer, inflight_chunks=chunks, comm_buffers=buffers,
                                edge_states=edge["weights"] + edge["gradients"] + edge["optimizer"],
-                               logits=logits_held),
+                               logits=logits_held, step=peak_mem),
             offload_s=offload_s, dp_raw_s=dp_raw, params_rank=p_rank,
             params_layers_rank=n_busy_layers * layer_w, flops_model=flops_model)
     return IterationCost(

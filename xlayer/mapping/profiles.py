@@ -40,7 +40,10 @@ Fields (all per accelerator):
   (None: Megatron's fused Adam, 42 B);
 * ``saved_activations``: what the stack's modules keep for the backward where that differs
   from fused kernels (:class:`SavedActivations`: unfused RMSNorm and gated activation, the
-  written-out tanh GELU, the cross-entropy's bytes per logit at the loss-backward peak).
+  written-out tanh GELU, the cross-entropy's bytes per logit at the loss-backward peak);
+* ``step_memory``: how a training step's model states live over the step where they are not
+  Megatron's persistent buffers (:class:`StepMemory`: gradients freed by ``zero_grad``, the
+  autocast weight copies, the optimizer's temporary, the BLAS workspace) — the allocator's peak.
 """
 from __future__ import annotations
 
@@ -107,6 +110,38 @@ class SavedActivations(BaseModel):
 FUSED_SAVED = SavedActivations()
 
 
+class StepMemory(BaseModel):
+    """The lifetime of a training step's model states in a stack that allocates them per step
+    (None on a profile: Megatron's persistent main-gradient buffers and 16-bit weights, every
+    state alive all step). The allocator's peak is then the larger of the backward's start —
+    the forward's activations and the loss's logits still alive, the output layer's gradient
+    the first one allocated — and the optimizer step — every gradient, no activation, the
+    optimizer's temporary (``xlayer.engine.training``; checked on real modules by
+    ``benchmarks/eager_memory.py: step_peak_bytes``).
+
+    * ``grads_freed_each_step``: gradients exist from the backward to the optimizer step
+      (``Optimizer.zero_grad(set_to_none=True)``, PyTorch's default since 2.0, frees them and
+      autograd allocates each ``.grad`` as its layer's backward runs, while that layer's saved
+      activations are freed);
+    * ``working_weights_transient``: the 16-bit weights are per-step copies (``torch.autocast``
+      casts each fp32 parameter for its op and autograd keeps the copy until that op's backward)
+      and the persistent fp32 parameters are counted with the optimizer's states;
+    * ``optimizer_temp_bytes_per_param``: a parameter-sized temporary of the optimizer step
+      (``torch.optim.AdamW`` foreach: ``exp_avg_sq_sqrt = torch._foreach_sqrt(exp_avg_sqs)`` over
+      every parameter at once, in the states' dtype: 4 B over fp32 parameters; torch 2.13
+      ``optim/adam.py: _multi_tensor_adam``);
+    * ``library_workspace_bytes``: BLAS workspaces the framework allocates through its caching
+      allocator (PyTorch's cuBLAS workspace, ``CublasHandlePool.cpp``: 32 MiB on Hopper and
+      Blackwell, pytorch/pytorch#89027 and #175344)."""
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    grads_freed_each_step: bool = False
+    working_weights_transient: bool = False
+    optimizer_temp_bytes_per_param: NonNegativeFloat = 0.0
+    library_workspace_bytes: NonNegativeFloat = 0.0
+    source: str = ""
+
+
 class StackProfile(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -156,6 +191,8 @@ class StackProfile(BaseModel):
     optimizer_step_bytes_per_param: Optional[PositiveFloat] = None
     # what the stack's modules save for backward (default: fused Megatron / TE kernels)
     saved_activations: SavedActivations = FUSED_SAVED
+    # how a training step's states live over the step (None: Megatron's persistent buffers)
+    step_memory: Optional[StepMemory] = None
     sources: dict[str, str] = {}
     file: str = ""
 
