@@ -231,3 +231,25 @@ def test_megatron_search_path_keeps_the_distributed_optimizer_too():
     lay, notes = resolve_layout(case_from_dict(d))
     assert lay.zero == 1
     assert any("FSDP only when stated" in n for n in notes)
+
+
+def test_ddp_keeps_a_persistent_copy_of_the_gradients_in_its_buckets():
+    """Unsharded data parallelism under PyTorch: DistributedDataParallel's buckets
+    (gradient_as_bucket_view=False, its default) persist a copy of every gradient, 4 B per
+    parameter under AMP; one GPU, or ZeRO-3, has none."""
+    from xlayer.prediction.case import case_from_dict
+    from xlayer.prediction.training import predict_training
+
+    def case(dp, zero):
+        return case_from_dict({
+            "id": "d", "kind": "training", "software": {"framework": "pytorch", "mode": "eager"},
+            "model": {"layers": 4, "hidden": 1024, "heads": 16, "ffn_hidden": 4096, "vocab": 32000, "seq_len": 1024,
+                      "activation": "gelu"},
+            "system": {"accelerator": "H100-SXM-80GB", "count": dp},
+            "parallel": {"tp": 1, "pp": 1, "dp": dp, "zero": zero}, "batch": {"global": 4 * dp, "micro": 4},
+            "precision": "bf16"})
+    c = case(4, 0)
+    ddp = predict_training(c).memory_breakdown_bytes
+    assert ddp["step_peak_bytes.ddp_buckets"] == pytest.approx(4.0 * c.model.total_params(), rel=1e-6)
+    assert "step_peak_bytes.ddp_buckets" not in predict_training(case(1, 0)).memory_breakdown_bytes
+    assert "step_peak_bytes.ddp_buckets" not in predict_training(case(4, 3)).memory_breakdown_bytes

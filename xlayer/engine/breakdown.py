@@ -88,6 +88,8 @@ def memory_breakdown_bytes(cost: IterationCost) -> dict[str, float]:
             w = 0.0 if pk.weights_transient else w
             act = logits = buf = 0.0
             extra["step_peak_bytes.optimizer_temporary"] = float(pk.optimizer_temp)
+    if pk is not None and float(pk.ddp_buckets):
+        extra["step_peak_bytes.ddp_buckets"] = float(pk.ddp_buckets)
     if pk is not None and pk.workspace:
         extra["step_peak_bytes.library_workspace"] = float(pk.workspace)
     states, alive = float(mem.states), w + g + o

@@ -141,10 +141,11 @@ class StepPeak:
     workspace: float = 0.0
     per_step: bool = False  # states allocated per step (StepMemory), else persistent all step
     weights_transient: bool = False  # the weights term is per-step copies (autocast)
+    ddp_buckets: Any = 0.0  # DDP's persistent all-reduce buckets (a copy of the gradients)
 
 
 def step_peak_bytes(states: dict[str, Any], held: Any, has_loss: Any, head_params: Any, precision: str,
-                    recipe: Recipe) -> StepPeak:
+                    recipe: Recipe, ddp: Any = False) -> StepPeak:
     """Peak bytes of a training step on one rank: model ``states`` (weights, gradients,
     optimizer: :func:`xlayer.cost.memory.model_state_bytes`) and the ``held`` activations and
     buffers at the backward's start.
@@ -156,7 +157,9 @@ def step_peak_bytes(states: dict[str, Any], held: Any, has_loss: Any, head_param
     with the loss, ``head_params`` = V·h/t) — or in the optimizer step — persistent states,
     every gradient, the optimizer's temporary (sharded as its states are), no activation. In
     between, each layer's backward frees its activations and allocates its gradients, so the
-    live total moves monotonically between the two ends; the BLAS workspace is added once."""
+    live total moves monotonically between the two ends; the BLAS workspace is added once, and
+    under unsharded data parallelism (``ddp``: dp > 1, zero 0) DDP's persistent buckets, a
+    copy of every gradient."""
     sm = recipe.step_memory
     w, g, o = states["weights"], states["gradients"], states["optimizer"]
     ws = sm.library_workspace_bytes if sm is not None else 0.0
@@ -166,12 +169,13 @@ def step_peak_bytes(states: dict[str, Any], held: Any, has_loss: Any, head_param
     o_per_param = 8.0 if precision == "fp32" else 12.0  # model_state_bytes' optimizer bytes
     temp = o * sm.optimizer_temp_bytes_per_param / o_per_param
     transient = sm.working_weights_transient and precision != "fp32"  # no autocast copies in fp32
-    persistent = o + (0.0 if transient else w)
+    buckets = _where(ddp, g, 0.0) * float(sm.ddp_bucket_copy)
+    persistent = o + (0.0 if transient else w) + buckets
     head_grad = _where(has_loss, head_params * recipe.grad_bytes, 0.0)
     backward_start = persistent + (w if transient else 0.0) + held + head_grad + ws
     optimizer_step = persistent + g + temp + ws
     return StepPeak(np.maximum(backward_start, optimizer_step), backward_start, optimizer_step, temp, head_grad,
-                    ws, per_step=True, weights_transient=transient)
+                    ws, per_step=True, weights_transient=transient, ddp_buckets=buckets)
 
 
 def host_bounded_s(gpu_s, kernels, recipe: Recipe):
@@ -633,7 +637,7 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
                                                        + np.maximum(layer_w, emb_w) * gb, 0.0)
     buffers = communication_buffer_bytes(model, micro, tp, cp, sp, dpc)
     peak_mem = step_peak_bytes(states, act + buffers, logits_held > 0, model.vocab * model.hidden / tp, precision,
-                               recipe)
+                               recipe, ddp=(dpc > 1) & (zero == 0))
     mem = peak_mem.total
 
     flops_model = model_flops_per_iteration(model, global_batch)

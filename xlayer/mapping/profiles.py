@@ -132,13 +132,18 @@ class StepMemory(BaseModel):
       ``optim/adam.py: _multi_tensor_adam``);
     * ``library_workspace_bytes``: BLAS workspaces the framework allocates through its caching
       allocator (PyTorch's cuBLAS workspace, ``CublasHandlePool.cpp``: 32 MiB on Hopper and
-      Blackwell, pytorch/pytorch#89027 and #175344)."""
+      Blackwell, pytorch/pytorch#89027 and #175344);
+    * ``ddp_bucket_copy``: data parallelism without sharding (zero 0) keeps its all-reduce
+      buckets as a persistent copy of every gradient (``DistributedDataParallel``'s default
+      ``gradient_as_bucket_view=False``: "the saved memory size will be equal to the total
+      gradients size" when it is True, torch/nn/parallel/distributed.py)."""
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     grads_freed_each_step: bool = False
     working_weights_transient: bool = False
     optimizer_temp_bytes_per_param: NonNegativeFloat = 0.0
     library_workspace_bytes: NonNegativeFloat = 0.0
+    ddp_bucket_copy: bool = False
     source: str = ""
 
 
