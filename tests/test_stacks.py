@@ -253,3 +253,21 @@ def test_ddp_keeps_a_persistent_copy_of_the_gradients_in_its_buckets():
     assert ddp["step_peak_bytes.ddp_buckets"] == pytest.approx(4.0 * c.model.total_params(), rel=1e-6)
     assert "step_peak_bytes.ddp_buckets" not in predict_training(case(1, 0)).memory_breakdown_bytes
     assert "step_peak_bytes.ddp_buckets" not in predict_training(case(4, 3)).memory_breakdown_bytes
+
+
+def test_plain_pytorch_defaults_to_ddp_and_torchtitan_to_fsdp2():
+    """An open ZeRO stage: plain PyTorch's data parallelism is DistributedDataParallel (no
+    sharding); torchtitan shards with FSDP2 over every data-parallel rank by default."""
+    from xlayer.prediction.case import case_from_dict
+    from xlayer.prediction.training import resolve_layout
+
+    def layout(fw):
+        return resolve_layout(case_from_dict({
+            "id": "z", "kind": "training", "software": {"framework": fw, "mode": "eager"},
+            "model": {"layers": 4, "hidden": 1024, "heads": 16, "ffn_hidden": 4096, "vocab": 32000, "seq_len": 1024,
+                      "activation": "swiglu"},
+            "system": {"accelerator": "H100-SXM-80GB", "count": 8},
+            "parallel": {"tp": 1, "pp": 1, "dp": 8}, "batch": {"global": 32, "micro": 4}, "precision": "bf16"}))
+    lay, notes = layout("pytorch")
+    assert lay.zero == 0 and any("parallel.zero=0 (the stack's default" in n for n in notes)
+    assert layout("torchtitan")[0].zero == 3

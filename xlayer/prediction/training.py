@@ -230,7 +230,8 @@ def resolve_layout(case: Case) -> tuple[Layout, list[str]]:
         if family(fw) == "megatron" else []
     if defaults_fit:
         chosen = min(defaults_fit, key=lambda c: c[1])[0]
-        why = "the stack's default" if family(fw) == "megatron" else "fastest that fits memory"
+        why = "the stack's default" if family(fw) == "megatron" or default["zero"] is not None \
+            else "fastest that fits memory"
     elif keep_zero:
         chosen = min(keep_zero, key=lambda c: c[1])[0]
         why = f"fastest that fits memory with the stack's ZeRO stage {default['zero']}: FSDP only when stated"
