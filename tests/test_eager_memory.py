@@ -198,3 +198,14 @@ def test_whole_amp_step_peak_matches_real_modules(em, batch, seq):
     assert want == pytest.approx(got["peak_bytes"], rel=0.03)
     if batch == 1:
         assert got["peak_bytes"] / got["params"] == pytest.approx(20.0, abs=0.05)
+
+
+def test_gpt_decode_kernel_counts_are_the_traced_ones(em):
+    """Host-bound decode is priced per launched kernel: a torch.nn GPT layer with one-op GELU
+    launches 12 kernels to decode a token, Hugging Face's with NewGELU 19, a Llama layer of transformers' modules
+    40 (its RoPE tables are built once per model forward); the profiles say so."""
+    from xlayer.mapping.profiles import get_profile
+    assert get_profile("pytorch-eager").eager_kernels_per_layer["plain"] == em.gpt_decode_kernels() == 12
+    for name in ("pytorch-eager", "transformers-eager"):
+        assert get_profile(name).eager_kernels_per_layer["gated"] == em.llama_decode_kernels() == 40
+    assert get_profile("transformers-eager").eager_kernels_per_layer["plain"] == em.gpt_decode_kernels(True) == 19
