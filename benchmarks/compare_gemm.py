@@ -97,7 +97,8 @@ def main(argv: list[str]) -> int:
         return 2
     rows = compare(path)
     if "--rows" in argv:
-        print(f"{'gpu':22s} {'fmt':4s} {'m':>6s} {'n':>6s} {'k':>6s} {'measured us':>11s} {'xlayer us':>9s} {'error':>7s}")
+        print(f"{'gpu':22s} {'fmt':4s} {'m':>6s} {'n':>6s} {'k':>6s} "
+              f"{'measured us':>11s} {'xlayer us':>9s} {'error':>7s}")
         for r in rows:
             print(f"{r.gpu:22s} {r.fmt:4s} {r.m:6d} {r.n:6d} {r.k:6d} {r.measured_s * 1e6:11.1f} "
                   f"{r.predicted_s * 1e6:9.1f} {r.error_pct:+6.1f}%")

@@ -17,6 +17,7 @@ from xlayer.workload.transformer import moe_load_factor
 WEIGHT_BYTES = 2  # 16-bit working weights
 GRAD_BYTES = 4  # fp32 main gradients (Megatron-LM accumulates and reduces in fp32)
 OPTIMIZER_BYTES = 12  # fp32 master weights + Adam first and second moments
+FP32_OPTIMIZER_BYTES = 8  # fp32 training: Adam's two moments, no separate master copy
 
 
 def model_state_bytes(params: Any, dp: Any, zero: int, precision: str = "bf16",
@@ -25,7 +26,8 @@ def model_state_bytes(params: Any, dp: Any, zero: int, precision: str = "bf16",
     Korthikanti 2022 Fig. 1). fp32 training: weights 4 B, gradients 4 B, Adam moments 8 B (no
     separate master copy): 16 B. ZeRO-1 shards the optimizer over dp, ZeRO-2 also the
     gradients, ZeRO-3 (FSDP) also the weights (Rajbhandari 2020, Fig. 1)."""
-    w, o = (4.0, 8.0) if precision == "fp32" else (float(WEIGHT_BYTES), float(OPTIMIZER_BYTES))
+    w, o = (4.0, float(FP32_OPTIMIZER_BYTES)) if precision == "fp32" \
+        else (float(WEIGHT_BYTES), float(OPTIMIZER_BYTES))
     return {
         "weights": params * w / (dp if zero >= 3 else 1),
         "gradients": params * grad_bytes / (dp if zero >= 2 else 1),

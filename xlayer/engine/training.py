@@ -17,9 +17,9 @@ import numpy as np
 
 from xlayer.cost.collectives import collective_time_s, ranks_in_domain
 from xlayer.cost.compute import calibration, op_time
-from xlayer.cost.memory import (WEIGHT_BYTES, communication_buffer_bytes, inflight_chunks,
-                                inflight_chunks_on_rank, layer_activation_bytes, logits_activation_bytes,
-                                model_state_bytes)
+from xlayer.cost.memory import (FP32_OPTIMIZER_BYTES, OPTIMIZER_BYTES, WEIGHT_BYTES, communication_buffer_bytes,
+                                inflight_chunks, inflight_chunks_on_rank, layer_activation_bytes,
+                                logits_activation_bytes, model_state_bytes)
 from xlayer.cost.pipeline import pipeline_time_s
 from xlayer.engine.result import CostDetail, IterationCost, LayerKind, LayerTimes, MemoryTerms, StageTimes
 from xlayer.hardware.spec import System
@@ -166,7 +166,7 @@ def step_peak_bytes(states: dict[str, Any], held: Any, has_loss: Any, head_param
     if sm is None or not sm.grads_freed_each_step:
         total = w + g + o + held + ws
         return StepPeak(total, total, total, workspace=ws)
-    o_per_param = 8.0 if precision == "fp32" else 12.0  # model_state_bytes' optimizer bytes
+    o_per_param = float(FP32_OPTIMIZER_BYTES if precision == "fp32" else OPTIMIZER_BYTES)  # model_state_bytes'
     temp = o * sm.optimizer_temp_bytes_per_param / o_per_param
     transient = sm.working_weights_transient and precision != "fp32"  # no autocast copies in fp32
     buckets = _where(ddp, g, 0.0) * float(sm.ddp_bucket_copy)
