@@ -88,17 +88,22 @@ class LlamaLayer(nn.Module):
         self.up_proj = nn.Linear(h, ffn, bias=False)
         self.down_proj = nn.Linear(ffn, h, bias=False)
 
-    def forward(self, x, cos, sin):
+    def forward(self, x, cos, sin, past=None):
+        """Over a prompt (causal), or decoding onto ``past`` = (keys, values) — transformers'
+        ``DynamicCache.update``, a ``torch.cat`` of each — returning (output, (keys, values))."""
         b, s, _ = x.shape
         residual, y = x, self.input_layernorm(x)
         q = self.q_proj(y).view(b, s, self.a, self.d).transpose(1, 2)
         k = self.k_proj(y).view(b, s, self.kv, self.d).transpose(1, 2)
         v = self.v_proj(y).view(b, s, self.kv, self.d).transpose(1, 2)
         q, k = q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin
-        o = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=self.kv != self.a)
+        if past is not None:
+            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
+        o = F.scaled_dot_product_attention(q, k, v, is_causal=past is None, enable_gqa=self.kv != self.a)
         x = residual + self.o_proj(o.transpose(1, 2).reshape(b, s, -1))
         residual, y = x, self.post_attention_layernorm(x)
-        return residual + self.down_proj(F.silu(self.gate_proj(y)) * self.up_proj(y))
+        out = residual + self.down_proj(F.silu(self.gate_proj(y)) * self.up_proj(y))
+        return out if past is None else (out, (k, v))
 
 
 class GPTLayer(nn.Module):
@@ -112,13 +117,18 @@ class GPTLayer(nn.Module):
         self.c_fc, self.mlp_proj = nn.Linear(h, ffn), nn.Linear(ffn, h)
         self.act = act if act is not None else nn.GELU(approximate="tanh")
 
-    def forward(self, x, cos=None, sin=None):
+    def forward(self, x, cos=None, sin=None, past=None):
+        """Over a prompt (causal), or decoding onto ``past`` = (keys, values) by ``torch.cat``,
+        returning (output, (keys, values))."""
         b, s, h = x.shape
         q, k, v = self.c_attn(self.ln_1(x)).split(h, dim=2)
         q, k, v = (t.view(b, s, self.a, self.d).transpose(1, 2) for t in (q, k, v))
-        o = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        if past is not None:
+            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
+        o = F.scaled_dot_product_attention(q, k, v, is_causal=past is None)
         x = x + self.c_proj(o.transpose(1, 2).reshape(b, s, h))
-        return x + self.mlp_proj(self.act(self.c_fc(self.ln_2(x))))
+        out = x + self.mlp_proj(self.act(self.c_fc(self.ln_2(x))))
+        return out if past is None else (out, (k, v))
 
 
 def saved_bytes(layer: nn.Module, x: torch.Tensor, *model_inputs: torch.Tensor) -> int:
@@ -332,60 +342,30 @@ def predicted(h: int = 256, heads: int = 8, kv_heads: int = 8, ffn: int = 688, s
     }
 
 
-class GPTDecodeLayer(GPTLayer):
-    """:class:`GPTLayer` decoding one token over a KV cache (``torch.cat`` onto the past keys
-    and values, as a plain cache or Hugging Face's ``DynamicCache.update`` does)."""
-
-    def forward(self, x, past):
-        b, s, h = x.shape
-        q, k, v = self.c_attn(self.ln_1(x)).split(h, dim=2)
-        q, k, v = (t.view(b, s, self.a, self.d).transpose(1, 2) for t in (q, k, v))
-        k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
-        o = F.scaled_dot_product_attention(q, k, v)
-        x = x + self.c_proj(o.transpose(1, 2).reshape(b, s, h))
-        return x + self.mlp_proj(self.act(self.c_fc(self.ln_2(x)))), (k, v)
-
-
-class LlamaDecodeLayer(LlamaLayer):
-    """:class:`LlamaLayer` decoding one token over a KV cache (transformers' ``DynamicCache.update``:
-    ``torch.cat`` onto the past keys and values); the RoPE tables come from the model, once per
-    forward (transformers' ``LlamaModel.forward`` builds ``position_embeddings`` for all layers)."""
-
-    def forward(self, x, cos, sin, past):
-        b, s, _ = x.shape
-        residual, y = x, self.input_layernorm(x)
-        q = self.q_proj(y).view(b, s, self.a, self.d).transpose(1, 2)
-        k = self.k_proj(y).view(b, s, self.kv, self.d).transpose(1, 2)
-        v = self.v_proj(y).view(b, s, self.kv, self.d).transpose(1, 2)
-        q, k = q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin
-        k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
-        o = F.scaled_dot_product_attention(q, k, v, enable_gqa=self.kv != self.a)
-        x = residual + self.o_proj(o.transpose(1, 2).reshape(b, s, -1))
-        residual, y = x, self.post_attention_layernorm(x)
-        return residual + self.down_proj(F.silu(self.gate_proj(y)) * self.up_proj(y)), (k, v)
-
-
 def llama_decode_kernels(h: int = 256, heads: int = 4, kv_heads: int = 2, ffn: int = 688, cached: int = 16) -> int:
-    """Kernels one Llama layer (transformers' modules) launches to decode a token."""
+    """Kernels one Llama layer (transformers' modules) launches to decode a token over a KV cache;
+    the RoPE tables come from the model, once per forward (transformers' ``LlamaModel.forward``
+    builds ``position_embeddings`` for all layers)."""
     torch.manual_seed(0)
-    layer = LlamaDecodeLayer(h, heads, kv_heads, ffn).to(torch.bfloat16)
+    layer = LlamaLayer(h, heads, kv_heads, ffn).to(torch.bfloat16)
     x = torch.randn(1, 1, h, dtype=torch.bfloat16)
     cos, sin = (t[:, :, -1:] for t in rope_tables(cached + 1, h // heads))
     past = tuple(torch.randn(1, kv_heads, cached, h // heads, dtype=torch.bfloat16) for _ in range(2))
     with torch.no_grad(), KernelTrace() as tr:
-        layer(x, cos, sin, past)
+        layer(x, cos, sin, past=past)
     return len(tr.ops)
 
 
 def gpt_decode_kernels(gelu_new: bool = False, h: int = 256, heads: int = 4, cached: int = 16) -> int:
-    """Kernels one GPT layer launches to decode a token (aten ops under :class:`KernelTrace`,
-    views left out): one-op GELU (``nn.GELU``, plain PyTorch) or ``gelu_new`` (Hugging Face)."""
+    """Kernels one GPT layer launches to decode a token over a KV cache (aten ops under
+    :class:`KernelTrace`, views left out): one-op GELU (``nn.GELU``, plain PyTorch) or
+    ``gelu_new`` (Hugging Face)."""
     torch.manual_seed(0)
-    layer = GPTDecodeLayer(h, heads, 4 * h, NewGELU() if gelu_new else None).to(torch.bfloat16)
+    layer = GPTLayer(h, heads, 4 * h, NewGELU() if gelu_new else None).to(torch.bfloat16)
     x = torch.randn(1, 1, h, dtype=torch.bfloat16)
     past = tuple(torch.randn(1, heads, cached, h // heads, dtype=torch.bfloat16) for _ in range(2))
     with torch.no_grad(), KernelTrace() as tr:
-        layer(x, past)
+        layer(x, past=past)
     return len(tr.ops)
 
 
