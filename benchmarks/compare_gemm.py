@@ -19,14 +19,16 @@ error per part and format (median, mean absolute) and with ``--rows`` every shap
 """
 from __future__ import annotations
 
-import csv
-import gzip
 import statistics
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from xlayer.cost.compute import calibration, op_time
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from published_tables import data_path, error_summary, read_commented_csv  # noqa: E402
+
+from xlayer.cost.compute import calibration, op_time  # noqa: E402
 from xlayer.hardware.catalog import get_accelerator
 from xlayer.workload.operators import gemm
 
@@ -52,9 +54,7 @@ class GemmRow:
 
 
 def read_rows(path: Path = DEFAULT) -> list[dict[str, str]]:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", newline="") as f:
-        return list(csv.DictReader(line for line in f if not line.startswith("#")))
+    return read_commented_csv(path)
 
 
 def matmul_s(r: dict[str, str]) -> float:
@@ -77,23 +77,17 @@ def compare(path: Path = DEFAULT) -> list[GemmRow]:
     return out
 
 
-def summary(rows: list[GemmRow]) -> dict[tuple[str, str], tuple[int, float, float]]:
+def summary(rows: list[GemmRow]) -> dict[tuple, tuple[int, float, float]]:
     """(gpu, format) -> (shapes, median error %, mean absolute error %)."""
-    out: dict[tuple[str, str], tuple[int, float, float]] = {}
-    for key in sorted({(r.gpu, r.fmt) for r in rows}):
-        errs = [r.error_pct for r in rows if (r.gpu, r.fmt) == key]
-        out[key] = (len(errs), statistics.median(errs), statistics.mean(abs(e) for e in errs))
-    return out
+    return error_summary(rows, lambda r: (r.gpu, r.fmt), statistics.median)
 
 
 def main(argv: list[str]) -> int:
     if any(a in ("-h", "--help") for a in argv):
         print(__doc__)
         return 0
-    args = [a for a in argv if not a.startswith("--")]
-    path = Path(args[0]) if args else DEFAULT
-    if not path.is_file():
-        print(f"error: data file {path} not found (expected benchmarks/data/trtllm-gemm.csv.gz)", file=sys.stderr)
+    path = data_path(argv, DEFAULT)
+    if path is None:
         return 2
     rows = compare(path)
     if "--rows" in argv:

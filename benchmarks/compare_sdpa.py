@@ -23,13 +23,15 @@ Prints the error per part and pass, and with ``--rows`` every row.
 """
 from __future__ import annotations
 
-import csv
-import statistics
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from xlayer.cost.compute import calibration, op_time
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from published_tables import data_path, error_summary, read_commented_csv  # noqa: E402
+
+from xlayer.cost.compute import calibration, op_time  # noqa: E402
 from xlayer.hardware.catalog import get_accelerator
 from xlayer.workload.model import ModelSpec
 from xlayer.workload.training_ops import attention_backward
@@ -57,9 +59,7 @@ class SdpaRow:
 
 
 def read_rows(path: Path = DEFAULT) -> list[dict[str, str]]:
-    """The data rows of the published table (``#`` lines are its source note)."""
-    with open(path, newline="") as f:
-        return list(csv.DictReader(line for line in f if not line.startswith("#")))
+    return read_commented_csv(path)
 
 
 def predict_row(r: dict[str, str]) -> SdpaRow:
@@ -79,24 +79,17 @@ def compare(path: Path = DEFAULT) -> list[SdpaRow]:
     return [predict_row(r) for r in read_rows(path)]
 
 
-def summary(rows: list[SdpaRow]) -> dict[tuple[str, str], tuple[int, float, float]]:
+def summary(rows: list[SdpaRow]) -> dict[tuple, tuple[int, float, float]]:
     """(gpu, pass) -> (rows, mean error %, mean absolute error %)."""
-    out: dict[tuple[str, str], tuple[int, float, float]] = {}
-    for key in sorted({(r.gpu, r.kernel_pass) for r in rows}):
-        errs = [r.error_pct for r in rows if (r.gpu, r.kernel_pass) == key]
-        out[key] = (len(errs), statistics.mean(errs), statistics.mean(abs(e) for e in errs))
-    return out
+    return error_summary(rows, lambda r: (r.gpu, r.kernel_pass))
 
 
 def main(argv: list[str]) -> int:
-    args = [a for a in argv if not a.startswith("--")]
     if any(a in ("-h", "--help") for a in argv):
         print(__doc__)
         return 0
-    path = Path(args[0]) if args else DEFAULT
-    if not path.is_file():
-        print(f"error: data file {path} not found (expected the CSV of benchmarks/data/cudnn-sdpa-training.csv)",
-              file=sys.stderr)
+    path = data_path(argv, DEFAULT)
+    if path is None:
         return 2
     rows = compare(path)
     if "--rows" in argv:
