@@ -93,6 +93,9 @@ class InferenceSetup:
     logits_every_position: bool = False  # a prompt's forward runs the output layer on every position
     eager_modules: bool = False  # a dense Llama layer runs the Hugging Face modules' element-wise kernels
     eager_gelu_new: bool = False  # a GELU layer's activation is Hugging Face's written-out tanh GELU
+    # BLAS workspace the framework allocates through its caching allocator (the profile's
+    # StepMemory.library_workspace_bytes: PyTorch's cuBLAS workspace)
+    library_workspace_bytes: float = 0.0
 
     @property
     def decode_steps(self) -> int:
@@ -196,7 +199,8 @@ def resolve_inference(case: Case) -> InferenceSetup:
     return InferenceSetup(m, case.system_spec(), tp, pp, dp, case.precision, kv, attention, batch,
                           r.prompt_len, r.context_len, r.output_len, dctx, tuple(notes), r.batch,
                           prof.host_dispatch_s, floor, per_layer, prof.fused_gated_mlp, prof.moe_kernel_table,
-                          prof.logits_every_position, prof.eager_llama_elementwise, prof.eager_gelu_new)
+                          prof.logits_every_position, prof.eager_llama_elementwise, prof.eager_gelu_new,
+                          prof.step_memory.library_workspace_bytes if prof.step_memory is not None else 0.0)
 
 
 def _layer_costs(s: InferenceSetup, layer, acc, floor) -> list[OpCost]:
@@ -368,6 +372,8 @@ def memory_bytes(s: InferenceSetup, seqs: float, cached_tokens: float, pass_toke
                                                                                                  s.kv_precision)
     mb["workspace_bytes"] = workspace_bytes(s.model, pass_tokens, seqs if pass_rows is None else pass_rows, s.tp,
                                             pass_tokens if s.logits_every_position else 0.0)
+    if s.library_workspace_bytes:
+        mb["library_workspace_bytes"] = s.library_workspace_bytes
     return mb
 
 
@@ -376,7 +382,7 @@ def max_batch_fitting(s: InferenceSetup, cached_tokens: float, pass_tokens_per_s
     """Largest number B of sequences whose weights + KV + workspace fit ``budget`` bytes on the
     busiest stage: B·cached·KV-per-token(stage) + workspace of one pass over B/micro_batches
     sequences (``micro_batches`` = p when a full pipeline splits B into p micro-batches)."""
-    w = sum(weight_bytes(s.model, s.tp, s.pp, s.precision).values())
+    w = sum(weight_bytes(s.model, s.tp, s.pp, s.precision).values()) + s.library_workspace_bytes
     per_seq = (cached_kv_tokens(s.model, cached_tokens) * kv_bytes_per_token(s.model, s.tp, s.pp, s.kv_precision)
                + workspace_bytes(s.model, pass_tokens_per_seq, 1, s.tp,
                                  pass_tokens_per_seq if s.logits_every_position else 0.0) / micro_batches)
