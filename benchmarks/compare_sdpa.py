@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from published_tables import data_path, error_summary, read_commented_csv  # noqa: E402
+from published_tables import compare_or_explain, data_path, error_summary, read_commented_csv  # noqa: E402
 
 from xlayer.cost.compute import calibration, op_time  # noqa: E402
 from xlayer.hardware.catalog import get_accelerator
@@ -91,7 +91,9 @@ def main(argv: list[str]) -> int:
     path = data_path(argv, DEFAULT)
     if path is None:
         return 2
-    rows = compare(path)
+    rows = compare_or_explain(compare, path)
+    if rows is None:
+        return 2
     if "--rows" in argv:
         print(f"{'gpu':13s} {'model':9s} {'seq':>6s} {'heads':>5s} {'d':>5s} {'window':>6s} {'pass':4s} "
               f"{'measured ms':>11s} {'xlayer ms':>9s} {'error':>7s}")

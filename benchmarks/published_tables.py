@@ -29,6 +29,18 @@ def error_summary(rows: Iterable[Any], key: Callable[[Any], tuple], center: Call
     return {k: (len(e), center(e), statistics.mean(abs(x) for x in e)) for k, e in sorted(groups.items())}
 
 
+def compare_or_explain(compare: Callable[[Path], list], path: Path) -> list | None:
+    """``compare(path)``, or None after one line on stderr naming what the table lacks (a
+    column, or a value that is not a number or not a known part)."""
+    try:
+        return compare(path)
+    except KeyError as exc:
+        print(f"error: {path}: no column or known value {exc}; expected a table like the default one", file=sys.stderr)
+    except (ValueError, UnicodeDecodeError, OSError, EOFError) as exc:
+        print(f"error: {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
+    return None
+
+
 def data_path(argv: list[str], default: Path) -> Path | None:
     """The data file named on the command line (default ``default``), or None after saying on
     stderr that it does not exist (the caller exits 2)."""

@@ -48,3 +48,12 @@ def test_fp8_speedup_over_bf16_follows_the_shape(gm):
 def test_missing_data_file_exits_2(gm, tmp_path, capsys):
     assert gm.main([str(tmp_path / "absent.csv.gz")]) == 2
     assert "absent.csv.gz" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text", ["a,b\n1,2\n", "gpu,gemm_dtype,m,n,k,latency_ms\nNVIDIA B200,bfloat16,x,1,1,1\n"])
+def test_a_table_that_is_not_one_exits_2_in_one_line(gm, tmp_path, capsys, text):
+    path = tmp_path / "t.csv"
+    path.write_text(text)
+    assert gm.main([str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "t.csv" in err and len(err.strip().splitlines()) == 1
