@@ -265,6 +265,31 @@ def gelu_new_traffic(tokens: int = 96, ffn: int = 1024) -> dict[str, float]:
             "bwd_kernels": len(bwd), "bwd_bytes": float(sum(r + w for _, r, w in bwd))}
 
 
+def cross_entropy_traffic(tokens: int = 64, hidden: int = 128, vocab: int = 4096) -> dict[str, float]:
+    """The element-wise kernels of ``F.cross_entropy(logits.float(), y)`` over 16-bit logits and
+    its backward (the output layer's GEMMs and ``ones_like`` left out), traced with
+    :class:`KernelTrace`: kernels and bytes per logit, forward and backward. ``nll_loss`` and its
+    backward take the log-probabilities only for their shape and gather or scatter one value per
+    token, so their storage is not counted as read (the backward writes its dense gradient)."""
+    torch.manual_seed(0)
+    head = nn.Linear(hidden, vocab, bias=False).to(torch.bfloat16)
+    x = torch.randn(tokens, hidden, dtype=torch.bfloat16, requires_grad=True)
+    y = torch.randint(0, vocab, (tokens,))
+    with KernelTrace() as tr:
+        logits = head(x)
+        loss = F.cross_entropy(logits.float(), y)
+        n_fwd = len(tr.ops)
+        loss.backward()
+    n = tokens * vocab
+    out = {}
+    for part, ops in (("fwd", tr.ops[:n_fwd]), ("bwd", tr.ops[n_fwd:])):
+        ew = [(name, r, w) for name, r, w in ops if name not in ("mm", "ones_like")]
+        moved = sum((0 if name.startswith("nll_loss") else r) + w for name, r, w in ew)
+        out[f"{part}_kernels"] = len(ew)
+        out[f"{part}_bytes_per_logit"] = moved / n
+    return out
+
+
 def adamw_step_bytes_per_param(foreach: bool = True, dtype=torch.float32) -> float:
     """Bytes per parameter that one ``torch.optim.AdamW`` step moves (after the step that
     creates its state), traced kernel by kernel on the CPU (``foreach=True`` is PyTorch's

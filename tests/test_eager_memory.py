@@ -212,3 +212,26 @@ def test_gpt_decode_kernel_counts_are_the_traced_ones(em):
     for name in ("pytorch-eager", "transformers-eager"):
         assert get_profile(name).eager_kernels_per_layer["gated"] == em.llama_decode_kernels() == 40
     assert get_profile("transformers-eager").eager_kernels_per_layer["plain"] == em.gpt_decode_kernels(True) == 19
+
+
+def test_eager_cross_entropy_kernels_are_the_traced_ones(em):
+    """The eager loss: F.cross_entropy(logits.float(), y) is 3 kernels forward and 3 backward
+    on the module, 14 and 22 B per logit; xlayer's eager_cross_entropy_ops says the same, and
+    the pytorch profiles use it (the fused vocab-parallel loss moves 8 and 6)."""
+    from xlayer.mapping.profiles import get_profile
+    from xlayer.workload.training_ops import eager_cross_entropy_ops, logits_work
+
+    got = em.cross_entropy_traffic()
+    T, V = 64, 4096
+    fwd, bwd = eager_cross_entropy_ops(T * V, T)
+    assert (len(fwd), len(bwd)) == (got["fwd_kernels"], got["bwd_kernels"]) == (3, 3)
+    assert sum(o.bytes for o in fwd) / (T * V) == pytest.approx(got["fwd_bytes_per_logit"], rel=1e-3)
+    assert sum(o.bytes for o in bwd) / (T * V) == pytest.approx(got["bwd_bytes_per_logit"], rel=1e-3)
+    assert all(get_profile(n).eager_cross_entropy for n in ("pytorch-eager", "transformers-eager", "torchtitan"))
+    m = ModelSpec(name="gpt-like", layers=1, hidden=256, heads=4, ffn_hidden=1024, vocab=V, seq_len=T,
+                  activation="gelu")
+    eager_f, _ = logits_work(m, 1, 1, 1, "bf16", eager_loss=True)
+    fused_f, _ = logits_work(m, 1, 1, 1, "bf16")
+    assert [o.name for o in eager_f][2:] == ["cross_entropy.to_fp32", "cross_entropy.log_softmax",
+                                             "cross_entropy.nll_loss"]
+    assert [o.name for o in fused_f][2:] == ["cross_entropy"]

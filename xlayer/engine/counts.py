@@ -69,7 +69,7 @@ def iteration_counts(cost: IterationCost, model: ModelSpec, system: System, prec
             up += u * inst
             out += o * inst
     edge = embedding_work(model, micro, tp, cp)
-    lf, lb = logits_work(model, micro, tp, cp, gp)
+    lf, lb = logits_work(model, micro, tp, cp, gp, recipe.eager_loss)
     take([(o, op_time(o, acc)) for o in edge + lf + lb], m * dp * tp * cp)
     world = tp * pp * dp * cp
     dense_w, expert_w = layer_params_rank(model, tp, ep, etp)

@@ -79,6 +79,7 @@ class Recipe:
     optimizer_bytes: float | None = None  # the profile's optimizer_step_bytes_per_param (None: Megatron's)
     eager_gelu_new: bool = False  # the profile's eager_gelu_new
     step_memory: Any = None  # the profile's StepMemory (xlayer.mapping.profiles), None: persistent states
+    eager_loss: bool = False  # the profile's eager_cross_entropy
 
 
 def recipe_for(model: ModelSpec, precision: str, framework: Any = None, version: str | None = None,
@@ -126,7 +127,7 @@ def recipe_for(model: ModelSpec, precision: str, framework: Any = None, version:
                   prof.host_dispatch_s, prof.p2p_per_microbatch, prof.fused_bias_grad, tp_ub,
                   bool(ep_overlap), bool(shared_expert_overlap), prof.moe_host, prof.saved_activations,
                   prof.eager_llama_elementwise, prof.optimizer_step_bytes_per_param, prof.eager_gelu_new,
-                  prof.step_memory)
+                  prof.step_memory, prof.eager_cross_entropy)
 
 
 @dataclass(frozen=True)
@@ -475,7 +476,7 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
     # first/last stage extras
     emb_ops = embedding_work(model, micro, tp, cp)
     emb_s = host_bounded_s(sum(op_time(o, acc, kernel_overhead_s=floor).time_s for o in emb_ops), len(emb_ops), recipe)
-    lf, lb = logits_work(model, micro, tp, cp, gp)
+    lf, lb = logits_work(model, micro, tp, cp, gp, recipe.eager_loss)
     logit_f = host_bounded_s(sum(op_time(o, acc, kernel_overhead_s=floor).time_s for o in lf), len(lf), recipe)
     logit_b = host_bounded_s(sum(op_time(o, acc, kernel_overhead_s=floor).time_s for o in lb), len(lb), recipe)
     # the vocab-parallel output layer all-reduces its loss statistics; the input-embedding

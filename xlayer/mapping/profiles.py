@@ -36,6 +36,8 @@ Fields (all per accelerator):
   Face modules' (RMSNorm's fp32 chain, RoPE by rotate_half, silu and mul) as counted on them;
 * ``eager_gelu_new``: a GELU layer's activation is Hugging Face's written-out tanh GELU (8
   kernels forward, 11 backward);
+* ``eager_cross_entropy``: the loss runs as eager ``F.cross_entropy(logits.float(), y)`` (six
+  kernels, 14 / 22 B per logit) instead of the fused vocab-parallel cross entropy;
 * ``optimizer_step_bytes_per_param``: HBM bytes one optimizer step moves per parameter
   (None: Megatron's fused Adam, 42 B);
 * ``saved_activations``: what the stack's modules keep for the backward where that differs
@@ -191,6 +193,10 @@ class StackProfile(BaseModel):
     # a GELU layer's activation is Hugging Face's written-out tanh GELU (gelu_new, GPT-2):
     # xlayer.workload.training_ops.eager_gelu_new_ops instead of one fused kernel
     eager_gelu_new: bool = False
+    # the loss is eager F.cross_entropy(logits.float(), y): six kernels, 14 / 22 B per logit
+    # forward / backward (xlayer.workload.training_ops.eager_cross_entropy_ops), not the fused
+    # vocab-parallel cross entropy (8 / 6)
+    eager_cross_entropy: bool = False
     # HBM bytes per parameter of one optimizer step (None: Megatron's fused Adam with fp32 main
     # grads and master weights, 42 B: xlayer.engine.training.optimizer_step_bytes_per_param)
     optimizer_step_bytes_per_param: Optional[PositiveFloat] = None

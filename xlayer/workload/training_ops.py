@@ -357,17 +357,41 @@ def embedding_work(model: ModelSpec, b: Num, tp: Num, cp: Num) -> list[Op]:
     return embedding_ops(model, b * model.seq_len / cp)
 
 
-def logits_work(model: ModelSpec, b: Num, tp: Num, cp: Num, precision: str) -> tuple[list[Op], list[Op]]:
+def eager_cross_entropy_ops(logits: Num, tokens: Num) -> tuple[list[Op], list[Op]]:
+    """``F.cross_entropy(logits.float(), y)`` over 16-bit logits as eager PyTorch runs it, kernel
+    by kernel (aten ops traced on the module: ``benchmarks/eager_memory.py
+    cross_entropy_traffic``, ``tests/test_eager_memory.py``), ``logits`` = T·V/t elements:
+    forward the fp32 copy (reads 2, writes 4 B per logit), ``_log_softmax`` (4 + 4) and
+    ``nll_loss`` (gathers one value per token); backward ``nll_loss_backward`` (writes a dense
+    4-B gradient), ``_log_softmax_backward_data`` (reads the gradient and the output, writes
+    4) and the copy's backward to 16 bits (4 + 2): 14 and 22 B per logit, against the fused
+    vocab-parallel loss's 8 and 6."""
+    L = logits
+    fwd = [Op("cross_entropy.to_fp32", "elementwise", L, 6.0 * L),
+           Op("cross_entropy.log_softmax", "elementwise", 4.0 * L, 8.0 * L),
+           Op("cross_entropy.nll_loss", "elementwise", tokens, 8.0 * tokens)]
+    bwd = [Op("cross_entropy.nll_loss.bwd", "elementwise", tokens, 4.0 * L),
+           Op("cross_entropy.log_softmax.bwd", "elementwise", 3.0 * L, 12.0 * L),
+           Op("cross_entropy.to_fp32.bwd", "elementwise", L, 6.0 * L)]
+    return fwd, bwd
+
+
+def logits_work(model: ModelSpec, b: Num, tp: Num, cp: Num, precision: str,
+                eager_loss: bool = False) -> tuple[list[Op], list[Op]]:
     """Final norm and output layer (:func:`~xlayer.workload.transformer.output_layer_ops`,
     16-bit) over the micro-batch's T tokens and the fused vocab-parallel cross-entropy (reads
-    the T×V/t logits twice in fp32). Forward and backward."""
+    the T×V/t logits twice in fp32), or with ``eager_loss`` the eager loss's six kernels
+    (:func:`eager_cross_entropy_ops`). Forward and backward."""
     T = b * model.seq_len / cp
     V = model.vocab
     norm, out = output_layer_ops(model, T, tp, "fp32" if precision == "fp32" else "bf16")
-    loss = Op("cross_entropy", "elementwise", 5.0 * T * V / tp, 4.0 * 2 * T * V / tp)
-    fwd = [norm, out, loss]
-    bwd = [Op("cross_entropy.bwd", "elementwise", 2.0 * T * V / tp, (4.0 + ACT_BYTES) * T * V / tp),
-           *_gemm_bwd(out), Op("final_norm.bwd", "elementwise", 2 * norm.flops, 1.5 * norm.bytes)]
+    if eager_loss:
+        loss_f, loss_b = eager_cross_entropy_ops(T * V / tp, T)
+    else:
+        loss_f = [Op("cross_entropy", "elementwise", 5.0 * T * V / tp, 4.0 * 2 * T * V / tp)]
+        loss_b = [Op("cross_entropy.bwd", "elementwise", 2.0 * T * V / tp, (4.0 + ACT_BYTES) * T * V / tp)]
+    fwd = [norm, out, *loss_f]
+    bwd = [*loss_b, *_gemm_bwd(out), Op("final_norm.bwd", "elementwise", 2 * norm.flops, 1.5 * norm.bytes)]
     return fwd, bwd
 
 
