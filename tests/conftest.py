@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,16 @@ def shared_validation() -> Path:
     if not VALIDATION.is_dir():
         pytest.skip("shared/validation not present beside the repository")
     return VALIDATION
+
+
+def load_benchmark(name: str):
+    """The script ``benchmarks/<name>.py`` as a module (registered in sys.modules, so its
+    dataclasses resolve), for tests that check what a benchmark measures."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def gpt(**kw):

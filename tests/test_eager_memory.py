@@ -6,24 +6,19 @@ run forward and backward in bf16 on the CPU; autograd's saved tensors and the li
 are counted, not estimated."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
+
+from conftest import load_benchmark
 
 from xlayer.engine.training import recipe_for
 from xlayer.mapping.profiles import get_profile
 from xlayer.workload.model import ModelSpec
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def em():
-    spec = importlib.util.spec_from_file_location("eager_memory", ROOT / "benchmarks" / "eager_memory.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("eager_memory")
 
 
 @pytest.mark.parametrize("cfg", [dict(), dict(kv_heads=2), dict(h=384, heads=6, kv_heads=3, ffn=1024, seq=96,

@@ -5,22 +5,14 @@ the dynamic quantization the same source times subtracted). The catalog's rates 
 tables and datasheets, not from these data."""
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def gm():
-    spec = importlib.util.spec_from_file_location("compare_gemm", ROOT / "benchmarks" / "compare_gemm.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["compare_gemm"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("compare_gemm")
 
 
 def test_every_part_and_format_within_a_fifth(gm):

@@ -4,22 +4,14 @@ the source). The flash constants were fitted on our H200 PyTorch-SDPA measuremen
 is an out-of-sample check on the kernel library Megatron-Core runs and on Blackwell."""
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
 def sdpa():
-    spec = importlib.util.spec_from_file_location("compare_sdpa", ROOT / "benchmarks" / "compare_sdpa.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["compare_sdpa"] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("compare_sdpa")
 
 
 @pytest.fixture(scope="module")
