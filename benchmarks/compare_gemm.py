@@ -1,6 +1,7 @@
 """Set xlayer's GEMM model beside NVIDIA's published dense-GEMM latencies on six parts.
 
     python benchmarks/compare_gemm.py [benchmarks/data/trtllm-gemm.csv.gz] [--rows]
+    python benchmarks/compare_gemm.py --edges [benchmarks/data/trtllm-gemm-edges.csv.gz]
 
 The data (benchmarks/data/trtllm-gemm.csv.gz, its header names the source) are one
 TensorRT-LLM ``Linear`` per shape, timed in a CUDA graph by NVIDIA's aiconfigurator collector
@@ -16,6 +17,13 @@ Each shape is the operator ``xlayer.workload.operators.gemm(m, k, n)`` timed by
 (``calibration().isolated()``: graph replays, not a power-capped training step). Nothing is
 fitted to these data: the catalog's rates are from MAMF tables and datasheets. Prints the
 error per part and format (median, mean absolute) and with ``--rows`` every shape.
+
+``--edges``: the same source's bf16 GEMMs at tile multiples and one row past them (m = 256,
+257, …, 4096, 4097; benchmarks/data/trtllm-gemm-edges.csv.gz). Prints per part the error and
+what one more row costs, measured and modelled (median of t(m+1)/t(m)), and at how many such
+steps each jumps by more than a fifth: a data-parallel grid pays a whole extra wave of tiles
+there (the model's ``xlayer.cost.compute.wave_utilization``), a stream-K schedule of the last
+partial wave only the padding of one tile row.
 """
 from __future__ import annotations
 
@@ -33,6 +41,7 @@ from xlayer.hardware.catalog import get_accelerator
 from xlayer.workload.operators import gemm
 
 DEFAULT = Path(__file__).resolve().parent / "data" / "trtllm-gemm.csv.gz"
+EDGES = Path(__file__).resolve().parent / "data" / "trtllm-gemm-edges.csv.gz"
 PART = {"NVIDIA H100 80GB HBM3": "H100-SXM-80GB", "NVIDIA H200": "H200-SXM-141GB", "NVIDIA B200": "B200-SXM-180GB",
         "NVIDIA B300 SXM6 AC": "B300-SXM-288GB", "NVIDIA GB200": "GB200-NVL72", "NVIDIA GB300": "GB300-NVL72"}
 FORMAT = {"bfloat16": ("bf16", 2), "fp8": ("fp8", 1)}
@@ -82,16 +91,45 @@ def summary(rows: list[GemmRow]) -> dict[tuple, tuple[int, float, float]]:
     return error_summary(rows, lambda r: (r.gpu, r.fmt), statistics.median)
 
 
+def one_more_row_ratios(rows: list[GemmRow]) -> dict[str, tuple[list[float], list[float]]]:
+    """gpu -> (measured, modelled) t(m+1)/t(m) for every shape with m a multiple of 256."""
+    by = {(r.gpu, r.m, r.n, r.k): r for r in rows}
+    out: dict[str, tuple[list[float], list[float]]] = {}
+    for (gpu, m, n, k), r in by.items():
+        nxt = by.get((gpu, m + 1, n, k))
+        if m % 256 == 0 and nxt is not None:
+            meas, pred = out.setdefault(gpu, ([], []))
+            meas.append(nxt.measured_s / r.measured_s)
+            pred.append(nxt.predicted_s / r.predicted_s)
+    return dict(sorted(out.items()))
+
+
+def one_more_row(rows: list[GemmRow]) -> dict[str, tuple[float, float]]:
+    """gpu -> (measured, modelled) median over shapes of t(m+1)/t(m), m a multiple of 256."""
+    return {g: (statistics.median(a), statistics.median(b)) for g, (a, b) in one_more_row_ratios(rows).items()}
+
+
 def main(argv: list[str]) -> int:
     if any(a in ("-h", "--help") for a in argv):
         print(__doc__)
         return 0
-    path = data_path(argv, DEFAULT)
+    edges = "--edges" in argv
+    path = data_path(argv, EDGES if edges else DEFAULT)
     if path is None:
         return 2
     rows = compare_or_explain(compare, path)
     if rows is None:
         return 2
+    if edges:
+        errs = error_summary(rows, lambda r: (r.gpu,), statistics.median)
+        print(f"{'gpu':22s} {'shapes':>6s} {'median error':>12s} {'MAPE':>6s} {'one more row: measured':>23s} "
+              f"{'xlayer':>7s} {'steps > +20 %: measured':>24s} {'xlayer':>6s}")
+        for gpu, (meas, pred) in one_more_row_ratios(rows).items():
+            n, med, mape = errs[(gpu,)]
+            jumps = f"{sum(x > 1.2 for x in meas)} / {len(meas)}"
+            print(f"{gpu:22s} {n:6d} {med:+11.1f}% {mape:5.1f}% {statistics.median(meas):22.3f}x "
+                  f"{statistics.median(pred):6.3f}x {jumps:>24s} {sum(x > 1.2 for x in pred):6d}")
+        return 0
     if "--rows" in argv:
         print(f"{'gpu':22s} {'fmt':4s} {'m':>6s} {'n':>6s} {'k':>6s} "
               f"{'measured us':>11s} {'xlayer us':>9s} {'error':>7s}")
