@@ -394,6 +394,70 @@ def gpt_decode_kernels(gelu_new: bool = False, h: int = 256, heads: int = 4, cac
     return len(tr.ops)
 
 
+class StaticCacheLlamaLayer(nn.Module):
+    """A Llama decoder layer as gpt-fast's ``model.py`` (pytorch-labs) writes it, run eagerly:
+    RMSNorm computed in fp32 and cast back (``x.float()``, mean of squares, rsqrt, ``type_as``,
+    weight), one fused QKV projection split in three, RoPE on (even, odd) pairs in fp32 stacked
+    back, a preallocated KV cache written in place at the token's position and expanded to the
+    query heads by ``repeat_interleave`` (a copy even for one group), SDPA over the whole cache
+    with a boolean mask row, SwiGLU with separate gate and up projections."""
+
+    def __init__(self, h: int, heads: int, kv_heads: int, ffn: int, max_seq: int):
+        super().__init__()
+        self.a, self.kv, self.d, self.h = heads, kv_heads, h // heads, h
+        self.wqkv = nn.Linear(h, (heads + 2 * kv_heads) * self.d, bias=False)
+        self.wo = nn.Linear(h, h, bias=False)
+        self.w1, self.w3 = nn.Linear(h, ffn, bias=False), nn.Linear(h, ffn, bias=False)
+        self.w2 = nn.Linear(ffn, h, bias=False)
+        self.g_attn, self.g_ffn = nn.Parameter(torch.ones(h)), nn.Parameter(torch.ones(h))
+        self.register_buffer("k_cache", torch.zeros(1, kv_heads, max_seq, self.d))
+        self.register_buffer("v_cache", torch.zeros(1, kv_heads, max_seq, self.d))
+
+    @staticmethod
+    def _norm(x, g):
+        xf = x.float()
+        return (xf * torch.rsqrt(torch.mean(xf * xf, dim=-1, keepdim=True) + 1e-5)).type_as(x) * g
+
+    @staticmethod
+    def _rope(x, f):
+        p = x.float().reshape(*x.shape[:-1], -1, 2)
+        f = f.view(1, p.size(1), 1, p.size(3), 2)
+        out = torch.stack([p[..., 0] * f[..., 0] - p[..., 1] * f[..., 1],
+                           p[..., 1] * f[..., 0] + p[..., 0] * f[..., 1]], -1)
+        return out.flatten(3).type_as(x)
+
+    def forward(self, x, pos, freqs, mask):
+        b, s, _ = x.shape
+        kvd = self.kv * self.d
+        q, k, v = self.wqkv(self._norm(x, self.g_attn)).split([self.h, kvd, kvd], dim=-1)
+        q = self._rope(q.view(b, s, self.a, self.d), freqs).transpose(1, 2)
+        k = self._rope(k.view(b, s, self.kv, self.d), freqs).transpose(1, 2)
+        self.k_cache[:, :, pos] = k
+        self.v_cache[:, :, pos] = v.view(b, s, self.kv, self.d).transpose(1, 2)
+        keys = self.k_cache.repeat_interleave(self.a // self.kv, dim=1)
+        values = self.v_cache.repeat_interleave(self.a // self.kv, dim=1)
+        o = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
+        x = x + self.wo(o.transpose(1, 2).contiguous().view(b, s, self.h))
+        y = self._norm(x, self.g_ffn)
+        return x + self.w2(F.silu(self.w1(y)) * self.w3(y))
+
+
+def static_cache_decode_kernels(h: int = 256, heads: int = 4, kv_heads: int = 4, ffn: int = 688,
+                                max_seq: int = 32) -> int:
+    """Kernels one :class:`StaticCacheLlamaLayer` launches to decode a token (gpt-fast's
+    generate loop runs under ``torch.no_grad``); the position's mask row and RoPE row are cut
+    from the model's tables once per forward (``Transformer.forward``), not per layer."""
+    torch.manual_seed(0)
+    layer = StaticCacheLlamaLayer(h, heads, kv_heads, ffn, max_seq).to(torch.bfloat16)
+    pos = torch.tensor([max_seq // 2])
+    x = torch.randn(1, 1, h, dtype=torch.bfloat16)
+    freqs = torch.randn(1, h // heads // 2, 2, dtype=torch.bfloat16)
+    mask = torch.tril(torch.ones(max_seq, max_seq, dtype=torch.bool))[None, None, pos]
+    with torch.no_grad(), KernelTrace() as tr:
+        layer(x, pos, freqs, mask)
+    return len(tr.ops)
+
+
 class TinyGPT(nn.Module):
     """A GPT-2-style model of :class:`GPTLayer`: token and position embeddings, L layers, final
     LayerNorm, an output layer tied to the token embedding."""

@@ -209,6 +209,15 @@ def test_gpt_decode_kernel_counts_are_the_traced_ones(em):
     assert get_profile("transformers-eager").eager_kernels_per_layer["plain"] == em.gpt_decode_kernels(True) == 19
 
 
+def test_gpt_fast_eager_decode_kernels_are_the_traced_ones(em):
+    """gpt-fast's model.py layer (fp32 RMSNorm, fused QKV, pairwise RoPE, a static KV cache
+    written in place and repeat_interleave'd, SDPA with a mask, two-GEMM SwiGLU) launches 51
+    kernels to decode a token, with or without grouped KV heads; the gpt-fast-eager profile says so."""
+    from xlayer.mapping.profiles import get_profile
+    assert get_profile("gpt-fast-eager").eager_kernels_per_layer == {"gated": 51}
+    assert em.static_cache_decode_kernels() == em.static_cache_decode_kernels(kv_heads=2) == 51
+
+
 def test_eager_cross_entropy_kernels_are_the_traced_ones(em):
     """The eager loss: F.cross_entropy(logits.float(), y) is 3 kernels forward and 3 backward
     on the module, 14 and 22 B per logit; xlayer's eager_cross_entropy_ops says the same, and

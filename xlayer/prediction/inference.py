@@ -185,9 +185,12 @@ def resolve_inference(case: Case) -> InferenceSetup:
                  + (f"; host dispatch {prof.host_dispatch_s * 1e6:g} us per kernel bounds each pass from below"
                     if prof.host_dispatch_s else ""))
     per_layer = None
-    if prof.host_dispatch_s and prof.eager_kernels_per_layer:
-        per_layer = prof.eager_kernels_per_layer["gated" if m.gated else "plain"]
+    family = "gated" if m.gated else "plain"
+    if prof.host_dispatch_s and prof.eager_kernels_per_layer and family in prof.eager_kernels_per_layer:
+        per_layer = prof.eager_kernels_per_layer[family]
         notes.append(f"{per_layer} kernels per layer forward in {prof.name} ({prof.file})")
+    elif prof.host_dispatch_s:
+        notes.append(f"{prof.name} counts no {family} layer's kernels ({prof.file}): one per fused operator")
     if m.gated and not prof.fused_gated_mlp:
         notes.append(f"gate and up projections as two GEMMs ({prof.name}: {prof.file}, fused_gated_mlp)")
     if prof.logits_every_position and r.prompt_len > 1:
