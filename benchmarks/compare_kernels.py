@@ -9,9 +9,11 @@ timed with CUDA events around the layer in eager PyTorch) predicted with the ``p
 stack profile (xlayer/data/stacks/pytorch.yaml): the kernels of ``layer_work`` (autograd's own
 backward kernels included: one bias-gradient reduction per biased linear layer, one gradient
 accumulation at each residual junction), each at its roofline time + the profile's per-kernel
-floor at the burst GEMM rate; forward = first dispatch + max(GPU time, kernels × host
-dispatch), backward likewise (``xlayer.engine.training.host_bounded_s``); torch.utils.checkpoint
-re-runs the forward inside the backward.
+floor at the burst GEMM rate; forward = first dispatch + max(GPU time, host ops × host
+dispatch), backward likewise, the host ops being the aten ops autograd issues (views
+included: the profile's ``eager_autograd_ops_per_layer``, ``xlayer.engine.training.eager_host_ops``);
+torch.utils.checkpoint runs the first forward without grad (its kernels only) and re-runs it
+with grad inside the backward.
 
 For each measured configuration the model builds the same operator list (training:
 xlayer.workload.operators.layer_work, fp16, classic attention, dropout 0.1; inference:
@@ -29,6 +31,7 @@ import sys
 from pathlib import Path
 
 from xlayer.cost.compute import calibration, op_time
+from xlayer.engine.training import eager_host_ops
 from xlayer.mapping.profiles import get_profile
 from xlayer.hardware.catalog import get_accelerator
 from xlayer.workload.inference_ops import AttentionSegment, inference_layer
@@ -60,13 +63,19 @@ def model_ops(cfg: dict, family: str) -> dict:
     return out
 
 
-def eager_layer_ops(row: dict):
-    """(forward ops, backward ops) of one eager-PyTorch GPT layer of the H200 kernel file."""
+def eager_layer_work(row: dict):
+    """(model, layer work) of one eager-PyTorch GPT layer of the H200 kernel file."""
     h, s, b = row["h"], row["s"], row["b"]
     m = ModelSpec(name="eager-layer", layers=1, hidden=h, heads=row["heads"], ffn_hidden=4 * h, vocab=51200,
                   seq_len=s, activation="gelu")
     w = layer_work(m, b, 1, False, 1, "bf16", "flash", 0.0, fused_bias_grad=get_profile("pytorch-eager").fused_bias_grad)
     assert m.bias, "the file's layers have biases"
+    return m, w
+
+
+def eager_layer_ops(row: dict):
+    """(forward ops, backward ops) of one eager-PyTorch GPT layer of the H200 kernel file."""
+    _, w = eager_layer_work(row)
     return w.fwd, w.bwd
 
 
@@ -79,16 +88,18 @@ def compare_layers(path: Path = LAYERS, profile: str = "pytorch-eager") -> list[
     host = prof.host_dispatch_s or 0.0
     rows = []
     for r in doc["layer"]:
-        fwd, bwd = eager_layer_ops(r)
-        gpu_f = sum(float(op_time(o, acc, cal, kernel_overhead_s=prof.kernel_floor_s).time_s) for o in fwd)
-        gpu_b = sum(float(op_time(o, acc, cal, kernel_overhead_s=prof.kernel_floor_s).time_s) for o in bwd)
-        t_f = max(gpu_f, len(fwd) * host)
-        t_b = max(gpu_b, len(bwd) * host) + (t_f if r["recompute"] else 0.0)
+        m, w = eager_layer_work(r)
+        rc = "full" if r["recompute"] else "none"
+        n_f, n_b, n_rc = eager_host_ops(w, m, rc, prof.eager_autograd_ops_per_layer)
+        gpu_f = sum(float(op_time(o, acc, cal, kernel_overhead_s=prof.kernel_floor_s).time_s) for o in w.fwd)
+        gpu_b = sum(float(op_time(o, acc, cal, kernel_overhead_s=prof.kernel_floor_s).time_s) for o in w.bwd)
+        t_f = max(gpu_f, n_f * host)
+        t_b = max(gpu_b, n_b * host) + (max(gpu_f, n_rc * host) if r["recompute"] else 0.0)
         pred = {"fwd_s": host + t_f, "fwd_bwd_s": host + t_f + t_b}
         for k in ("fwd_s", "fwd_bwd_s"):
             rows.append({"config": f"h{r['h']}-b{r['b']}-s{r['s']}{'-rc' if r['recompute'] else ''}", "op": k,
                          "measured_s": r[k], "model_s": pred[k], "kind": "layer",
-                         "bound": "host" if (len(fwd) * host > gpu_f or len(bwd) * host > gpu_b) else "gpu"})
+                         "bound": "host" if (n_f * host > gpu_f or n_b * host > gpu_b) else "gpu"})
     return rows
 
 

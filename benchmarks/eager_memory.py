@@ -394,6 +394,40 @@ def gpt_decode_kernels(gelu_new: bool = False, h: int = 256, heads: int = 4, cac
     return len(tr.ops)
 
 
+class _AllOps(TorchDispatchMode):
+    """Counts every aten op under the mode, views included."""
+
+    def __init__(self):
+        super().__init__()
+        self.n = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.n += 1
+        return func(*args, **(kwargs or {}))
+
+
+def autograd_ops_per_layer(kind: str = "plain", h: int = 256, heads: int = 4, seq: int = 64) -> tuple[int, int]:
+    """(forward, backward) aten ops, views included, of one training layer under autograd:
+    ``plain`` the torch.nn GPT layer (one-op GELU), ``gelu_new`` the same with Hugging Face's
+    NewGELU, ``gated`` the Llama layer of transformers' modules. The backward is driven by a
+    ready-made output gradient, so no loss op is counted."""
+    torch.manual_seed(0)
+    if kind == "gated":
+        layer, extra = LlamaLayer(h, heads, heads, 688), tuple(rope_tables(seq, h // heads))
+    else:
+        layer, extra = GPTLayer(h, heads, 4 * h, NewGELU() if kind == "gelu_new" else None), ()
+    layer = layer.to(torch.bfloat16)
+    x = torch.randn(2, seq, h, dtype=torch.bfloat16, requires_grad=True)
+    fwd = _AllOps()
+    with fwd:
+        y = layer(x, *extra)
+    grad = torch.ones_like(y)
+    bwd = _AllOps()
+    with bwd:
+        y.backward(grad)
+    return fwd.n, bwd.n
+
+
 class StaticCacheLlamaLayer(nn.Module):
     """A Llama decoder layer as gpt-fast's ``model.py`` (pytorch-labs) writes it, run eagerly:
     RMSNorm computed in fp32 and cast back (``x.float()``, mean of squares, rsqrt, ``type_as``,

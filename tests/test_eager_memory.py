@@ -209,6 +209,17 @@ def test_gpt_decode_kernel_counts_are_the_traced_ones(em):
     assert get_profile("transformers-eager").eager_kernels_per_layer["plain"] == em.gpt_decode_kernels(True) == 19
 
 
+def test_autograd_op_counts_are_the_traced_ones(em):
+    """A host-bound training layer pays one host dispatch per aten op autograd issues, views
+    included: the torch.nn GPT layer 32 forward / 69 backward, with NewGELU 40 / 80, the Llama
+    layer of transformers' modules 74 / 142; the eager profiles say so."""
+    from xlayer.mapping.profiles import get_profile
+    plain, gelu_new, gated = (em.autograd_ops_per_layer(k) for k in ("plain", "gelu_new", "gated"))
+    assert (plain, gelu_new, gated) == ((32, 69), (40, 80), (74, 142))
+    assert get_profile("pytorch-eager").eager_autograd_ops_per_layer == {"plain": plain, "gated": gated}
+    assert get_profile("transformers-eager").eager_autograd_ops_per_layer == {"plain": gelu_new, "gated": gated}
+
+
 def test_gpt_fast_eager_decode_kernels_are_the_traced_ones(em):
     """gpt-fast's model.py layer (fp32 RMSNorm, fused QKV, pairwise RoPE, a static KV cache
     written in place and repeat_interleave'd, SDPA with a mask, two-GEMM SwiGLU) launches 51

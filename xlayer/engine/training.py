@@ -80,6 +80,7 @@ class Recipe:
     eager_gelu_new: bool = False  # the profile's eager_gelu_new
     step_memory: Any = None  # the profile's StepMemory (xlayer.mapping.profiles), None: persistent states
     eager_loss: bool = False  # the profile's eager_cross_entropy
+    autograd_ops: Any = None  # the profile's eager_autograd_ops_per_layer, None: one per fused operator
 
 
 def recipe_for(model: ModelSpec, precision: str, framework: Any = None, version: str | None = None,
@@ -127,7 +128,7 @@ def recipe_for(model: ModelSpec, precision: str, framework: Any = None, version:
                   prof.host_dispatch_s, prof.p2p_per_microbatch, prof.fused_bias_grad, tp_ub,
                   bool(ep_overlap), bool(shared_expert_overlap), prof.moe_host, prof.saved_activations,
                   prof.eager_llama_elementwise, prof.optimizer_step_bytes_per_param, prof.eager_gelu_new,
-                  prof.step_memory, prof.eager_cross_entropy)
+                  prof.step_memory, prof.eager_cross_entropy, prof.eager_autograd_ops_per_layer)
 
 
 @dataclass(frozen=True)
@@ -187,6 +188,23 @@ def host_bounded_s(gpu_s, kernels, recipe: Recipe):
     if not recipe.host_dispatch_s:
         return gpu_s
     return np.maximum(gpu_s, kernels * recipe.host_dispatch_s)
+
+
+def eager_host_ops(work, model: ModelSpec, recompute: str, autograd_ops=None) -> tuple[float, float, float]:
+    """Host dispatches of one layer's forward, backward and recomputed forward in eager mode.
+    Counted per fused operator, or where the profile traced the layer family
+    (``autograd_ops``: ``eager_autograd_ops_per_layer``, dense layers) as the aten ops autograd issues: every op
+    of a forward with grad recording, views included, and of its backward. Under full
+    recompute (``torch.utils.checkpoint``) the first forward runs without grad — its kernels
+    only — and the forward re-run inside the backward records the graph."""
+    rc_ops, _ = recompute_ops(work, recompute)
+    counts = (autograd_ops or {}).get("gated" if model.gated else "plain")
+    if counts is None or any(op.name == "permute" for op in work.fwd):
+        return float(len(work.fwd)), float(len(work.bwd)), float(len(rc_ops))
+    fwd, bwd = float(counts[0]), float(counts[1])
+    if recompute == "full":
+        return float(len(work.fwd)), bwd, fwd
+    return fwd, bwd, float(len(rc_ops))
 
 
 def _where(cond, a, b):
@@ -376,8 +394,9 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
 
     def layer_terms(work, times):
         """Per-layer times of one kind of layer (one micro-batch on one rank)."""
-        fwd_s = host_bounded_s(sum(times[op.name].time_s for op in work.fwd), len(work.fwd), recipe)
-        bwd_s = host_bounded_s(sum(times[op.name].time_s for op in work.bwd), len(work.bwd), recipe)
+        host_f_ops, host_b_ops, host_rc_ops = eager_host_ops(work, model, recompute, recipe.autograd_ops)
+        fwd_s = host_bounded_s(sum(times[op.name].time_s for op in work.fwd), host_f_ops, recipe)
+        bwd_s = host_bounded_s(sum(times[op.name].time_s for op in work.bwd), host_b_ops, recipe)
         rc_ops, rc_comms = recompute_ops(work, recompute)
 
         def tp_exposed(c):
@@ -407,7 +426,7 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
                                                 acc.host_cpu == "grace")
 
         t = {"compute_fwd_s": fwd_s, "compute_bwd_s": bwd_s, "host_fwd_s": host_f, "host_bwd_s": host_b,
-             "recompute_s": host_bounded_s(sum(times[op.name].time_s for op in rc_ops), len(rc_ops), recipe)
+             "recompute_s": host_bounded_s(sum(times[op.name].time_s for op in rc_ops), host_rc_ops, recipe)
              if rc_ops else 0.0,
              "tp_fwd_s": sum(tp_exposed(c) for c in work.fwd_comms if c.group == "tp"),
              "ep_fwd_s": ep_f,

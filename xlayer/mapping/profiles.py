@@ -53,7 +53,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt
 
 from xlayer.safe_yaml import loads
 
@@ -168,6 +168,11 @@ class StackProfile(BaseModel):
     # with RMSNorm and RoPE: Llama-style; plain FFN with LayerNorm: GPT-style); None: count the
     # model's fused operators
     eager_kernels_per_layer: Optional[dict[Literal["gated", "plain"], int]] = None
+    # aten ops (views included) a decoder layer's forward and backward issue under autograd,
+    # by layer family: with grad recording every op, a view too, costs the host a dispatch
+    # (autograd builds a node and tracks the view), so a host-bound training layer takes
+    # ops x host_dispatch_s per direction; None: one per fused operator
+    eager_autograd_ops_per_layer: Optional[dict[Literal["gated", "plain"], tuple[PositiveInt, PositiveInt]]] = None
     # a gated MLP's gate and up projections run as one GEMM of width 2f/t (False: two GEMMs of
     # f/t each, e.g. TensorRT-LLM v0.5 engines built without --use_fused_mlp)
     fused_gated_mlp: bool = True
