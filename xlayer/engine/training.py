@@ -190,14 +190,17 @@ def host_bounded_s(gpu_s, kernels, recipe: Recipe):
     return np.maximum(gpu_s, kernels * recipe.host_dispatch_s)
 
 
-def eager_host_ops(work, model: ModelSpec, recompute: str, autograd_ops=None) -> tuple[float, float, float]:
+def eager_host_ops(work, model: ModelSpec, recompute: str, autograd_ops=None,
+                   rc_ops: list | None = None) -> tuple[float, float, float]:
     """Host dispatches of one layer's forward, backward and recomputed forward in eager mode.
     Counted per fused operator, or where the profile traced the layer family
     (``autograd_ops``: ``eager_autograd_ops_per_layer``, dense layers) as the aten ops autograd issues: every op
     of a forward with grad recording, views included, and of its backward. Under full
     recompute (``torch.utils.checkpoint``) the first forward runs without grad — its kernels
-    only — and the forward re-run inside the backward records the graph."""
-    rc_ops, _ = recompute_ops(work, recompute)
+    only — and the forward re-run inside the backward records the graph. ``rc_ops``: the
+    recomputed operators when the caller has them (default: :func:`recompute_ops`)."""
+    if rc_ops is None:
+        rc_ops, _ = recompute_ops(work, recompute)
     counts = (autograd_ops or {}).get("gated" if model.gated else "plain")
     if counts is None or any(op.name == "permute" for op in work.fwd):
         return float(len(work.fwd)), float(len(work.bwd)), float(len(rc_ops))
@@ -394,10 +397,10 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
 
     def layer_terms(work, times):
         """Per-layer times of one kind of layer (one micro-batch on one rank)."""
-        host_f_ops, host_b_ops, host_rc_ops = eager_host_ops(work, model, recompute, recipe.autograd_ops)
+        rc_ops, rc_comms = recompute_ops(work, recompute)
+        host_f_ops, host_b_ops, host_rc_ops = eager_host_ops(work, model, recompute, recipe.autograd_ops, rc_ops)
         fwd_s = host_bounded_s(sum(times[op.name].time_s for op in work.fwd), host_f_ops, recipe)
         bwd_s = host_bounded_s(sum(times[op.name].time_s for op in work.bwd), host_b_ops, recipe)
-        rc_ops, rc_comms = recompute_ops(work, recompute)
 
         def tp_exposed(c):
             """A TP collective's exposed time: all of it, or what its paired GEMM does not hide."""
