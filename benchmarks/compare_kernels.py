@@ -43,13 +43,18 @@ LAYERS = Path(__file__).resolve().parents[2] / "shared" / "validation" / "kernel
 PART = {"NVIDIA H200": "H200-SXM-141GB", "NVIDIA H100 80GB HBM3": "H100-SXM-80GB"}
 
 
-def model_ops(cfg: dict, family: str) -> dict:
-    """name -> Op of the model for one measured configuration."""
+def model_ops(cfg: dict, family: str, torch_kernels: bool = True) -> dict:
+    """name -> [Op] of the model for one measured configuration: the kernels a measured
+    operator stands for (PyTorch's own ``name:part`` kernels summed under ``torch_kernels``,
+    as gpu_kernels.py runs them: ``F.layer_norm``, ``torch.softmax``, ``native_dropout``)."""
     if family == "training":
         m = ModelSpec(name=cfg["name"], layers=1, hidden=cfg["h"], heads=cfg["heads"], ffn_hidden=cfg["ffn"],
                       vocab=51200, seq_len=cfg["s"], activation="gelu")
-        w = layer_work(m, cfg["b"], cfg["tp"], cfg["sp"], 1, "fp16", "classic", 0.1)
-        return {op.name: op for op in w.fwd + w.bwd}
+        w = layer_work(m, cfg["b"], cfg["tp"], cfg["sp"], 1, "fp16", "classic", 0.1, eager_modules=torch_kernels)
+        grouped: dict[str, list] = {}
+        for op in w.fwd + w.bwd:
+            grouped.setdefault(op.name.split(":")[0], []).append(op)
+        return grouped
     out = {}
     for prec in ("bf16", "fp8"):
         m = ModelSpec(name=cfg["name"], layers=1, hidden=cfg["h"], heads=cfg["heads"], kv_heads=cfg["kv_heads"],
@@ -57,9 +62,9 @@ def model_ops(cfg: dict, family: str) -> dict:
         layer = inference_layer(m, [AttentionSegment(1, cfg["tokens"], 0)], cfg["tp"], prec, "bf16", "flash")
         for op in layer.ops:
             if op.kind == "gemm":
-                out[f"{op.name}@{prec}"] = op
+                out[f"{op.name}@{prec}"] = [op]
             elif op.kind == "attention":
-                out[op.name] = op
+                out[op.name] = [op]
     return out
 
 
@@ -68,7 +73,9 @@ def eager_layer_work(row: dict):
     h, s, b = row["h"], row["s"], row["b"]
     m = ModelSpec(name="eager-layer", layers=1, hidden=h, heads=row["heads"], ffn_hidden=4 * h, vocab=51200,
                   seq_len=s, activation="gelu")
-    w = layer_work(m, b, 1, False, 1, "bf16", "flash", 0.0, fused_bias_grad=get_profile("pytorch-eager").fused_bias_grad)
+    prof = get_profile("pytorch-eager")
+    w = layer_work(m, b, 1, False, 1, "bf16", "flash", 0.0, fused_bias_grad=prof.fused_bias_grad,
+                   eager_modules=prof.eager_llama_elementwise)
     assert m.bias, "the file's layers have biases"
     return m, w
 
@@ -105,22 +112,26 @@ def compare_layers(path: Path = LAYERS, profile: str = "pytorch-eager") -> list[
 
 def compare(path: Path = DEFAULT, profile: str = "pytorch-cuda-graph") -> list[dict]:
     """The per-operator file (kernels captured in CUDA graphs): each op at its roofline time +
-    the ``profile``'s per-kernel floor (None: the catalog's) at the burst GEMM rate."""
+    the ``profile``'s per-kernel floor (None: the catalog's) at the burst GEMM rate; the
+    training layer's element-wise operators as the profile's modules run them
+    (``eager_llama_elementwise``: PyTorch's kernels, which the file timed)."""
     doc = json.loads(Path(path).read_text())
     acc = get_accelerator(PART.get(doc["device"].get("name"), doc["device"].get("name", "H200-SXM-141GB")))
     cal = calibration().isolated()
-    floor = get_profile(profile).kernel_floor_s
+    prof = get_profile(profile)
+    floor = prof.kernel_floor_s
     rows = []
     for family in ("training", "inference"):
         for cfg in doc[family]:
-            ops = model_ops(cfg, family)
+            ops = model_ops(cfg, family, torch_kernels=prof.eager_llama_elementwise)
             for k in (r for r in doc["kernels"] if r["config"] == cfg["name"]):
-                op = ops.get(k["op"])
-                if op is None:
+                parts = ops.get(k["op"])
+                if not parts:
                     continue
-                t = op_time(op, acc, cal, kernel_overhead_s=floor)
+                ts = [op_time(op, acc, cal, kernel_overhead_s=floor) for op in parts]
                 rows.append({"config": cfg["name"], "op": k["op"], "measured_s": k["time_s"],
-                             "model_s": float(t.time_s), "bound": t.bound, "kind": op.kind})
+                             "model_s": sum(float(t.time_s) for t in ts), "bound": ts[0].bound,
+                             "kind": parts[0].kind, "kernels": len(parts)})
     return rows
 
 
@@ -141,6 +152,10 @@ def main(path: Path = DEFAULT) -> None:
         by_cfg.setdefault(r["config"], []).append(r)
         print(f"{r['config']:22s} {r['op']:20s} {r['bound']:8s} measured {r['measured_s'] * 1e6:9.1f} us  "
               f"model {r['model_s'] * 1e6:9.1f} us  {100 * (r['model_s'] / r['measured_s'] - 1):+6.1f} %")
+    ew = [abs(r["model_s"] / r["measured_s"] - 1) for r in rows if r["kind"] == "elementwise"]
+    if ew:
+        print(f"element-wise kernels: MAPE {100 * sum(ew) / len(ew):.1f} %, within 10 %: "
+              f"{sum(e <= 0.10 for e in ew)}/{len(ew)}")
     print()
     for cfg, rs in by_cfg.items():
         for kind in ("gemm", "elementwise", "attention", None):

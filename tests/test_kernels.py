@@ -66,3 +66,43 @@ def test_eager_layers_of_the_kernel_file(kernels):
     assert sum(abs(e) <= 0.10 for e in errs.values()) >= 29
     assert sum(map(abs, errs.values())) / len(errs) <= 0.05
     assert abs(errs[("h2048-b1-s2048", "fwd_s")]) <= 0.01
+
+
+def test_torch_gpt_layer_kernels_follow_pytorch_source():
+    """Under an eager profile a GPT-style (LayerNorm) layer runs PyTorch's own kernels
+    (xlayer.workload.training_ops.torch_gpt_kernels): LayerNorm's backward is two kernels of
+    6 + 4 B per element, softmax's backward 6 + 6 B (``tmp = grad * output`` first), dropout's
+    backward 5 B, and a residual add without dropout has no backward kernel."""
+    from xlayer.workload.training_ops import layer_work
+    m = gpt(hidden=1024, heads=16, ffn_hidden=4096, layers=1, seq_len=512)
+    rows, h = 2 * 512, 1024
+    fused = layer_work(m, 2, 1, False, 1, "bf16", "classic", 0.1)
+    torch_ = layer_work(m, 2, 1, False, 1, "bf16", "classic", 0.1, eager_modules=True)
+    ops = {o.name: o for o in torch_.bwd}
+    assert ops["norm1.bwd"].bytes + ops["norm1.bwd:gamma_beta"].bytes == pytest.approx(10 * rows * h, rel=1e-3)
+    s = 2 * 16 * 512 * 512
+    assert ops["attn_softmax.bwd"].bytes + ops["attn_softmax.bwd:mul"].bytes == pytest.approx(12 * s)
+    assert ops["attn_dropout.bwd"].bytes == pytest.approx(5 * s)
+    assert ops["dropout_add1.bwd"].bytes == pytest.approx(5 * rows * h)
+    no_drop = layer_work(m, 2, 1, False, 1, "bf16", "flash", 0.0, eager_modules=True)
+    assert not any(o.name.startswith("dropout_add") for o in no_drop.bwd)
+    # the fused (Megatron) layer is unchanged by the flag's absence
+    assert {o.name for o in fused.bwd} >= {"norm1.bwd", "dropout_add1.bwd"} and \
+        not any(":" in o.name for o in fused.fwd + fused.bwd)
+
+
+def test_per_op_file_backward_kernels_match_their_pytorch_traffic():
+    """Our H200 per-operator file (benchmarks/gpu_kernels.py, CUDA-graph bursts): priced as
+    PyTorch's kernels, the softmax and attention-dropout backwards are within 6 % of
+    measured (they were 48 % and 53 % off as one fused kernel each) and the element-wise
+    MAPE falls to ≤ 40 % (was 70 %); the slow rest are the row-per-block norm and softmax
+    forwards and kernels whose inputs the benchmark leaves in L2."""
+    from conftest import load_benchmark
+    ck = load_benchmark("compare_kernels")
+    rows = ck.compare()
+    ew = [r for r in rows if r["kind"] == "elementwise"]
+    errs = {(r["config"], r["op"]): r["model_s"] / r["measured_s"] - 1 for r in ew}
+    for (cfg, op), e in errs.items():
+        if op in ("attn_softmax.bwd", "attn_dropout.bwd"):
+            assert abs(e) <= 0.06, (cfg, op, e)
+    assert sum(map(abs, errs.values())) / len(errs) <= 0.40

@@ -151,6 +151,43 @@ def eager_gelu_new_ops(model: ModelSpec, tokens: Num, tp: Num = 1) -> tuple[list
     return fwd, bwd
 
 
+def torch_gpt_kernels(op: Op, rows: Num, h: Num, dropout: float) -> tuple[list[Op], list[Op] | None]:
+    """A GPT-style layer's element-wise operator as PyTorch's own kernels run it (``nn.LayerNorm``,
+    ``res + F.dropout(y)``, ``softmax`` / ``dropout`` of classic attention), given the fused
+    operator ``op`` of :func:`~xlayer.workload.transformer.layer_forward`. Returns (forward
+    kernels, backward kernels; None: the generic 1.5× re-read of :func:`layer_work`).
+
+    * ``norm{1,2}`` backward (aten/src/ATen/native/cuda/layer_norm_kernel.cu,
+      ``LayerNormBackwardKernelImplInternal``): ``layer_norm_grad_input_kernel_vectorized``
+      (one block per row: reads dY and X, writes dX: 6 B per element) and then
+      ``LaunchGammaBetaBackwardCUDAKernel`` (reads dY and X again for the column sums: 4 B);
+    * ``dropout_add{1,2}``: ``native_dropout`` (reads y, writes the output and its bool mask:
+      5 B) then the add (reads two, writes one: 6 B); backward ``native_dropout_backward``
+      (reads the gradient and the mask, writes: 5 B) — without dropout the add alone, whose
+      backward (AddBackward0) passes the gradient on with no kernel;
+    * ``attn_softmax`` backward (SoftMax.cu ``softmax_backward_cuda_out``): ``tmp = grad *
+      output`` first (6 B), then ``host_softmax_backward`` reads tmp and the output and writes
+      the input gradient (6 B);
+    * ``attn_dropout`` backward: ``native_dropout_backward``, 5 B.
+    Kernels of one measured operator share its name (``name:part``)."""
+    n = rows * h
+    name = op.name
+    if name in ("norm1", "norm2"):
+        return [op], [_k(f"{name}.bwd", 4 * n, 2 * n), _k(f"{name}.bwd:gamma_beta", 4 * n, 4 * h)]
+    if name in ("dropout_add1", "dropout_add2"):
+        add = _k(name, 4 * n, 2 * n)
+        if dropout <= 0:
+            return [add], []
+        return [_k(f"{name}:dropout", 2 * n, 3 * n), add], [_k(f"{name}.bwd", 3 * n, 2 * n)]
+    if name.startswith("attn_softmax"):
+        s = op.bytes / (2 * ACT_BYTES)  # score elements (read and written once)
+        return [op], [_k(f"{name}.bwd:mul", 4 * s, 2 * s), _k(f"{name}.bwd", 4 * s, 2 * s)]
+    if name.startswith("attn_dropout"):
+        s = op.bytes / (2 * ACT_BYTES + 1)  # read and written 16-bit, a 1-byte mask
+        return [op], [_k(f"{name}.bwd", 3 * s, 2 * s)]
+    return [op], None
+
+
 def eager_llama_inference_ops(model: ModelSpec, ops: list[Op], segments: list[Any], tp: Num = 1,
                               precision: str = "bf16", kv_precision: str = "bf16") -> list[Op]:
     """An inference forward of a dense Llama layer as the Hugging Face modules run it: the
@@ -232,6 +269,8 @@ def layer_work(model: ModelSpec, b: Num, tp: Num, sp: bool, cp: Num, precision: 
     layer (gated FFN, RMSNorm, RoPE, no MLA) runs the element-wise kernels of the Hugging Face
     modules instead of fused ones (:func:`eager_llama_ops`); the residual adds keep their
     forward kernel and have no backward kernel of their own (autograd passes the gradient on).
+    A dense GPT-style layer (LayerNorm) under ``eager_modules`` runs PyTorch's own norm,
+    dropout-add and classic-attention softmax/dropout kernels (:func:`torch_gpt_kernels`).
     ``eager_gelu_new`` (profile field of the same name): a GELU layer's activation is Hugging
     Face's written-out tanh GELU (:func:`eager_gelu_new_ops`).
     """
@@ -262,6 +301,17 @@ def layer_work(model: ModelSpec, b: Num, tp: Num, sp: bool, cp: Num, precision: 
         # the eager kernels' backward is eager_bwd; a residual add has no backward kernel
         no_bwd = {o.name for ops in eager_fwd.values() for o in ops} | {"dropout_add1", "dropout_add2"}
         fwd = new_fwd
+    torch_bwd: dict[str, list[Op]] = {}
+    if eager_modules and not eager and ffn == "dense" and model.norm == "layernorm" and model.mla is None:
+        # a GPT-style layer of torch.nn modules: PyTorch's own norm, dropout and softmax kernels
+        rows = fp.tokens / tp if sp else fp.tokens
+        new_fwd = []
+        for op in fwd:
+            f_ops, b_ops = torch_gpt_kernels(op, rows, model.hidden, dropout)
+            new_fwd.extend(f_ops)
+            if b_ops is not None:
+                torch_bwd[op.name] = b_ops
+        fwd = new_fwd
     if eager_gelu_new and ffn == "dense" and model.activation == "gelu":
         gelu_fwd, gelu_bwd = eager_gelu_new_ops(model, fp.tokens, tp)
         fwd = [g for op in fwd for g in (gelu_fwd if op.name == "activation" else [op])]
@@ -269,8 +319,11 @@ def layer_work(model: ModelSpec, b: Num, tp: Num, sp: bool, cp: Num, precision: 
         eager_bwd = gelu_bwd + eager_bwd
     bwd: list[Op] = []
     for op in reversed(fwd):
-        if op.name.endswith(".quantize_in") or op.name in no_bwd:
-            continue  # a cast has no backward of its own
+        if op.name.endswith(".quantize_in") or op.name in no_bwd or ":" in op.name:
+            continue  # a cast has no backward of its own (a kernel part: its operator's)
+        if op.name in torch_bwd:
+            bwd.extend(torch_bwd[op.name])
+            continue
         if op.kind == "gemm":
             if fm.casts_inputs and op.precision == fm.gemm:
                 bwd.append(quantize(op.name + ".quantize_grad", op.m * op.n * op.batch, op.precision))
