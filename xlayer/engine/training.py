@@ -81,6 +81,7 @@ class Recipe:
     step_memory: Any = None  # the profile's StepMemory (xlayer.mapping.profiles), None: persistent states
     eager_loss: bool = False  # the profile's eager_cross_entropy
     autograd_ops: Any = None  # the profile's eager_autograd_ops_per_layer, None: one per fused operator
+    param_gather_in_forward: bool = False  # the profile's (Megatron-Core overlap_param_gather)
 
 
 def recipe_for(model: ModelSpec, precision: str, framework: Any = None, version: str | None = None,
@@ -128,7 +129,8 @@ def recipe_for(model: ModelSpec, precision: str, framework: Any = None, version:
                   prof.host_dispatch_s, prof.p2p_per_microbatch, prof.fused_bias_grad, tp_ub,
                   bool(ep_overlap), bool(shared_expert_overlap), prof.moe_host, prof.saved_activations,
                   prof.eager_llama_elementwise, prof.optimizer_step_bytes_per_param, prof.eager_gelu_new,
-                  prof.step_memory, prof.eager_cross_entropy, prof.eager_autograd_ops_per_layer)
+                  prof.step_memory, prof.eager_cross_entropy, prof.eager_autograd_ops_per_layer,
+                  prof.param_gather_in_forward)
 
 
 @dataclass(frozen=True)
@@ -227,6 +229,50 @@ def overlapped_exposed_s(comm_s, compute_s, acc):
     ctas = calibration().nccl_ctas if acc.comm_compute_units is None else acc.comm_compute_units
     frac = min(1.0, ctas / acc.compute_units)
     return np.maximum(0.0, comm_s - compute_s) + np.minimum(comm_s, compute_s) * frac
+
+
+def _stretch(late_s, comm_s, acc):
+    """A collective's exposed time given the part of it no compute hides (``late_s``): that part
+    plus the SM share of the overlapped rest (as :func:`overlapped_exposed_s`)."""
+    ctas = calibration().nccl_ctas if acc.comm_compute_units is None else acc.comm_compute_units
+    frac = min(1.0, ctas / acc.compute_units)
+    late = np.maximum(0.0, late_s)
+    return late + np.maximum(0.0, comm_s - late) * frac
+
+
+def grad_reduce_exposed_s(comm_s, bwd_s, vp, group, acc):
+    """Exposed data-parallel gradient reduction under Megatron-Core's overlap_grad_reduce.
+
+    A bucket is reduced once every micro-batch has added to it, so the reduce runs under the
+    last micro-batch's backward (``bwd_s``: the rank's backward of one micro-batch, all its
+    layers). With ``vp`` > 1 chunks the interleaved schedule launches each chunk's reduce as
+    soon as that chunk's last backward is done (megatron/core/pipeline_parallel/schedules.py
+    backward_step_helper_postprocess → grad_sync_func[chunk], Megatron-LM @d98e8a6), and the
+    last group of ``group`` = min(m, pp) micro-batches runs its backwards chunk by chunk from
+    the last to the first: chunk c's reduce (comm/vp, one stream, in order) can start at the
+    beginning of its last backward b = bwd_s/vp, c·group·b + b before the end. The queue's
+    lateness is max over c of (c+1)·comm/vp − (c·group + 1)·b, linear in c: the first or the
+    last chunk. vp = 1: max(0, comm − bwd_s)."""
+    b = bwd_s / vp
+    late = np.maximum(comm_s / vp - b, comm_s - ((vp - 1) * group + 1) * b)
+    return _stretch(late, comm_s, acc)
+
+
+def param_gather_exposed_s(comm_s, fwd_s, vp, group, acc):
+    """Exposed ZeRO-1 weight all-gather under Megatron-Core's overlap_param_gather: it runs under
+    the next iteration's forward. A module's forward pre-hook waits for its bucket's gather and
+    dispatches the next bucket's (distributed_data_parallel.py _make_forward_pre_hook,
+    param_and_grad_buffer.py finish_param_sync), so a chunk's gather overlaps its own first
+    forward (f = fwd_s/vp). Interleaved (vp > 1): chunks 0 and 1 are gathered at the start and
+    chunk c + 1 when chunk c's first forward starts (schedules.py forward_step_helper_preprocess
+    → param_sync_func), chunk c being needed after c·group forwards of one chunk. Lateness:
+    max(comm/vp − f, 2·comm/vp − (group + 1)·f, comm − ((vp − 1)·group + 1)·f) (the second term
+    only with vp ≥ 2). vp = 1: max(0, comm − fwd_s)."""
+    f = fwd_s / vp
+    a = comm_s / vp
+    late = np.maximum(a - f, comm_s - ((vp - 1) * group + 1) * f)
+    late = np.maximum(late, _where(vp >= 2, 2.0 * a - (group + 1) * f, -np.inf))
+    return _stretch(late, comm_s, acc)
 
 
 def moe_host_exposed_s(host, g_before, g_after, g_bwd, local_experts, precision: str, grace: bool):
@@ -582,12 +628,13 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
     edp_in = ranks_in_domain(edp, ep * etp, D)
     gb = recipe.grad_bytes
 
-    def dp_sync_s(params, n, n_in):
+    def dp_sync_s(params, n, n_in, part="both"):
         if zero == 0:
-            return collective_time_s("all_reduce", params * gb, n, n_in, up, out)
+            return collective_time_s("all_reduce", params * gb, n, n_in, up, out) if part != "gather" else 0.0
         if zero == 1:
-            return collective_time_s("reduce_scatter", params * gb, n, n_in, up, out) + \
-                collective_time_s("all_gather", params * WEIGHT_BYTES, n, n_in, up, out)
+            rs = collective_time_s("reduce_scatter", params * gb, n, n_in, up, out)
+            ag = collective_time_s("all_gather", params * WEIGHT_BYTES, n, n_in, up, out)
+            return {"both": rs + ag, "reduce": rs, "gather": ag}[part]
         if zero == 2:
             # partitioned gradients: no full gradient buffer to accumulate into, so every
             # micro-batch's gradients are reduce-scattered (DeepSpeed stage 2, Rajbhandari 2020 §5.2)
@@ -595,9 +642,22 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
                 collective_time_s("all_gather", params * WEIGHT_BYTES, n, n_in, up, out)
         return 0.0 * params  # already paid per layer
 
-    dp_raw = dp_sync_s(p_dense, dpc, dpc_in) + (dp_sync_s(p_expert, edp, edp_in) if model.is_moe else 0.0)
-    dp_exposed = overlapped_exposed_s(dp_raw, r_max - n_first * layer_fwd_total, acc) \
-        if dp_overlap else dp_raw
+    def dp_all_s(part="both"):
+        return dp_sync_s(p_dense, dpc, dpc_in, part) + (dp_sync_s(p_expert, edp, edp_in, part) if model.is_moe else 0.0)
+
+    dp_raw = dp_all_s()
+    # overlapped: the reduce runs under the last micro-batch's backward (Megatron-Core
+    # overlap_grad_reduce: a bucket is reduced once every micro-batch has added to it); with
+    # param_gather_in_forward and ZeRO-1 the weight all-gather runs under the next forward
+    # instead (overlap_param_gather: distributed_data_parallel.py _make_forward_pre_hook waits
+    # for a module's bucket and dispatches the next, Megatron-LM @d98e8a6)
+    bwd_window = r_max - n_first * layer_fwd_total
+    group = np.minimum(m, pp)
+    if dp_overlap and zero == 1 and recipe.param_gather_in_forward:
+        dp_exposed = grad_reduce_exposed_s(dp_all_s("reduce"), bwd_window, vp, group, acc) + \
+            param_gather_exposed_s(dp_all_s("gather"), n_first * layer_fwd_total, vp, group, acc)
+    else:
+        dp_exposed = grad_reduce_exposed_s(dp_raw, bwd_window, vp, group, acc) if dp_overlap else dp_raw
     dp_exposed = _where(dpc > 1, dp_exposed, 0.0)
     # ZeRO-3: the embedding and output layer are gathered and their gradients reduce-scattered
     # once per micro-batch as well (on the rank that holds them; pp = 1: both)

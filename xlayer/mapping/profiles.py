@@ -18,6 +18,9 @@ Fields (all per accelerator):
 * ``grad_reduce_bytes``: bytes per element of the gradient buffer and its data-parallel
   reduction (16-bit recipes; fp32 training always 4);
 * ``dp_overlap``: the gradient reduce / parameter gather overlap compute by default;
+* ``param_gather_in_forward``: with dp overlap and ZeRO-1, the 16-bit weights are all-gathered
+  under the next iteration's forward (Megatron-Core ``overlap_param_gather``: a module's
+  forward pre-hook waits for its bucket and dispatches the next one), not under the backward;
 * ``optimizer_sharding``: the ZeRO stage taken when the case leaves it open and dp·cp > 1
   (None: no documented default, the fastest fitting stage is chosen);
 * ``recompute``: the default activation recompute (None: the fastest fitting);
@@ -160,6 +163,7 @@ class StackProfile(BaseModel):
     kernel_floor_s: Optional[NonNegativeFloat] = None
     grad_reduce_bytes: float = Field(4.0, ge=2.0, le=4.0)
     dp_overlap: bool = False
+    param_gather_in_forward: bool = False
     optimizer_sharding: Optional[int] = Field(None, ge=0, le=3)
     recompute: Optional[Literal["none", "selective", "full"]] = None
     low_precision_gemms: tuple[str, ...] = ()
