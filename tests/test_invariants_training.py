@@ -201,3 +201,28 @@ def test_param_gather_overlaps_the_next_forward_under_megatron_bridge():
     plain = evaluate_training(*args, rf(m, "bf16", "megatron-bridge").__class__(
         **{**rf(m, "bf16", "megatron-bridge").__dict__, "param_gather_in_forward": False}))
     assert mb.dp_exposed_s < plain.dp_exposed_s
+
+
+def test_megatron_buckets_pay_their_own_latency_and_small_models_have_one():
+    """Overlapped data-parallel collectives run per bucket (Megatron-Core bucket_size =
+    max(4e7, 1e6·dp) parameters): each pays its own per-step latency, so bucketing never
+    shortens the exposed time, and a model whose rank holds fewer parameters than one bucket
+    has exactly one collective, as without buckets."""
+    from xlayer.engine.training import recipe_for as rf
+    sysm = System(accelerator=get_accelerator("H100-SXM-80GB"), count=4096, scale_up_size=8)
+
+    def both(m, tp, pp, dp):
+        r = rf(m, "bf16", "megatron-bridge")
+        assert r.dp_bucket == (4.0e7, 1.0e6)
+        args = (m, sysm, "bf16", 4 * dp, tp, pp, dp, 1, 1, 1, tp > 1, "none", 1, True)
+        one = r.__class__(**{**r.__dict__, "dp_bucket": None})
+        return evaluate_training(*args, r).dp_exposed_s, evaluate_training(*args, one).dp_exposed_s
+
+    big = ModelSpec(name="g", layers=96, hidden=12288, heads=96, ffn_hidden=49152, vocab=51200, seq_len=2048,
+                    activation="gelu")
+    b, o = both(big, 8, 4, 128)
+    assert b > o
+    small = ModelSpec(name="s", layers=4, hidden=512, heads=8, ffn_hidden=2048, vocab=8192, seq_len=512,
+                      activation="gelu")
+    b, o = both(small, 1, 1, 4096)
+    assert b == pytest.approx(o)

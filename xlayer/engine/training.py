@@ -82,6 +82,7 @@ class Recipe:
     eager_loss: bool = False  # the profile's eager_cross_entropy
     autograd_ops: Any = None  # the profile's eager_autograd_ops_per_layer, None: one per fused operator
     param_gather_in_forward: bool = False  # the profile's (Megatron-Core overlap_param_gather)
+    dp_bucket: tuple[float, float] | None = None  # the profile's (min params, params per rank) of a bucket
 
 
 def recipe_for(model: ModelSpec, precision: str, framework: Any = None, version: str | None = None,
@@ -130,7 +131,9 @@ def recipe_for(model: ModelSpec, precision: str, framework: Any = None, version:
                   bool(ep_overlap), bool(shared_expert_overlap), prof.moe_host, prof.saved_activations,
                   prof.eager_llama_elementwise, prof.optimizer_step_bytes_per_param, prof.eager_gelu_new,
                   prof.step_memory, prof.eager_cross_entropy, prof.eager_autograd_ops_per_layer,
-                  prof.param_gather_in_forward)
+                  prof.param_gather_in_forward,
+                  (prof.dp_bucket_min_params, prof.dp_bucket_params_per_rank)
+                  if prof.dp_bucket_min_params else None)
 
 
 @dataclass(frozen=True)
@@ -628,12 +631,23 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
     edp_in = ranks_in_domain(edp, ep * etp, D)
     gb = recipe.grad_bytes
 
+    bucket = recipe.dp_bucket if dp_overlap else None
+
+    def bucketed_s(kind, nbytes, params, n, n_in):
+        """One collective over the buffer, or (overlapped, bucketed stacks) one per bucket of
+        max(min, per_rank·n) parameters, each with the latency of its own size
+        (Megatron-Core: bucket_size = max(4e7, 1e6·dp), distributed_data_parallel.py)."""
+        if bucket is None:
+            return collective_time_s(kind, nbytes, n, n_in, up, out)
+        nb = np.maximum(1.0, np.ceil(params / np.maximum(bucket[0], bucket[1] * n)))
+        return nb * collective_time_s(kind, nbytes / nb, n, n_in, up, out)
+
     def dp_sync_s(params, n, n_in, part="both"):
         if zero == 0:
-            return collective_time_s("all_reduce", params * gb, n, n_in, up, out) if part != "gather" else 0.0
+            return bucketed_s("all_reduce", params * gb, params, n, n_in) if part != "gather" else 0.0
         if zero == 1:
-            rs = collective_time_s("reduce_scatter", params * gb, n, n_in, up, out)
-            ag = collective_time_s("all_gather", params * WEIGHT_BYTES, n, n_in, up, out)
+            rs = bucketed_s("reduce_scatter", params * gb, params, n, n_in)
+            ag = bucketed_s("all_gather", params * WEIGHT_BYTES, params, n, n_in)
             return {"both": rs + ag, "reduce": rs, "gather": ag}[part]
         if zero == 2:
             # partitioned gradients: no full gradient buffer to accumulate into, so every

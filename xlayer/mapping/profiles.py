@@ -21,6 +21,9 @@ Fields (all per accelerator):
 * ``param_gather_in_forward``: with dp overlap and ZeRO-1, the 16-bit weights are all-gathered
   under the next iteration's forward (Megatron-Core ``overlap_param_gather``: a module's
   forward pre-hook waits for its bucket and dispatches the next one), not under the backward;
+* ``dp_bucket_min_params`` / ``dp_bucket_params_per_rank``: the overlapped data-parallel
+  collectives run per bucket of max(min, per_rank x group) parameters (Megatron-Core
+  DistributedDataParallel's default bucket_size), each with its own per-step latency;
 * ``optimizer_sharding``: the ZeRO stage taken when the case leaves it open and dp·cp > 1
   (None: no documented default, the fastest fitting stage is chosen);
 * ``recompute``: the default activation recompute (None: the fastest fitting);
@@ -164,6 +167,11 @@ class StackProfile(BaseModel):
     grad_reduce_bytes: float = Field(4.0, ge=2.0, le=4.0)
     dp_overlap: bool = False
     param_gather_in_forward: bool = False
+    # with dp overlap, the data-parallel collectives run per bucket of
+    # max(dp_bucket_min_params, dp_bucket_params_per_rank x group size) parameters, each paying
+    # its own per-step latency (None: one collective over the whole buffer)
+    dp_bucket_min_params: Optional[PositiveFloat] = None
+    dp_bucket_params_per_rank: NonNegativeFloat = 0.0
     optimizer_sharding: Optional[int] = Field(None, ge=0, le=3)
     recompute: Optional[Literal["none", "selective", "full"]] = None
     low_precision_gemms: tuple[str, ...] = ()
