@@ -159,32 +159,6 @@ def test_null_fields_resolve_to_the_fastest_fitting_choice():
     assert any("fastest" in a for a in chosen.assumptions)
 
 
-@pytest.mark.parametrize("vp", [1, 2, 4, 12])
-def test_data_parallel_overlap_queue_against_a_direct_simulation(vp):
-    """grad_reduce_exposed_s / param_gather_exposed_s are closed forms of a queue of per-chunk
-    collectives on one stream (Megatron-Core's interleaved schedule): simulated here chunk by
-    chunk, with no SM sharing (a part with as many NCCL CTAs as SMs would be 'all exposed')."""
-    from types import SimpleNamespace
-    from xlayer.engine.training import grad_reduce_exposed_s, param_gather_exposed_s
-    acc = SimpleNamespace(comm_compute_units=0, compute_units=132)  # no SM share: exposure = lateness
-    for comm, win, group in [(0.3, 0.1, 8), (0.05, 0.1, 4), (1.0, 0.2, 2), (0.2, 0.2, 1)]:
-        b = win / vp
-        # reduce: chunk c's grads start at end - (c*group + 1)*b; run in order vp-1 ... 0
-        t = -np.inf
-        for c in range(vp - 1, -1, -1):
-            t = max(t, -(c * group + 1) * b) + comm / vp
-        assert grad_reduce_exposed_s(comm, win, vp, group, acc) == pytest.approx(max(0.0, t))
-        # gather: chunks 0, 1 released at 0, chunk c >= 2 at (c-1)*group*f; chunk c due by c*group*f + f
-        f, t, late = win / vp, 0.0, 0.0
-        for c in range(vp):
-            rel = 0.0 if c < 2 else (c - 1) * group * f
-            t = max(t, rel) + comm / vp
-            late = max(late, t - (c * group * f + f))
-        assert param_gather_exposed_s(comm, win, vp, group, acc) == pytest.approx(late)
-        # interleaving never exposes more than one chunk over the same window
-        assert grad_reduce_exposed_s(comm, win, vp, group, acc) <= grad_reduce_exposed_s(comm, win, 1, group, acc) + 1e-12
-
-
 def test_param_gather_overlaps_the_next_forward_under_megatron_bridge():
     """Megatron-Bridge (overlap_param_gather): the ZeRO-1 weight all-gather hides under the next
     forward, the reduce under the last backward, so dp exposure falls against one window for

@@ -234,50 +234,6 @@ def overlapped_exposed_s(comm_s, compute_s, acc):
     return np.maximum(0.0, comm_s - compute_s) + np.minimum(comm_s, compute_s) * frac
 
 
-def _stretch(late_s, comm_s, acc):
-    """A collective's exposed time given the part of it no compute hides (``late_s``): that part
-    plus the SM share of the overlapped rest (as :func:`overlapped_exposed_s`)."""
-    ctas = calibration().nccl_ctas if acc.comm_compute_units is None else acc.comm_compute_units
-    frac = min(1.0, ctas / acc.compute_units)
-    late = np.maximum(0.0, late_s)
-    return late + np.maximum(0.0, comm_s - late) * frac
-
-
-def grad_reduce_exposed_s(comm_s, bwd_s, vp, group, acc):
-    """Exposed data-parallel gradient reduction under Megatron-Core's overlap_grad_reduce.
-
-    A bucket is reduced once every micro-batch has added to it, so the reduce runs under the
-    last micro-batch's backward (``bwd_s``: the rank's backward of one micro-batch, all its
-    layers). With ``vp`` > 1 chunks the interleaved schedule launches each chunk's reduce as
-    soon as that chunk's last backward is done (megatron/core/pipeline_parallel/schedules.py
-    backward_step_helper_postprocess → grad_sync_func[chunk], Megatron-LM @d98e8a6), and the
-    last group of ``group`` = min(m, pp) micro-batches runs its backwards chunk by chunk from
-    the last to the first: chunk c's reduce (comm/vp, one stream, in order) can start at the
-    beginning of its last backward b = bwd_s/vp, c·group·b + b before the end. The queue's
-    lateness is max over c of (c+1)·comm/vp − (c·group + 1)·b, linear in c: the first or the
-    last chunk. vp = 1: max(0, comm − bwd_s)."""
-    b = bwd_s / vp
-    late = np.maximum(comm_s / vp - b, comm_s - ((vp - 1) * group + 1) * b)
-    return _stretch(late, comm_s, acc)
-
-
-def param_gather_exposed_s(comm_s, fwd_s, vp, group, acc):
-    """Exposed ZeRO-1 weight all-gather under Megatron-Core's overlap_param_gather: it runs under
-    the next iteration's forward. A module's forward pre-hook waits for its bucket's gather and
-    dispatches the next bucket's (distributed_data_parallel.py _make_forward_pre_hook,
-    param_and_grad_buffer.py finish_param_sync), so a chunk's gather overlaps its own first
-    forward (f = fwd_s/vp). Interleaved (vp > 1): chunks 0 and 1 are gathered at the start and
-    chunk c + 1 when chunk c's first forward starts (schedules.py forward_step_helper_preprocess
-    → param_sync_func), chunk c being needed after c·group forwards of one chunk. Lateness:
-    max(comm/vp − f, 2·comm/vp − (group + 1)·f, comm − ((vp − 1)·group + 1)·f) (the second term
-    only with vp ≥ 2). vp = 1: max(0, comm − fwd_s)."""
-    f = fwd_s / vp
-    a = comm_s / vp
-    late = np.maximum(a - f, comm_s - ((vp - 1) * group + 1) * f)
-    late = np.maximum(late, _where(vp >= 2, 2.0 * a - (group + 1) * f, -np.inf))
-    return _stretch(late, comm_s, acc)
-
-
 def moe_host_exposed_s(host, g_before, g_after, g_bwd, local_experts, precision: str, grace: bool):
     """Host time an MoE layer adds to one micro-batch (forward, backward) when the host issues
     its operations one by one (``host``: the profile's MoEHostCost, counts and time per op).
@@ -662,16 +618,18 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
     dp_raw = dp_all_s()
     # overlapped: the reduce runs under the last micro-batch's backward (Megatron-Core
     # overlap_grad_reduce: a bucket is reduced once every micro-batch has added to it); with
-    # param_gather_in_forward and ZeRO-1 the weight all-gather runs under the next forward
-    # instead (overlap_param_gather: distributed_data_parallel.py _make_forward_pre_hook waits
-    # for a module's bucket and dispatches the next, Megatron-LM @d98e8a6)
+    # param_gather_in_forward and ZeRO-1 the weight all-gather runs under the next iteration's
+    # first forward instead (overlap_param_gather: distributed_data_parallel.py
+    # _make_forward_pre_hook waits for a module's bucket and dispatches the next, Megatron-LM
+    # @d98e8a6). One micro-batch's window each, also interleaved: the schedule launches a chunk's
+    # reduce after that chunk's last backward, but NVIDIA's weak-scaling step times grow with dp
+    # as if little more were hidden (docs/training-model.md, benchmarks/dgxc_weak_scaling.py)
     bwd_window = r_max - n_first * layer_fwd_total
-    group = np.minimum(m, pp)
     if dp_overlap and zero == 1 and recipe.param_gather_in_forward:
-        dp_exposed = grad_reduce_exposed_s(dp_all_s("reduce"), bwd_window, vp, group, acc) + \
-            param_gather_exposed_s(dp_all_s("gather"), n_first * layer_fwd_total, vp, group, acc)
+        dp_exposed = overlapped_exposed_s(dp_all_s("reduce"), bwd_window, acc) + \
+            overlapped_exposed_s(dp_all_s("gather"), n_first * layer_fwd_total, acc)
     else:
-        dp_exposed = grad_reduce_exposed_s(dp_raw, bwd_window, vp, group, acc) if dp_overlap else dp_raw
+        dp_exposed = overlapped_exposed_s(dp_raw, bwd_window, acc) if dp_overlap else dp_raw
     dp_exposed = _where(dpc > 1, dp_exposed, 0.0)
     # ZeRO-3: the embedding and output layer are gathered and their gradients reduce-scattered
     # once per micro-batch as well (on the rank that holds them; pp = 1: both)
