@@ -12,7 +12,7 @@ from xlayer.prediction.training import predict_training
 
 def test_dgxc_weak_scaling_rows_within_their_documented_agreement():
     dg = load_benchmark("dgxc_weak_scaling")
-    rows = dg.rows()
+    rows = [r for r in dg.rows() if r["release"] in ("24.11", "25.02")]  # the H100 weak-scaling tables
     assert len(rows) == 116
     by: dict[tuple, list[tuple[int, float, float]]] = {}
     errs = []
