@@ -591,11 +591,12 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
 
     def bucketed_s(kind, nbytes, params, n, n_in):
         """One collective over the buffer, or (overlapped, bucketed stacks) one per bucket of
-        max(min, per_rank·n) parameters, each with the latency of its own size
-        (Megatron-Core: bucket_size = max(4e7, 1e6·dp), distributed_data_parallel.py)."""
+        max(min, per_rank·dp) parameters, each with the latency of its own size (Megatron-Core:
+        bucket_size = max(4e7, 1e6·dp_group.size()), one size for the dense and the expert
+        buffers, distributed_data_parallel.py L131-134 @d98e8a6)."""
         if bucket is None:
             return collective_time_s(kind, nbytes, n, n_in, up, out)
-        nb = np.maximum(1.0, np.ceil(params / np.maximum(bucket[0], bucket[1] * n)))
+        nb = np.maximum(1.0, np.ceil(params / np.maximum(bucket[0], bucket[1] * dp)))
         return nb * collective_time_s(kind, nbytes / nb, n, n_in, up, out)
 
     def dp_sync_s(params, n, n_in, part="both"):
