@@ -295,3 +295,22 @@ def test_plain_pytorch_defaults_to_ddp_and_torchtitan_to_fsdp2():
     lay, notes = layout("pytorch")
     assert lay.zero == 0 and any("parallel.zero=0 (the stack's default" in n for n in notes)
     assert layout("torchtitan")[0].zero == 3
+
+
+def test_eager_host_excess_is_named_not_left_as_pipeline_imbalance():
+    """A host-bound eager layer takes max(GPU, host ops x dispatch) per direction; the breakdown
+    names the excess (host.eager_dispatch_exposed) instead of leaving it to the pipeline's
+    imbalance term, which a one-stage run cannot have; the terms still add up."""
+    from xlayer.prediction.case import case_from_dict
+    from xlayer.prediction.training import predict_training
+    c = case_from_dict({"id": "gpt2", "kind": "training", "software": {"framework": "pytorch", "mode": "eager"},
+                        "model": {"name": "GPT-2", "layers": 12, "hidden": 768, "heads": 12, "ffn_hidden": 3072,
+                                  "vocab": 50257, "seq_len": 1024, "activation": "gelu", "bias": True},
+                        "system": {"accelerator": "H100-SXM-80GB", "count": 1},
+                        "parallel": {"tp": 1, "pp": 1, "dp": 1}, "batch": {"global": 8, "micro": 8},
+                        "precision": "bf16"})
+    p = predict_training(c, energy=False)
+    tb = p.time_breakdown_s
+    assert tb["host.eager_dispatch_exposed"] > 0.1 * p.iteration_time_s
+    assert "pipeline_time_s.imbalance" not in tb
+    assert sum(tb.values()) == pytest.approx(p.iteration_time_s, rel=1e-9)

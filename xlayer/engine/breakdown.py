@@ -30,6 +30,11 @@ def time_breakdown_s(cost: IterationCost, layout: Layout, model: ModelSpec) -> d
                                         else op.kind)
             by_kind[key] = by_kind.get(key, 0.0) + kind.fraction * kind.times[op.name].time_s
     tb: dict[str, float] = {k: float(v * scale) for k, v in sorted(by_kind.items())}
+    # an eager stack's layer takes max(GPU time, host ops x host dispatch) per direction
+    # (xlayer.engine.training.host_bounded_s): the part the host adds beyond the kernels above
+    host_excess = float(lay.compute_fwd_s + lay.compute_bwd_s) - sum(by_kind.values())
+    if host_excess > 1e-9 * max(1.0, sum(by_kind.values())):
+        tb["host.eager_dispatch_exposed"] = float(host_excess * scale)
     tb["compute.recompute"] = (lay.recompute_s + lay.tp_recompute_s) * scale
     tb["comm.tp_exposed"] = (lay.tp_fwd_s + lay.tp_bwd_s) * scale
     if model.is_moe:
