@@ -42,11 +42,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Optional
 
-import yaml
 
 from xlayer.errors import InputError
 from xlayer.hardware.energy_spec import ROOM_K, EnergySpec, EnergyTerm
 from xlayer.hardware.spec import Accelerator
+from xlayer.safe_yaml import trusted_load
 from xlayer.workload.precision import LOW_PRECISION
 
 __all__ = ["ROOM_K", "EnergySpec", "EnergyTerm", "WorkCounts", "EnergyResult", "energy_from_counts", "gpu_energy_spec",
@@ -61,7 +61,7 @@ DATA_FILE = Path(__file__).resolve().parent.parent / "data" / "energy.yaml"
 @lru_cache(maxsize=1)
 def energy_data() -> dict[str, Any]:
     """The parsed energy data file (read once; treat as read-only)."""
-    return yaml.safe_load(DATA_FILE.read_text())
+    return trusted_load(DATA_FILE.read_text())
 
 
 def gpu_energy_spec(acc: Accelerator) -> EnergySpec:

@@ -8,11 +8,11 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-import yaml
 from pydantic import ValidationError
 
 from xlayer.errors import InputError, closest
 from xlayer.hardware.spec import Accelerator
+from xlayer.safe_yaml import trusted_load
 
 CATALOG_DIR = Path(__file__).with_name("catalog")
 CURVES_FILE = Path(__file__).with_name("nccl_curves.yaml")
@@ -23,7 +23,7 @@ CURVE_SIZES_BYTES = tuple(65536.0 * 2 ** i for i in range(15))   # 64 KiB .. 1 G
 def nccl_curves() -> dict[str, dict]:
     """Named sets of measured collective curves (``nccl_curves.yaml``), as Link.measured dicts."""
     out: dict[str, dict] = {}
-    for name, entry in yaml.safe_load(CURVES_FILE.read_text()).items():
+    for name, entry in trusted_load(CURVES_FILE.read_text()).items():
         out[name] = {coll: {"sizes_bytes": CURVE_SIZES_BYTES,
                             "busbw_bytes_per_s": tuple(v * 1e9 for v in c["busbw_gb_per_s"])}
                      for coll, c in entry.items() if coll != "about"}
@@ -51,7 +51,7 @@ def load_catalog() -> dict[str, Accelerator]:
     """All catalog parts by canonical name."""
     parts: dict[str, Accelerator] = {}
     for path in sorted(CATALOG_DIR.glob("*.yaml")):
-        data = _resolve_curves(yaml.safe_load(path.read_text()))
+        data = _resolve_curves(trusted_load(path.read_text()))
         try:
             acc = Accelerator.model_validate(data)
         except ValidationError as exc:  # a broken catalog file is our bug, say which

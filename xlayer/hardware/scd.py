@@ -31,6 +31,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from xlayer.errors import InputError
+from xlayer.safe_yaml import trusted_load
 from xlayer.hardware.spec import Accelerator, Link, MemoryLevel, System
 
 ROOM_K = 300.0
@@ -160,7 +161,7 @@ def load_scd_spec(path: str | Path | None = None) -> SCDSpec:
     if not p.exists():
         raise InputError("SPEC", str(path), "file not found")
     try:
-        data = yaml.safe_load(p.read_text())
+        data = trusted_load(p.read_text())
     except yaml.YAMLError as exc:
         raise InputError(p.name, "?", f"malformed YAML ({exc})") from None
     return scd_spec_from_dict(data, p.name)

@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any, Optional
 
 import numpy as np
-import yaml
 
-from xlayer.mapping.layout import tensor_parallel_ok
 from xlayer.engine.breakdown import coarse_shares, op_rows, time_breakdown_s
 from xlayer.engine.choose import fastest_fitting
 from xlayer.errors import InputError
+from xlayer.mapping.layout import tensor_parallel_ok
+from xlayer.safe_yaml import trusted_load
 from xlayer.units import GIB
 
 MAX_BOARDS = 100_000      # 100 boards is the concept; a million chips is beyond any cryostat
@@ -38,7 +38,7 @@ MODELS = Path(__file__).resolve().parent.parent / "examples" / "models"
 def model_preset(name: str):
     """A model of the study from its YAML preset under xlayer/examples/models/."""
     from xlayer.workload.model import ModelSpec
-    return ModelSpec.model_validate(yaml.safe_load((MODELS / f"{name}.yaml").read_text()))
+    return ModelSpec.model_validate(trusted_load((MODELS / f"{name}.yaml").read_text()))
 
 
 def gpt3_175b():

@@ -12,9 +12,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Optional
 
-import yaml
 
 from xlayer.errors import InputError, closest
+from xlayer.safe_yaml import trusted_load
 
 HERE = Path(__file__).parent
 DATA = HERE / "data"
@@ -27,7 +27,7 @@ def _key(name: str) -> str:
 @lru_cache(maxsize=1)
 def raw() -> dict[str, Any]:
     """The parsed ``nodes.yaml``."""
-    return yaml.safe_load((HERE / "nodes.yaml").read_text())
+    return trusted_load((HERE / "nodes.yaml").read_text())
 
 
 @dataclass(frozen=True)
