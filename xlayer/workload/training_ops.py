@@ -39,7 +39,7 @@ class LayerWork:
 NORM_FUSED = ("qkv", "fc1", "shared_fc1")
 
 
-def quantize(name: str, elements: Num, precision: str, read: bool = True) -> Op:
+def quantize(name: str, elements: Num, precision: str, read: bool = True, rht: bool = True) -> Op:
     """Cast of a 16-bit tensor to a low-precision GEMM format for training (Transformer
     Engine): both a row-wise and a column-wise (transposed) copy are written, since the
     forward GEMM and the weight-gradient GEMM contract the tensor along different dimensions
@@ -47,9 +47,22 @@ def quantize(name: str, elements: Num, precision: str, read: bool = True) -> Op:
     NVFP4), so bytes = 2·N read + 2·N·q written, q = bytes per element with its scales
     (:func:`xlayer.workload.precision.gemm_input_bytes`); per-tensor current scaling (fp8)
     reads the tensor once more for its amax first. ``read=False``: the cast is fused into the
-    kernel that produced the tensor (only the writes remain)."""
+    kernel that produced the tensor (only the writes remain).
+
+    NVFP4 (two-level scaling with a per-tensor FP32 scale from the global amax; the column-wise
+    copy, a weight-gradient operand, rotated by a 16-point random Hadamard transform first:
+    TE docs nvfp4.rst) reads the tensor three times whatever produced it — Transformer Engine's
+    ``NVFP4Quantizer::quantize_impl`` (transformer_engine/pytorch/csrc/quantizer.cpp) runs
+    ``nvte_hadamard_transform_amax`` (the row-wise amax and the rotated column-wise amax in one
+    pass), then the row-wise cast, then ``nvte_hadamard_transform_cast_fusion_columnwise``; no
+    element can be cast before the whole tensor's amax is known, so no producer fuses it.
+    ``rht=False``: an NVFP4 weight (2D 16×16 block scales, no transform): the amax pass and one
+    cast that writes both copies."""
     q = gemm_input_bytes(precision)
-    reads = (2.0 * ACT_BYTES if precision == "fp8" else ACT_BYTES) if read else 0.0
+    if precision == "nvfp4":
+        reads = (3.0 if rht else 2.0) * ACT_BYTES
+    else:
+        reads = (2.0 * ACT_BYTES if precision == "fp8" else ACT_BYTES) if read else 0.0
     return Op(name, "elementwise", 2.0 * elements, elements * (reads + 2.0 * q), precision=precision)
 
 
