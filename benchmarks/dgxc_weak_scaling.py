@@ -18,12 +18,14 @@ nodes); under strong scaling (fixed GBS) it is the speed-up.
 """
 from __future__ import annotations
 
-import csv
 import statistics
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from published_tables import read_commented_csv  # noqa: E402
+
 DATA = ROOT / "benchmarks" / "data" / "dgxc-weak-scaling.csv"
 
 _LLAMA = dict(activation="swiglu", position="rope", bias=False, tied_embeddings=False, norm="rmsnorm", vocab=128256)
@@ -53,15 +55,13 @@ SYSTEMS = {"H100": ("H100-SXM-80GB", 8), "GB200": ("GB200-NVL72", 72)}
 
 def model_of(key: str) -> dict:
     if key == "deepseek-v3":  # the same Hugging Face architecture as the Megatron-Bridge archive's
-        sys.path.insert(0, str(ROOT / "benchmarks"))
         from mbridge_archive import MODELS as MB
         return dict(MB["ds"])
     return dict(MODELS[key])
 
 
 def rows() -> list[dict]:
-    with open(DATA) as f:
-        return list(csv.DictReader(line for line in f if not line.startswith("#")))
+    return read_commented_csv(DATA)
 
 
 def case_of(r: dict) -> dict:
