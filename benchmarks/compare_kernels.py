@@ -176,4 +176,13 @@ if __name__ == "__main__":
     f = a.file or (LAYERS if a.layers else DEFAULT)
     if not f.is_file():
         ap.error(f"kernel file {f} not found (give its path)")
-    (main_layers if a.layers else main)(f)
+    try:
+        keys = set(json.loads(f.read_text()))
+    except (ValueError, UnicodeDecodeError) as e:
+        ap.error(f"kernel file {f} is not JSON: {e}")
+    layers = a.layers or ("layer" in keys and "kernels" not in keys)  # the layer file needs no flag
+    need = {"layer", "device"} if layers else {"kernels", "device", "training", "inference"}
+    if not need <= keys:
+        ap.error(f"kernel file {f} lacks {sorted(need - keys)} (a {'layer' if layers else 'per-operator'} file "
+                 "has them: see the modes above)")
+    (main_layers if layers else main)(f)

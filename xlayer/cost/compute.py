@@ -37,7 +37,7 @@ from xlayer.hardware.spec import Accelerator
 from xlayer.hardware.variant import power_capped_clock_ratio
 from xlayer.workload.precision import LOW_PRECISION, gemm_input_bytes
 from xlayer.safe_yaml import package_constants
-from xlayer.workload.operators import Op
+from xlayer.workload.operators import Num, Op
 from xlayer.workload.transformer import DECODE_MAX_NEW
 
 TILE_M, TILE_N = 256, 128
@@ -243,6 +243,23 @@ def is_decode_attention(op: Op) -> bool:
     return op.kind == "attention" and not op.causal and float(np.max(op.seq_q)) <= DECODE_MAX_NEW
 
 
+# Integer-pipe issue slots per random number of PyTorch's dropout (ATen Dropout.cu
+# fused_dropout_kernel_vec: one curand_uniform4 per 4 elements). curand's Philox4x32-10
+# (curand_philox4x32_x.h; Salmon et al., SC'11) runs 10 rounds of 2 32x32-bit multiplies kept
+# high and low (4 IMAD), 2 three-input XORs (2 LOP3) and a 2-word key bump (2 IADD): 80
+# slots per 4 outputs, + ~4 for the counter increment, + 4 integer-to-float conversions at a
+# quarter of the integer rate (16 per clock per SM in the same table: 16 slots) = ~100 per 4.
+PHILOX_SLOTS_PER_DRAW = 25.0
+
+
+def rng_time_s(draws: Num, acc: Accelerator) -> Num:
+    """Seconds of integer work to draw ``draws`` Philox random numbers on ``acc``: draws ×
+    PHILOX_SLOTS_PER_DRAW / (SMs × int32_ops_per_clk_per_sm × clock). Bounds a dropout kernel
+    from below where the integer rate is low against the HBM bandwidth (Hopper and later:
+    H200 15.5 T slots/s against 4.8 TB/s; on A100 the mask's bytes take longer)."""
+    return draws * PHILOX_SLOTS_PER_DRAW / (acc.compute_units * acc.int32_ops_per_clk_per_sm * acc.clock_hz)
+
+
 def op_time(op: Op, acc: Accelerator, cal: Calibration | None = None,
             kernel_overhead_s: float | None = None) -> OpTime:
     """Roofline time of ``op`` (see module docstring)."""
@@ -274,6 +291,8 @@ def op_time(op: Op, acc: Accelerator, cal: Calibration | None = None,
             compute = np.maximum(compute, softmax_exp_time_s(op, acc, cal))
     else:
         compute = op.flops / acc.vector_flops_per_s
+        if not (np.ndim(op.rng_draws) == 0 and op.rng_draws == 0):
+            compute = compute + rng_time_s(op.rng_draws, acc)
     hbm = op.bytes / hbm_bw
     if not (isinstance(compute, np.ndarray) or isinstance(hbm, np.ndarray) or isinstance(l2_s, np.ndarray)):
         terms = {"compute": compute, "hbm": hbm, "l2": l2_s}

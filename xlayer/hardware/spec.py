@@ -103,6 +103,10 @@ class Accelerator(_Frozen):
     power_limit_w: Optional[PositiveFloat] = None
     # special-function-unit exponentials per clock per SM (flash-attention softmax)
     exp_per_clk_per_sm: PositiveFloat = 16.0
+    # 32-bit integer multiply-add / add / logical results per clock per SM (CUDA C++ Programming
+    # Guide, "Arithmetic Instructions" throughput table: 64 for compute capability 7.x-10.x);
+    # the integer work of a random-number generator (dropout masks) runs at this rate
+    int32_ops_per_clk_per_sm: PositiveFloat = 64.0
     # accelerator <-> host memory bandwidth per direction (activation offloading); None: not modelled
     host_link_bytes_per_s: Optional[PositiveFloat] = None
     # the host CPU that runs the serving engine's Python loop: "grace" (GB200/GB300 superchips)

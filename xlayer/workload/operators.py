@@ -23,6 +23,8 @@ class Op:
 
     ``kind``: gemm | attention | elementwise. For a gemm, m/n/k/batch give its shape.
     ``precision``: the arithmetic it runs in (GEMMs follow the case; the rest is 16-bit).
+    ``rng_draws``: random numbers the kernel draws (a dropout mask: one per element), costed
+    on the integer pipes by :func:`xlayer.cost.compute.rng_time_s`.
     """
 
     name: str
@@ -39,6 +41,7 @@ class Op:
     seq_q: Num = 0
     seq_kv: Num = 0
     head_dim: Num = 0
+    rng_draws: Num = 0
 
 
 @dataclass(frozen=True)
@@ -64,7 +67,8 @@ def gemm(name: str, m: Num, k: Num, n: Num, precision: str, batch: Num = 1,
 
 
 def elementwise(name: str, elements_read: Num, elements_written: Num, flops_per_element: float = 1.0,
-                extra_bytes: Num = 0) -> Op:
-    """A memory-bound kernel: bytes = 2·(read + written) elements (+ masks etc.)."""
+                extra_bytes: Num = 0, rng_draws: Num = 0) -> Op:
+    """A memory-bound kernel: bytes = 2·(read + written) elements (+ masks etc.); ``rng_draws``
+    random numbers drawn (a dropout's mask)."""
     nbytes = ACT_BYTES * (elements_read + elements_written) + extra_bytes
-    return Op(name, "elementwise", flops_per_element * elements_written, nbytes)
+    return Op(name, "elementwise", flops_per_element * elements_written, nbytes, rng_draws=rng_draws)

@@ -191,7 +191,8 @@ def torch_gpt_kernels(op: Op, rows: Num, h: Num, dropout: float) -> tuple[list[O
         add = _k(name, 4 * n, 2 * n)
         if dropout <= 0:
             return [add], []
-        return [_k(f"{name}:dropout", 2 * n, 3 * n), add], [_k(f"{name}.bwd", 3 * n, 2 * n)]
+        drop = replace(_k(f"{name}:dropout", 2 * n, 3 * n), rng_draws=n)
+        return [drop, add], [_k(f"{name}.bwd", 3 * n, 2 * n)]
     if name.startswith("attn_softmax"):
         s = op.bytes / (2 * ACT_BYTES)  # score elements (read and written once)
         return [op], [_k(f"{name}.bwd:mul", 4 * s, 2 * s), _k(f"{name}.bwd", 4 * s, 2 * s)]

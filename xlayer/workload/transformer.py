@@ -160,7 +160,8 @@ def attention_ops(model: ModelSpec, seg: AttentionSegment, tp: Num, kv_bytes: fl
         ops = [gemm("attn_scores" + tag, n, d, s_kv, "bf16", batch=b * a_t),
                elementwise("attn_softmax" + tag, scores, scores, 5.0)]
         if dropout:
-            ops.append(elementwise("attn_dropout" + tag, scores, scores, 2.0, extra_bytes=MASK_BYTES * scores))
+            ops.append(elementwise("attn_dropout" + tag, scores, scores, 2.0, extra_bytes=MASK_BYTES * scores,
+                                   rng_draws=scores))
         ops.append(gemm("attn_context" + tag, n, s_kv, d, "bf16", batch=b * a_t))
         return ops
     flops = 4.0 * b * a_t * d * n * seg.mean_seen
@@ -386,10 +387,11 @@ def layer_forward(model: ModelSpec, segments: list[AttentionSegment], *, tp: Num
             core.append(op.name)
     ops.append(gemm("proj", T, heads * model.mla.v_head_dim if model.mla is not None else q_n, h, fm.gemm, **g))
     mask = MASK_BYTES * rows * h if drop else 0
+    draws = rows * h if drop else 0  # one random number per masked element
     if kernels.fused_add_norm:
-        ops.append(elementwise("add_norm2", 2 * rows * h, 2 * rows * h, 6.0, extra_bytes=mask))
+        ops.append(elementwise("add_norm2", 2 * rows * h, 2 * rows * h, 6.0, extra_bytes=mask, rng_draws=draws))
     else:
-        ops += [elementwise("dropout_add1", 2 * rows * h, rows * h, 2.0, extra_bytes=mask),
+        ops += [elementwise("dropout_add1", 2 * rows * h, rows * h, 2.0, extra_bytes=mask, rng_draws=draws),
                 elementwise("norm2", rows * h, rows * h, 5.0)]
     moe_comms: list[Comm] = []
     if ffn == "moe":
@@ -405,7 +407,7 @@ def layer_forward(model: ModelSpec, segments: list[AttentionSegment], *, tp: Num
     else:
         ops += _dense_mlp("", T, h, model.ffn_hidden / tp, model.gated, fm, kernels.fused_gate_up)
     ops.append(elementwise("dropout_add2" if not kernels.fused_add_norm else "add2", 2 * rows * h, rows * h,
-                           2.0 if drop or not kernels.fused_add_norm else 1.0, extra_bytes=mask))
+                           2.0 if drop or not kernels.fused_add_norm else 1.0, extra_bytes=mask, rng_draws=draws))
     return LayerForward(ops, moe_comms, T, tuple(core))
 
 
