@@ -256,7 +256,10 @@ def rng_time_s(draws: Num, acc: Accelerator) -> Num:
     """Seconds of integer work to draw ``draws`` Philox random numbers on ``acc``: draws ×
     PHILOX_SLOTS_PER_DRAW / (SMs × int32_ops_per_clk_per_sm × clock). Bounds a dropout kernel
     from below where the integer rate is low against the HBM bandwidth (Hopper and later:
-    H200 15.5 T slots/s against 4.8 TB/s; on A100 the mask's bytes take longer)."""
+    H200 15.5 T slots/s against 4.8 TB/s; on A100 the mask's bytes take longer). A part without
+    an integer rate (``int32_ops_per_clk_per_sm`` None) costs none."""
+    if acc.int32_ops_per_clk_per_sm is None:
+        return 0.0 * draws
     return draws * PHILOX_SLOTS_PER_DRAW / (acc.compute_units * acc.int32_ops_per_clk_per_sm * acc.clock_hz)
 
 

@@ -374,6 +374,7 @@ def build_scd(spec: SCDSpec, boards: int | None = None) -> SCDBuild:
         peak_flops_per_s=peaks, matmul_efficiency=L.matmul_efficiency,
         vector_flops_per_s=peak * L.vector_fraction, kernel_overhead_s=L.op_overhead_s,
         comm_compute_units=0,  # superconducting links are driven by dedicated circuits
+        int32_ops_per_clk_per_sm=None,  # no integer-pipe figure for the concept: dropout draws not costed
         power_limited_matmul=False,  # no DVFS: the cryo plant is sized for the full rate
         memory=memory,
         scale_up=Link(name="superconducting chip-to-chip (MCM/board)", bandwidth_bytes_per_s=link_bandwidth_bytes_per_s(c2c),

@@ -105,8 +105,9 @@ class Accelerator(_Frozen):
     exp_per_clk_per_sm: PositiveFloat = 16.0
     # 32-bit integer multiply-add / add / logical results per clock per SM (CUDA C++ Programming
     # Guide, "Arithmetic Instructions" throughput table: 64 for compute capability 7.x-10.x);
-    # the integer work of a random-number generator (dropout masks) runs at this rate
-    int32_ops_per_clk_per_sm: PositiveFloat = 64.0
+    # the integer work of a random-number generator (dropout masks) runs at this rate; None for
+    # a part with no such figure (the superconducting concept): its draws are not costed
+    int32_ops_per_clk_per_sm: Optional[PositiveFloat] = 64.0
     # accelerator <-> host memory bandwidth per direction (activation offloading); None: not modelled
     host_link_bytes_per_s: Optional[PositiveFloat] = None
     # the host CPU that runs the serving engine's Python loop: "grace" (GB200/GB300 superchips)
