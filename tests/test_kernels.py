@@ -95,8 +95,9 @@ def test_per_op_file_backward_kernels_match_their_pytorch_traffic():
     """Our H200 per-operator file (benchmarks/gpu_kernels.py, CUDA-graph bursts): priced as
     PyTorch's kernels, the softmax and attention-dropout backwards are within 6 % of
     measured (they were 48 % and 53 % off as one fused kernel each) and the element-wise
-    MAPE falls to ≤ 40 % (was 70 %); the slow rest are the row-per-block norm and softmax
-    forwards and kernels whose inputs the benchmark leaves in L2."""
+    MAPE falls to ≤ 36 % (was 70 %; 34 % with the dropout forwards' Philox bound); the slow
+    rest are the row-per-block norm and softmax forwards and kernels whose inputs the
+    benchmark leaves in L2."""
     from conftest import load_benchmark
     ck = load_benchmark("compare_kernels")
     rows = ck.compare()
@@ -105,7 +106,7 @@ def test_per_op_file_backward_kernels_match_their_pytorch_traffic():
     for (cfg, op), e in errs.items():
         if op in ("attn_softmax.bwd", "attn_dropout.bwd"):
             assert abs(e) <= 0.06, (cfg, op, e)
-    assert sum(map(abs, errs.values())) / len(errs) <= 0.40
+    assert sum(map(abs, errs.values())) / len(errs) <= 0.36
 
 
 def test_dropout_forward_is_bound_by_its_random_numbers_on_hopper():
