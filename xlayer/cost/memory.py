@@ -125,6 +125,31 @@ def layer_activation_bytes(model: ModelSpec, b: Any, tp: Any, cp: Any, sp: bool,
     return total
 
 
+def op_sac_activation_bytes(work: Any, rows: Any, hidden: Any) -> Any:
+    """Bytes one layer keeps for its backward under PyTorch selective activation checkpointing
+    with torchtitan's per-op policy (:func:`xlayer.workload.training_ops.op_sac_split`): the
+    block's input (2·rows·h, the checkpoint's input) and the outputs the policy saves — every
+    saved GEMM's 16-bit output (2·m·n·batch), each attention kernel's output and log-sum-exp
+    (2·heads·s_q·d + 4·heads·s_q) and the outputs of the saved collectives (an all-to-all's
+    received tokens, a reduce-scatter's 2·rows·h). The re-run operators' outputs exist only
+    while their layer's backward runs (one layer's full set, added at the step's peak)."""
+    from xlayer.workload.training_ops import op_sac_split
+
+    _, saved = op_sac_split(work)
+    out = 2.0 * rows * hidden
+    for op in saved:
+        if op.kind == "attention":
+            out = out + 2.0 * op.heads * op.seq_q * op.head_dim + 4.0 * op.heads * op.seq_q
+        else:
+            out = out + 2.0 * op.m * op.n * op.batch
+    for c in work.fwd_comms:
+        if c.collective == "all_to_all":
+            out = out + c.bytes
+        elif c.collective == "reduce_scatter":
+            out = out + 2.0 * rows * hidden
+    return out
+
+
 def inflight_chunks(pp: Any, vp: Any, microbatches: Any) -> Any:
     """Model chunks whose activations pipeline rank 0 holds at its peak.
 

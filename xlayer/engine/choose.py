@@ -187,7 +187,7 @@ def _categories(fixed: Mapping[str, Any], recipe: Recipe, zero_stages: tuple[int
         rcs = [str(fixed["recompute"])]
     elif recompute is not None:
         rcs = list(recompute)
-    elif recipe.attention == "flash":
+    elif recipe.attention == "flash" and recipe.selective_policy != "op_sac":
         rcs = ["none", "full"]
         notes.append("recompute=selective not enumerated: with flash attention it equals none in the model")
     else:

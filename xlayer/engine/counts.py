@@ -61,7 +61,7 @@ def iteration_counts(cost: IterationCost, model: ModelSpec, system: System, prec
     for kind in d.kinds:
         inst = kind.fraction * model.layers * m * dp * tp * cp
         take([(op, kind.times[op.name]) for op in kind.work.fwd + kind.work.bwd], inst)
-        rc_ops, rc_comms = recompute_ops(kind.work, L.recompute)
+        rc_ops, rc_comms = recompute_ops(kind.work, L.recompute, recipe.selective_policy)
         take([(op, kind.times[op.name]) for op in rc_ops], inst)
         for c in list(kind.work.fwd_comms) + list(kind.work.bwd_comms) + list(rc_comms):
             n, n_in = groups[c.group]

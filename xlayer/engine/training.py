@@ -18,7 +18,7 @@ import numpy as np
 from xlayer.cost.collectives import collective_time_s, ranks_in_domain
 from xlayer.cost.compute import calibration, op_time
 from xlayer.cost.memory import (FP32_OPTIMIZER_BYTES, OPTIMIZER_BYTES, WEIGHT_BYTES, communication_buffer_bytes,
-                                inflight_chunks, inflight_chunks_on_rank, layer_activation_bytes,
+                                inflight_chunks, inflight_chunks_on_rank, layer_activation_bytes, op_sac_activation_bytes,
                                 logits_activation_bytes, model_state_bytes)
 from xlayer.cost.pipeline import pipeline_time_s
 from xlayer.engine.result import CostDetail, IterationCost, LayerKind, LayerTimes, MemoryTerms, StageTimes
@@ -83,6 +83,8 @@ class Recipe:
     autograd_ops: Any = None  # the profile's eager_autograd_ops_per_layer, None: one per fused operator
     param_gather_in_forward: bool = False  # the profile's (Megatron-Core overlap_param_gather)
     dp_bucket: tuple[float, float] | None = None  # the profile's (min params, params per rank) of a bucket
+    selective_policy: str = "core_attention"  # the profile's: what recompute=selective re-runs
+    default_recompute: str = "none"  # the profile's recompute (None there: none)
 
 
 def recipe_for(model: ModelSpec, precision: str, framework: Any = None, version: str | None = None,
@@ -133,7 +135,8 @@ def recipe_for(model: ModelSpec, precision: str, framework: Any = None, version:
                   prof.step_memory, prof.eager_cross_entropy, prof.eager_autograd_ops_per_layer,
                   prof.param_gather_in_forward,
                   (prof.dp_bucket_min_params, prof.dp_bucket_params_per_rank)
-                  if prof.dp_bucket_min_params else None)
+                  if prof.dp_bucket_min_params else None,
+                  prof.selective_policy, prof.recompute or "none")
 
 
 @dataclass(frozen=True)
@@ -196,22 +199,27 @@ def host_bounded_s(gpu_s, kernels, recipe: Recipe):
 
 
 def eager_host_ops(work, model: ModelSpec, recompute: str, autograd_ops=None,
-                   rc_ops: list | None = None) -> tuple[float, float, float]:
+                   rc_ops: list | None = None, selective_policy: str = "core_attention") -> tuple[float, float, float]:
     """Host dispatches of one layer's forward, backward and recomputed forward in eager mode.
     Counted per fused operator, or where the profile traced the layer family
     (``autograd_ops``: ``eager_autograd_ops_per_layer``, dense layers) as the aten ops autograd issues: every op
     of a forward with grad recording, views included, and of its backward. Under full
     recompute (``torch.utils.checkpoint``) the first forward runs without grad — its kernels
     only — and the forward re-run inside the backward records the graph. ``rc_ops``: the
-    recomputed operators when the caller has them (default: :func:`recompute_ops`)."""
+    recomputed operators when the caller has them (default: :func:`recompute_ops`). Selective
+    checkpointing with the ``op_sac`` policy (torchtitan) records the graph in the first forward
+    and replays the whole block forward, with grad, in the backward (``early_stop=False``): the
+    traced forward count twice."""
     if rc_ops is None:
-        rc_ops, _ = recompute_ops(work, recompute)
+        rc_ops, _ = recompute_ops(work, recompute, selective_policy)
     counts = (autograd_ops or {}).get("gated" if model.gated else "plain")
     if counts is None or any(op.name == "permute" for op in work.fwd):
         return float(len(work.fwd)), float(len(work.bwd)), float(len(rc_ops))
     fwd, bwd = float(counts[0]), float(counts[1])
     if recompute == "full":
         return float(len(work.fwd)), bwd, fwd
+    if recompute == "selective" and selective_policy == "op_sac":
+        return fwd, bwd, fwd
     return fwd, bwd, float(len(rc_ops))
 
 
@@ -402,8 +410,9 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
 
     def layer_terms(work, times):
         """Per-layer times of one kind of layer (one micro-batch on one rank)."""
-        rc_ops, rc_comms = recompute_ops(work, recompute)
-        host_f_ops, host_b_ops, host_rc_ops = eager_host_ops(work, model, recompute, recipe.autograd_ops, rc_ops)
+        rc_ops, rc_comms = recompute_ops(work, recompute, recipe.selective_policy)
+        host_f_ops, host_b_ops, host_rc_ops = eager_host_ops(work, model, recompute, recipe.autograd_ops, rc_ops,
+                                                             recipe.selective_policy)
         fwd_s = host_bounded_s(sum(times[op.name].time_s for op in work.fwd), host_f_ops, recipe)
         bwd_s = host_bounded_s(sum(times[op.name].time_s for op in work.bwd), host_b_ops, recipe)
 
@@ -548,9 +557,12 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
     # compute; only the part longer than the compute is exposed
     # fp32 training keeps 4-byte activations (the formulas count 16-bit ones)
     act_scale = 2.0 if precision == "fp32" else 1.0
-    act_layer = act_scale * sum(frac * layer_activation_bytes(model, micro, tp, cp, sp, recompute, recipe.attention,
-                                                              recipe.dropout, ffn, etp, gp, ep, recipe.saved)
-                                for frac, ffn, _ in layer_kinds(model))
+    sac = recompute == "selective" and recipe.selective_policy == "op_sac"
+    rows_in = T / tp if sp else T
+    act_layer = act_scale * sum(frac * (op_sac_activation_bytes(kind[1], rows_in, model.hidden) if sac else
+                                        layer_activation_bytes(model, micro, tp, cp, sp, recompute, recipe.attention,
+                                                               recipe.dropout, ffn, etp, gp, ep, recipe.saved))
+                                for (frac, ffn, _), kind in zip(layer_kinds(model), kinds))
     if offload_layers:
         if acc.host_link_bytes_per_s is None:
             raise ValueError(f"{acc.name} has no host link in the catalog: activation offloading is not modelled")
@@ -676,7 +688,7 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
     # the loss's share of the busiest rank's activations (shown as its own memory term)
     has_loss = (pp == 1) | (act_last >= act) | ((act_first >= act) & bool(local))
     logits_held = _where(has_loss, logits_b, 0.0)
-    if recompute == "full":  # one layer's full set is alive while it is recomputed
+    if recompute == "full" or sac:  # one layer's full set is alive while it is recomputed
         full_sets = [layer_activation_bytes(model, micro, tp, cp, sp, "none", recipe.attention, recipe.dropout,
                                             ffn, etp, gp, ep, recipe.saved) for _, ffn, _ in layer_kinds(model)]
         act = act + act_scale * np.maximum.reduce(np.broadcast_arrays(*full_sets)) if len(full_sets) > 1 \

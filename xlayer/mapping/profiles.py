@@ -174,6 +174,12 @@ class StackProfile(BaseModel):
     dp_bucket_params_per_rank: NonNegativeFloat = 0.0
     optimizer_sharding: Optional[int] = Field(None, ge=0, le=3)
     recompute: Optional[Literal["none", "selective", "full"]] = None
+    # what ``recompute: selective`` re-runs in this stack: ``core_attention`` = Megatron's
+    # (Korthikanti 2022 §5: QK^T, softmax, dropout, PV; nothing more under a flash kernel);
+    # ``op_sac`` = PyTorch selective activation checkpointing with torchtitan's per-op policy
+    # (xlayer.workload.training_ops.op_sac_split): the outputs of compute-intensive ops are
+    # saved except every second plain matmul, everything else is re-run in the backward
+    selective_policy: Literal["core_attention", "op_sac"] = "core_attention"
     low_precision_gemms: tuple[str, ...] = ()
     p2p_per_microbatch: PositiveFloat = 2.0
     # kernels an eager framework launches per decoder layer forward, by layer family (gated FFN

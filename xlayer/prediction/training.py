@@ -188,8 +188,11 @@ def resolve_layout(case: Case) -> tuple[Layout, list[str]]:
     else:
         per_dp = gb // dp if gb % dp == 0 else 1
         micro_choices = [d for d in (1, 2, 4, 8, 16) if per_dp % d == 0] or [1]
+    # selective differs from none where the attention core is not a flash kernel, or where the
+    # stack's selective checkpointing re-runs more than the core (torchtitan's per-op policy)
     rc_choices = [P.recompute] if P.recompute else (
-        ["none", "selective", "full"] if recipe.attention == "classic" else ["none", "full"])
+        ["none", "selective", "full"] if recipe.attention == "classic" or recipe.selective_policy == "op_sac"
+        else ["none", "full"])
     if not P.recompute and family(fw) == "megatron":
         # Megatron-Core recomputes named submodules (--recompute-modules; the Megatron-Bridge
         # performance recipes set e.g. [layernorm, moe_act] or [mla_up_proj, mlp]): every set of
@@ -198,7 +201,7 @@ def resolve_layout(case: Case) -> tuple[Layout, list[str]]:
     zero_choices = [P.zero] if P.zero is not None else list(zeros)
     # the stack's own choice for each field the case left open (None: no documented default)
     default = {"micro": 1 if P.pp > 1 and not case.batch.micro else None,
-               "recompute": "none" if P.recompute is None else None,
+               "recompute": recipe.default_recompute if P.recompute is None else None,
                "zero": default_zero(fw, dp * cp) if P.zero is None else None}
 
     cands = []

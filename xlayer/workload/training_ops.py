@@ -32,6 +32,7 @@ class LayerWork:
     fwd_comms: list[Comm]
     bwd_comms: list[Comm]
     attention_core: tuple[str, ...] = field(default=())
+    biased: bool = False  # the linear layers carry biases (F.linear runs addmm, not mm)
 
 
 # GEMM inputs quantized inside the preceding norm kernel (Transformer Engine LayerNormLinear /
@@ -377,7 +378,7 @@ def layer_work(model: ModelSpec, b: Num, tp: Num, sp: bool, cp: Num, precision: 
         bwd_comms = [c for c in bwd_comms if "mlp" not in c.name]
     fwd_comms += fp.moe_comms
     bwd_comms += [Comm(c.name + ".bwd", c.collective, c.bytes, c.group) for c in fp.moe_comms]
-    return LayerWork(fwd, bwd, fwd_comms, bwd_comms, fp.attention_core)
+    return LayerWork(fwd, bwd, fwd_comms, bwd_comms, fp.attention_core, biased=bool(model.bias))
 
 
 def autograd_kernels(model: ModelSpec, fwd: list[Op], rows: Num, fused_bias_grad: bool) -> list[Op]:
@@ -401,14 +402,51 @@ def autograd_kernels(model: ModelSpec, fwd: list[Op], rows: Num, fused_bias_grad
     return out
 
 
-def recompute_ops(work: LayerWork, mode: str) -> tuple[list[Op], list[Comm]]:
+def op_sac_split(work: LayerWork) -> tuple[list[Op], list[Op]]:
+    """(re-run, saved) forward operators of one layer under PyTorch's selective activation
+    checkpointing with torchtitan's per-op policy (``SelectiveAC``, the default of its Trainer:
+    torchtitan/distributed/activation_checkpoint.py and trainer.py @b5bcd76c). The block runs
+    under ``ptd_checkpoint_wrapper`` (non-reentrant, ``early_stop=False``: the backward replays
+    the whole block forward) and a policy decides per aten op: MUST_SAVE for the ops of
+    ``torch._functorch.partitioners.get_default_op_list().compute_intensive_ops`` (mm, bmm,
+    addmm, the SDPA flash / efficient / cuDNN kernels, _scaled_mm) and the reduce-scatter /
+    all-to-all collectives, except that every second ``aten.mm`` (counted per block in forward
+    order) is PREFER_RECOMPUTE; the MoE router's matmul is forced to recompute
+    (``force_recompute_mm_shapes_by_fqns = ["moe.router.gate"]``) and not counted; everything
+    else is re-run. Hence here: attention kernels and batched GEMMs (``aten.bmm``) are saved;
+    a biased linear layer (``F.linear`` folds a contiguous input into ``aten.addmm``) is saved
+    and not counted; the grouped expert GEMMs (``torch._grouped_mm``, not in the list) and all
+    element-wise kernels (norms, RoPE, activations, casts, residual adds) are re-run; the plain
+    matmuls alternate save, re-run, save, … in layer order (a Llama block with separate q, k, v,
+    gate and up projections: wq, wv, w1, w2 saved, wk, wo, w3 re-run)."""
+    rerun: list[Op] = []
+    saved: list[Op] = []
+    mm = 0
+    for op in work.fwd:
+        if op.kind == "attention":
+            saved.append(op)
+        elif op.kind != "gemm" or op.name == "router" or op.name.startswith("expert_"):
+            rerun.append(op)
+        elif op.batch != 1 or work.biased:  # aten.bmm / aten.addmm: saved, not counted
+            saved.append(op)
+        else:
+            mm += 1
+            (rerun if mm % 2 == 0 else saved).append(op)
+    return rerun, saved
+
+
+def recompute_ops(work: LayerWork, mode: str, policy: str = "core_attention") -> tuple[list[Op], list[Comm]]:
     """Work redone in the backward pass. ``selective`` re-runs the attention core
     (Korthikanti 2022 §5: QKᵀ, softmax, dropout, PV); a flash kernel already recomputes
-    internally, so selective adds nothing there. ``full`` re-runs the whole forward,
+    internally, so selective adds nothing there; under ``policy="op_sac"`` (the stack
+    profile's ``selective_policy``: torchtitan) it re-runs what :func:`op_sac_split` does not
+    save, no collective (the policy saves their outputs). ``full`` re-runs the whole forward,
     collectives included. A module set (``layernorm+moe_act``, :mod:`xlayer.workload.recompute`)
     re-runs those submodules' forward operators."""
     if mode == "none":
         return [], []
+    if mode == "selective" and policy == "op_sac":
+        return op_sac_split(work)[0], []
     if mode == "selective":
         return [op for op in work.fwd if op.name in work.attention_core and op.kind != "attention"], []
     if mode == "full":
