@@ -143,3 +143,19 @@ def test_published_torchtitan_a100_rows():
     assert statistics.mean(map(abs, errs.values())) <= 0.05 and max(map(abs, errs.values())) <= 0.10
     sel = [e for k, e in errs.items() if k.endswith("selective-op")]
     assert len(sel) == 3 and all(e > -0.10 for e in sel)
+
+
+def test_compiled_torchtitan_keeps_its_defaults_with_fused_kernels():
+    """``mode: compiled`` selects torchtitan-compiled: the same FSDP2, fused AdamW and per-op
+    checkpointing, inductor's fused element-wise kernels (faster than the eager modules)."""
+    from xlayer.mapping.profiles import profile_for
+
+    p, _ = profile_for("torchtitan", None, "compiled")
+    e, _ = profile_for("torchtitan", None, "eager")
+    assert (p.name, e.name) == ("torchtitan-compiled", "torchtitan")
+    for f in ("optimizer_sharding", "recompute", "selective_policy", "optimizer_step_bytes_per_param"):
+        assert getattr(p, f) == getattr(e, f), f
+    assert p.host_dispatch_s is None and not p.eager_llama_elementwise and not p.eager_cross_entropy
+    eager = _eval(recipe_for(llama(), "bf16", "torchtitan"), "selective", micro=8)
+    compiled = _eval(recipe_for(llama(), "bf16", "torchtitan", None, "compiled"), "selective", micro=8)
+    assert compiled.iteration_time_s < eager.iteration_time_s
