@@ -314,3 +314,16 @@ def test_eager_host_excess_is_named_not_left_as_pipeline_imbalance():
     assert tb["host.eager_dispatch_exposed"] > 0.1 * p.iteration_time_s
     assert "pipeline_time_s.imbalance" not in tb
     assert sum(tb.values()) == pytest.approx(p.iteration_time_s, rel=1e-9)
+
+
+def test_fp16_classic_attention_is_the_megatron_recipe_not_plain_pytorch_s():
+    """fp16 left open: Megatron-LM and DeepSpeed (and the default profile) take the 2020-22
+    recipe (fused-softmax attention, dropout 0.1); plain PyTorch stacks run SDPA's flash kernel."""
+    m = small_model()
+    assert recipe_for(m, "fp16").attention == "classic"
+    assert recipe_for(m, "fp16", "megatron-lm").attention == "classic"
+    assert recipe_for(m, "fp16", "deepspeed").attention == "classic"
+    for fw in ("pytorch", "torchtitan", "transformers"):
+        r = recipe_for(m, "fp16", fw)
+        assert (r.attention, r.dropout) == ("flash", 0.0), fw
+    assert recipe_for(m, "bf16", "pytorch").attention == "flash"

@@ -106,11 +106,17 @@ def recipe_for(model: ModelSpec, precision: str, framework: Any = None, version:
     grad_bytes = prof.grad_reduce_bytes if precision != "fp32" else 4.0
     if grad_bytes == 2.0:
         notes.append(f"gradients reduced in 16 bits ({fw or prof.name}: {prof.file}, grad_reduce_bytes)")
-    legacy = precision == "fp16"
+    # the fp16 recipe of 2020-22 (fused-softmax attention, dropout 0.1) is Megatron-LM's and
+    # DeepSpeed's; plain PyTorch stacks run F.scaled_dot_product_attention, whose flash kernel
+    # takes fp16 as it takes bf16 (torch/nn/functional.py, sdp_utils.cpp: fp16 and bf16 inputs)
+    from xlayer.mapping.stack import family
+    legacy = precision == "fp16" and family(prof.frameworks[0]) != "other"
     attention = model.attention
     if attention is None:
         attention = "classic" if legacy else "flash"
-        notes.append(f"model.attention={attention} ({'fp16 recipe of 2020-22' if legacy else 'bf16/fp8 recipe'})")
+        why_attn = "fp16 recipe of 2020-22" if legacy else (
+            "scaled_dot_product_attention's flash kernel" if precision == "fp16" else "bf16/fp8 recipe")
+        notes.append(f"model.attention={attention} ({why_attn})")
     dropout = model.dropout
     if dropout is None:
         dropout = 0.1 if legacy else 0.0
