@@ -570,6 +570,29 @@ def build_corpus(tmp: Path) -> list[Case]:
             must_refuse=False)
     add(srv, "report predict --ttft", ["report", good, "--ttft", "1", "--out", tmp / "srv.html"])
     add(srv, "report inference case as predict", ["report", goods, "--out", tmp / "srv.html"])
+    # torchtitan (issue 15): per-op selective checkpointing is its default recompute; hostile
+    # recompute values are refused by name, the stack's variants (modes, fp16, MoE) run
+    tt = {"id": "tt", "kind": "training", "software": {"framework": "torchtitan"},
+          "model": {"name": "tt", "layers": 8, "hidden": 2048, "heads": 16, "kv_heads": 4, "ffn_hidden": 5632,
+                    "vocab": 32000, "seq_len": 2048, "activation": "swiglu"},
+          "system": {"accelerator": "H100-SXM-80GB", "count": 8},
+          "parallel": {"tp": 1, "pp": 1, "dp": 8}, "batch": {"global": 16, "micro": 2}, "precision": "bf16",
+          "measured": {"iteration_time_s": 1.0}}
+    f = _dump(d / "tt-good.yaml", tt)
+    add("torchtitan", "predict (selective by default)", ["predict", f], must_refuse=False,
+        must_say="rc=selective", quick=True)
+    for i, (path, value) in enumerate((("parallel.recompute", "op"), ("parallel.recompute", "selective+selective"),
+                                       ("parallel.recompute", ""), ("parallel.recompute", 2))):
+        f = _dump(d / f"tt-bad-{i}.yaml", _mut(tt, path, value))
+        add("torchtitan", f"predict {path}={value!r}", ["predict", f])
+    for i, (path, value) in enumerate((("software", {"framework": "torchtitan", "mode": "compiled"}),
+                                       ("software", {"framework": "torchtitan", "mode": "cuda-graph"}),
+                                       ("precision", "fp16"), ("parallel.recompute", "full"),
+                                       ("model.moe", {"experts": 8, "top_k": 2, "ffn_hidden": 1024}))):
+        f = _dump(d / f"tt-ok-{i}.yaml", _mut(tt, path, value))
+        add("torchtitan", f"predict {path}={value!r}"[:70], ["predict", f], must_refuse=False)
+    f = _dump(d / "tt-search.yaml", _mut(tt, "parallel", {}))
+    add("torchtitan", "search (selective enumerated)", ["search", f], must_refuse=False)
     return cases
 
 
