@@ -225,16 +225,21 @@ class OpTime:
 _BW_CACHE: dict[int, tuple[Accelerator, float, float]] = {}
 
 
-def _bandwidths(acc: Accelerator) -> tuple[float, float]:
-    """(achievable HBM, achievable L2 or 0) bytes/s of ``acc`` (memoised per object)."""
+def _bandwidths(acc: Accelerator) -> tuple[float, float, float]:
+    """(achievable HBM, achievable L2 or 0, HBM bandwidth of a GEMM streaming its weights)
+    bytes/s of ``acc`` (memoised per object). The last is the HBM peak times the part's
+    ``gemm_stream_efficiency`` (NVIDIA's cuBLAS timings at few rows, benchmarks/gemm_stream.py),
+    or the copy bandwidth where the catalog has none."""
     hit = _BW_CACHE.get(id(acc))
     if hit is None or hit[0] is not acc:
         l2 = next((m.achievable_bytes_per_s for m in acc.memory if m.level == "l2"), 0.0)
-        hit = (acc, acc.hbm.achievable_bytes_per_s, l2)
+        hbm = acc.hbm.achievable_bytes_per_s
+        g = acc.hbm.bandwidth_bytes_per_s * acc.gemm_stream_efficiency if acc.gemm_stream_efficiency else hbm
+        hit = (acc, hbm, l2, g)
         if len(_BW_CACHE) > 256:
             _BW_CACHE.clear()
         _BW_CACHE[id(acc)] = hit
-    return hit[1], hit[2]
+    return hit[1], hit[2], hit[3]
 
 
 def is_decode_attention(op: Op) -> bool:
@@ -268,9 +273,13 @@ def op_time(op: Op, acc: Accelerator, cal: Calibration | None = None,
     """Roofline time of ``op`` (see module docstring)."""
     cal = cal or calibration()
     overhead = acc.kernel_overhead_s if kernel_overhead_s is None else kernel_overhead_s
-    hbm_bw, l2_bw = _bandwidths(acc)
+    hbm_bw, l2_bw, gemm_bw = _bandwidths(acc)
     l2_s: Any = 0.0
+    hbm: Any = None
     if op.kind == "gemm":
+        # the B operand (weights) streams at the GEMM kernels' few-row bandwidth, the activations
+        # in and out at the copy bandwidth (benchmarks/gemm_stream.py)
+        hbm = (op.bytes - op.weight_bytes) / hbm_bw + op.weight_bytes / gemm_bw
         rate = gemm_rate_flops_per_s(acc, op.precision, cal)
         compute = op.flops / (rate * wave_utilization(op.m, op.n, op.batch, acc.compute_units, op.k))
         if l2_bw:
@@ -296,7 +305,8 @@ def op_time(op: Op, acc: Accelerator, cal: Calibration | None = None,
         compute = op.flops / acc.vector_flops_per_s
         if not (np.ndim(op.rng_draws) == 0 and op.rng_draws == 0):
             compute = compute + rng_time_s(op.rng_draws, acc)
-    hbm = op.bytes / hbm_bw
+    if hbm is None:
+        hbm = op.bytes / hbm_bw
     if not (isinstance(compute, np.ndarray) or isinstance(hbm, np.ndarray) or isinstance(l2_s, np.ndarray)):
         terms = {"compute": compute, "hbm": hbm, "l2": l2_s}
         bound = max(terms, key=terms.get)

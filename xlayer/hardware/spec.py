@@ -108,6 +108,10 @@ class Accelerator(_Frozen):
     # the integer work of a random-number generator (dropout masks) runs at this rate; None for
     # a part with no such figure (the superconducting concept): its draws are not costed
     int32_ops_per_clk_per_sm: Optional[PositiveFloat] = 64.0
+    # fraction of the HBM peak a GEMM with few rows reaches while it streams its weights (NVIDIA's
+    # published cuBLAS timings at m <= 16: benchmarks/gemm_stream.py); None: the HBM level's copy
+    # efficiency. Prices the memory term of every GEMM (it binds only when the GEMM is memory-bound)
+    gemm_stream_efficiency: Optional[float] = Field(None, gt=0.0, le=1.0)
     # accelerator <-> host memory bandwidth per direction (activation offloading); None: not modelled
     host_link_bytes_per_s: Optional[PositiveFloat] = None
     # the host CPU that runs the serving engine's Python loop: "grace" (GB200/GB300 superchips)

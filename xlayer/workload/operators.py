@@ -24,7 +24,9 @@ class Op:
     ``kind``: gemm | attention | elementwise. For a gemm, m/n/k/batch give its shape.
     ``precision``: the arithmetic it runs in (GEMMs follow the case; the rest is 16-bit).
     ``rng_draws``: random numbers the kernel draws (a dropout mask: one per element), costed
-    on the integer pipes by :func:`xlayer.cost.compute.rng_time_s`.
+    on the integer pipes by :func:`xlayer.cost.compute.rng_time_s`. ``weight_bytes``: the
+    part of a GEMM's ``bytes`` that is its B operand, streamed at the part's GEMM streaming
+    bandwidth (:func:`xlayer.cost.compute.op_time`).
     """
 
     name: str
@@ -42,6 +44,7 @@ class Op:
     seq_kv: Num = 0
     head_dim: Num = 0
     rng_draws: Num = 0
+    weight_bytes: Num = 0  # a GEMM's B operand (its weights), part of ``bytes``
 
 
 @dataclass(frozen=True)
@@ -62,8 +65,9 @@ def gemm(name: str, m: Num, k: Num, n: Num, precision: str, batch: Num = 1,
     writes C once (tiles stay on chip)."""
     w_bytes = in_bytes if w_bytes is None else w_bytes
     flops = 2.0 * m * k * n * batch
-    nbytes = batch * (m * k * in_bytes + k * n * w_bytes + m * n * ACT_BYTES)
-    return Op(name, "gemm", flops, nbytes, m=m, n=n, k=k, batch=batch, precision=precision)
+    weights = batch * k * n * w_bytes
+    nbytes = batch * (m * k * in_bytes + m * n * ACT_BYTES) + weights
+    return Op(name, "gemm", flops, nbytes, m=m, n=n, k=k, batch=batch, precision=precision, weight_bytes=weights)
 
 
 def elementwise(name: str, elements_read: Num, elements_written: Num, flops_per_element: float = 1.0,
