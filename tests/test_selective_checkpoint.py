@@ -159,3 +159,18 @@ def test_compiled_torchtitan_keeps_its_defaults_with_fused_kernels():
     eager = _eval(recipe_for(llama(), "bf16", "torchtitan"), "selective", micro=8)
     compiled = _eval(recipe_for(llama(), "bf16", "torchtitan", None, "compiled"), "selective", micro=8)
     assert compiled.iteration_time_s < eager.iteration_time_s
+
+
+def test_open_layout_search_keeps_torchtitan_s_checkpointing_first():
+    """tp/pp left open (the vectorized search): among fitting layouts the stack's own recompute
+    comes first, as with a stated layout; Megatron's default (none) is unaffected."""
+    base = {"id": "t", "kind": "training", "software": {"framework": "torchtitan"},
+            "model": {"layers": 8, "hidden": 2048, "heads": 16, "kv_heads": 4, "ffn_hidden": 5632, "vocab": 32000,
+                      "seq_len": 2048, "activation": "swiglu"},
+            "system": {"accelerator": "H100-SXM-80GB", "count": 8}, "parallel": {},
+            "batch": {"global": 16, "micro": 2}, "precision": "bf16"}
+    lay, notes = resolve_layout(case_from_dict(base))
+    assert lay.recompute == "selective"
+    assert any("with the stack's recompute (selective)" in n for n in notes)
+    mb = resolve_layout(case_from_dict(dict(base, software={"framework": "megatron-bridge"})))[0]
+    assert mb.recompute == "none"

@@ -128,6 +128,9 @@ def recipe_for(model: ModelSpec, precision: str, framework: Any = None, version:
     if prof.saved_activations != FUSED_SAVED:
         notes.append(f"saved activations as the {prof.name} modules keep them ({prof.file}, saved_activations: "
                      f"loss {prof.saved_activations.logits_peak_bytes:g} B per logit)")
+    if prof.selective_policy == "op_sac":
+        notes.append(f"recompute=selective means {prof.name}'s per-op selective checkpointing: every second matmul "
+                     f"and the element-wise kernels re-run ({prof.file}, selective_policy)")
     if ep_overlap:
         notes.append("parallel.ep_overlap: EP all-to-alls under the adjacent micro-batch's compute (Megatron-Core "
                      "combined 1F1B, --overlap-moe-expert-parallel-comm)")

@@ -73,8 +73,9 @@ def _search_open_numeric(case: Case, fixed: dict[str, Any], zeros: tuple[int, ..
     from xlayer.engine.choose import search_layouts  # the one layout chooser
 
     P = case.parallel
+    recipe = case_recipe(case)
     res = search_layouts(case.model, case.system_spec(), case.precision, case.batch.global_, fixed=fixed,
-                         recipe=case_recipe(case), zero_stages=zeros,
+                         recipe=recipe, zero_stages=zeros,
                          dp_overlap=bool(P.dp_overlap) if P.dp_overlap is not None
                          else default_dp_overlap(case.software.framework), tp_overlap=P.tp_overlap is not False,
                          algorithm=P.algorithm)
@@ -92,7 +93,15 @@ def _search_open_numeric(case: Case, fixed: dict[str, Any], zeros: tuple[int, ..
         dz = [default_zero(fw, 2), default_zero(fw, 1)]
         if None not in dz:
             keep = fits & (t["zero"] == np.where(t["dp"] * t["cp"] > 1, dz[0], dz[1]))
-    if keep.any():
+    # a stack whose own recompute is not "none" (torchtitan: its per-op selective checkpointing)
+    # runs it unless told otherwise: among the fitting layouts, those with it come first
+    rc = recipe.default_recompute
+    keep_rc = (keep if keep.any() else fits) & (t["recompute"] == rc) if "recompute" not in fixed and rc != "none" \
+        else np.zeros_like(fits)
+    if keep_rc.any():
+        i = int(np.flatnonzero(keep_rc)[0])
+        why = f"fastest fitting of {int(allowed.sum())} valid layouts searched with the stack's recompute ({rc})"
+    elif keep.any():
         i = int(np.flatnonzero(keep)[0])
         why = (f"fastest fitting of {int(allowed.sum())} valid layouts searched that keeps the stack's ZeRO stage: "
                "FSDP only when stated")
