@@ -1,6 +1,7 @@
 """What eager PyTorch modules keep for the backward pass, counted on real modules (CPU).
 
-    python benchmarks/eager_memory.py          # table: measured vs xlayer's layer / logits / step-peak bytes
+    python benchmarks/eager_memory.py          # table: measured vs xlayer's layer / logits / step-peak bytes,
+                                               # and a layer under torchtitan's selective checkpointing
 
 A Llama-style decoder layer written as the Hugging Face modules are (transformers
 ``modeling_llama.py``: ``LlamaRMSNorm`` upcasts to fp32, ``LlamaMLP`` is
@@ -428,6 +429,53 @@ def autograd_ops_per_layer(kind: str = "plain", h: int = 256, heads: int = 4, se
     return fwd.n, bwd.n
 
 
+def op_sac_held_bytes(h: int = 256, heads: int = 8, kv_heads: int = 2, ffn: int = 688, seq: int = 128,
+                      batch: int = 2) -> tuple[int, int]:
+    """(bytes a Llama layer keeps after its forward under torchtitan's per-op selective
+    checkpointing — its input included, which the checkpoint keeps —, bytes it keeps without
+    checkpointing).
+    The policy is torchtitan's (torchtitan/distributed/activation_checkpoint.py @b5bcd76c:
+    MUST_SAVE the compute-intensive ops of ``get_default_op_list()`` and SDPA, except every
+    second ``aten.mm``/``aten.linear`` counted per call), run by ``torch.utils.checkpoint``
+    (non-reentrant) with ``create_selective_checkpoint_contexts``; on the CPU SDPA's flash
+    kernel is ``_scaled_dot_product_flash_attention_for_cpu``, which stands in for the CUDA one
+    in the save set. Live storages are counted by :class:`LiveBytes` (the output left out)."""
+    from torch._functorch.partitioners import get_default_op_list
+    from torch.utils.checkpoint import CheckpointPolicy, checkpoint, create_selective_checkpoint_contexts
+
+    aten = torch.ops.aten
+    save = {op.default for op in get_default_op_list().compute_intensive_ops}
+    save |= {aten._scaled_dot_product_flash_attention_for_cpu.default, aten.linear.default}
+    mm_ops = (aten.mm.default, aten.linear.default)
+
+    def context():
+        count = {"forward": 0, "recompute": 0}
+
+        def policy(ctx, func, *args, **kwargs):
+            mode = "recompute" if ctx.is_recompute else "forward"
+            if func in mm_ops:
+                count[mode] += 1
+            if func in save and not (func in mm_ops and count[mode] % 2 == 0):
+                return CheckpointPolicy.MUST_SAVE
+            return CheckpointPolicy.PREFER_RECOMPUTE
+        return create_selective_checkpoint_contexts(policy)
+
+    torch.manual_seed(0)
+    layer = LlamaLayer(h, heads, kv_heads, ffn).to(torch.bfloat16)
+    cos, sin = rope_tables(seq, h // heads)
+    x = torch.randn(batch, seq, h, dtype=torch.bfloat16, requires_grad=True)
+    out = []
+    for sac in (True, False):
+        lb = LiveBytes(skip=(*layer.parameters(), x, cos, sin))
+        with lb:
+            y = checkpoint(layer, x, cos, sin, use_reentrant=False, context_fn=context) if sac else layer(x, cos, sin)
+        # the checkpoint keeps its input; without it autograd keeps only the fp32 copy the
+        # RMSNorm makes of it (counted among the live storages)
+        out.append(lb.now - y.untyped_storage().nbytes() + (x.untyped_storage().nbytes() if sac else 0))
+        del y
+    return out[0], out[1]
+
+
 class StaticCacheLlamaLayer(nn.Module):
     """A Llama decoder layer as gpt-fast's ``model.py`` (pytorch-labs) writes it, run eagerly:
     RMSNorm computed in fp32 and cast back (``x.float()``, mean of squares, rsqrt, ``type_as``,
@@ -580,6 +628,18 @@ def main() -> int:
         want = predicted_step_peak_bytes(batch=b, seq=sq)
         print(f"| batch {b} x {sq} tokens | {got['peak_bytes'] / got['params']:.2f} | {want / got['params']:.2f} | "
               f"{100 * (want - got['peak_bytes']) / got['peak_bytes']:+.1f} % |")
+    print()
+    from xlayer.cost.memory import op_sac_activation_bytes
+    from xlayer.workload.model import ModelSpec
+    from xlayer.workload.training_ops import layer_work
+    h, heads, kv, ffn, seq, b = 256, 8, 2, 688, 128, 2
+    sac, _ = op_sac_held_bytes(h, heads, kv, ffn, seq, b)
+    m = ModelSpec(name="l", layers=2, hidden=h, heads=heads, kv_heads=kv, ffn_hidden=ffn, vocab=4096, seq_len=seq,
+                  activation="swiglu", position="rope", norm="rmsnorm", bias=False)
+    want = op_sac_activation_bytes(layer_work(m, b, 1, False, 1, "bf16", "flash", 0.0, eager_modules=True), b * seq, h)
+    print("| Llama layer under torchtitan's per-op selective checkpointing | measured (B) | xlayer op_sac (B) | error |")
+    print("|---|---|---|---|")
+    print(f"| h{h} s{seq} b{b} GQA {heads}/{kv} | {sac:,} | {want:,.0f} | {100 * (want - sac) / sac:+.2f} % |")
     return 0
 
 

@@ -174,3 +174,24 @@ def test_open_layout_search_keeps_torchtitan_s_checkpointing_first():
     assert any("with the stack's recompute (selective)" in n for n in notes)
     mb = resolve_layout(case_from_dict(dict(base, software={"framework": "megatron-bridge"})))[0]
     assert mb.recompute == "none"
+
+
+def test_op_sac_memory_is_what_pytorch_keeps_on_real_modules():
+    """benchmarks/eager_memory.py op_sac_held_bytes runs a Llama layer of real modules under
+    torch.utils.checkpoint with torchtitan's policy: the bytes it keeps after the forward are
+    op_sac_activation_bytes exactly (block input, q and v projections, SDPA output and
+    log-sum-exp, gate and down projections); without checkpointing the layer_activation_bytes
+    of the pytorch-eager profile."""
+    from xlayer.cost.memory import layer_activation_bytes, op_sac_activation_bytes
+    from xlayer.mapping.profiles import get_profile
+
+    em = load_benchmark("eager_memory")
+    h, heads, kv, ffn, seq, b = 256, 8, 2, 688, 128, 2
+    sac, full_set = em.op_sac_held_bytes(h, heads, kv, ffn, seq, b)
+    m = llama(hidden=h, heads=heads, kv_heads=kv, ffn_hidden=ffn, seq_len=seq)
+    work = layer_work(m, b, 1, False, 1, "bf16", "flash", 0.0, eager_modules=True)
+    assert op_sac_activation_bytes(work, b * seq, h) == pytest.approx(sac, rel=0.01)
+    none = layer_activation_bytes(m, b, 1, 1, False, "none", "flash", 0.0,
+                                  saved=get_profile("pytorch-eager").saved_activations)
+    assert none == pytest.approx(full_set, rel=0.01)
+    assert sac < 0.5 * full_set
