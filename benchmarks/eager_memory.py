@@ -440,25 +440,7 @@ def op_sac_held_bytes(h: int = 256, heads: int = 8, kv_heads: int = 2, ffn: int 
     (non-reentrant) with ``create_selective_checkpoint_contexts``; on the CPU SDPA's flash
     kernel is ``_scaled_dot_product_flash_attention_for_cpu``, which stands in for the CUDA one
     in the save set. Live storages are counted by :class:`LiveBytes` (the output left out)."""
-    from torch._functorch.partitioners import get_default_op_list
-    from torch.utils.checkpoint import CheckpointPolicy, checkpoint, create_selective_checkpoint_contexts
-
-    aten = torch.ops.aten
-    save = {op.default for op in get_default_op_list().compute_intensive_ops}
-    save |= {aten._scaled_dot_product_flash_attention_for_cpu.default, aten.linear.default}
-    mm_ops = (aten.mm.default, aten.linear.default)
-
-    def context():
-        count = {"forward": 0, "recompute": 0}
-
-        def policy(ctx, func, *args, **kwargs):
-            mode = "recompute" if ctx.is_recompute else "forward"
-            if func in mm_ops:
-                count[mode] += 1
-            if func in save and not (func in mm_ops and count[mode] % 2 == 0):
-                return CheckpointPolicy.MUST_SAVE
-            return CheckpointPolicy.PREFER_RECOMPUTE
-        return create_selective_checkpoint_contexts(policy)
+    from torch.utils.checkpoint import checkpoint
 
     torch.manual_seed(0)
     layer = LlamaLayer(h, heads, kv_heads, ffn).to(torch.bfloat16)
@@ -468,12 +450,54 @@ def op_sac_held_bytes(h: int = 256, heads: int = 8, kv_heads: int = 2, ffn: int 
     for sac in (True, False):
         lb = LiveBytes(skip=(*layer.parameters(), x, cos, sin))
         with lb:
-            y = checkpoint(layer, x, cos, sin, use_reentrant=False, context_fn=context) if sac else layer(x, cos, sin)
+            y = checkpoint(layer, x, cos, sin, use_reentrant=False, context_fn=_op_sac_context) if sac \
+                else layer(x, cos, sin)
         # the checkpoint keeps its input; without it autograd keeps only the fp32 copy the
         # RMSNorm makes of it (counted among the live storages)
         out.append(lb.now - y.untyped_storage().nbytes() + (x.untyped_storage().nbytes() if sac else 0))
         del y
     return out[0], out[1]
+
+
+def op_sac_backward_matmuls(h: int = 256, heads: int = 8, kv_heads: int = 2, ffn: int = 688, seq: int = 64,
+                            batch: int = 1) -> tuple[int, int]:
+    """(``aten.mm`` calls in a Llama layer's backward under torchtitan's per-op selective
+    checkpointing, without checkpointing): the difference is the matmuls the policy re-runs."""
+    from torch.utils.checkpoint import checkpoint
+
+    torch.manual_seed(0)
+    layer = LlamaLayer(h, heads, kv_heads, ffn).to(torch.bfloat16)
+    cos, sin = rope_tables(seq, h // heads)
+    counts = []
+    for sac in (True, False):
+        x = torch.randn(batch, seq, h, dtype=torch.bfloat16, requires_grad=True)
+        y = checkpoint(layer, x, cos, sin, use_reentrant=False, context_fn=_op_sac_context) if sac else layer(x, cos, sin)
+        tr = KernelTrace()
+        with tr:
+            y.backward(torch.ones_like(y))
+        counts.append(sum(1 for op in tr.ops if op[0] == "mm"))
+    return counts[0], counts[1]
+
+
+def _op_sac_context():
+    """torchtitan's per-op policy (see :func:`op_sac_held_bytes`) as a checkpoint context."""
+    from torch._functorch.partitioners import get_default_op_list
+    from torch.utils.checkpoint import CheckpointPolicy, create_selective_checkpoint_contexts
+
+    aten = torch.ops.aten
+    save = {op.default for op in get_default_op_list().compute_intensive_ops}
+    save |= {aten._scaled_dot_product_flash_attention_for_cpu.default, aten.linear.default}
+    mm_ops = (aten.mm.default, aten.linear.default)
+    count = {"forward": 0, "recompute": 0}
+
+    def policy(ctx, func, *args, **kwargs):
+        mode = "recompute" if ctx.is_recompute else "forward"
+        if func in mm_ops:
+            count[mode] += 1
+        if func in save and not (func in mm_ops and count[mode] % 2 == 0):
+            return CheckpointPolicy.MUST_SAVE
+        return CheckpointPolicy.PREFER_RECOMPUTE
+    return create_selective_checkpoint_contexts(policy)
 
 
 class StaticCacheLlamaLayer(nn.Module):

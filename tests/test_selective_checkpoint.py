@@ -195,3 +195,12 @@ def test_op_sac_memory_is_what_pytorch_keeps_on_real_modules():
                                   saved=get_profile("pytorch-eager").saved_activations)
     assert none == pytest.approx(full_set, rel=0.01)
     assert sac < 0.5 * full_set
+
+
+def test_op_sac_reruns_as_many_matmuls_as_pytorch_does():
+    """Under torch.utils.checkpoint with torchtitan's policy a Llama layer's backward issues 3
+    more matmuls than without (wk, wo, w3 re-run), the count op_sac_split re-runs."""
+    em = load_benchmark("eager_memory")
+    with_sac, without = em.op_sac_backward_matmuls()
+    rerun, _ = op_sac_split(eager_llama_work())
+    assert with_sac - without == sum(1 for op in rerun if op.kind == "gemm") == 3
