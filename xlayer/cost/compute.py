@@ -222,7 +222,7 @@ class OpTime:
     bytes: Any
 
 
-_BW_CACHE: dict[int, tuple[Accelerator, float, float]] = {}
+_BW_CACHE: dict[int, tuple[Accelerator, float, float, float]] = {}
 
 
 def _bandwidths(acc: Accelerator) -> tuple[float, float, float]:
