@@ -115,6 +115,20 @@ def test_scalar_equals_vectorized_under_op_sac():
     assert np.allclose([float(x.memory_bytes) for x in one], vec.memory_bytes, rtol=1e-9)
 
 
+def test_scalar_equals_vectorized_under_op_sac_with_classic_attention():
+    """Batched attention GEMMs (aten.bmm, kept) with array shapes: the split is the same."""
+    m = llama(attention="classic")
+    r = recipe_for(m, "bf16", "torchtitan")
+    acc = get_accelerator("H100-SXM-80GB")
+    system = System(accelerator=acc, count=8, scale_up_size=8)
+    one = [float(evaluate_training(m, system, "bf16", 64, 1, 1, 8, 1, 1, mb, False, "selective", 3, True,
+                                   r).iteration_time_s) for mb in (1, 2)]
+    a = np.array
+    vec = evaluate_training(m, system, "bf16", 64, a([1, 1]), a([1, 1]), a([8, 8]), a([1, 1]), a([1, 1]), a([1, 2]),
+                            False, "selective", 3, True, r)
+    assert np.allclose(one, vec.iteration_time_s, rtol=1e-9)
+
+
 def test_torchtitan_takes_its_selective_checkpointing_by_default():
     case = case_from_dict({
         "id": "t", "kind": "training", "software": {"framework": "torchtitan", "mode": "eager"},

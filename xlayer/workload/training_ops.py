@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numpy as np
+
 from xlayer.workload.model import ModelSpec
 from xlayer.workload.operators import ACT_BYTES, Comm, Op, elementwise, gemm
 from xlayer.workload.precision import gemm_input_bytes, training_formats
@@ -427,7 +429,7 @@ def op_sac_split(work: LayerWork) -> tuple[list[Op], list[Op]]:
             saved.append(op)
         elif op.kind != "gemm" or op.name == "router" or op.name.startswith("expert_"):
             rerun.append(op)
-        elif op.batch != 1 or work.biased:  # aten.bmm / aten.addmm: saved, not counted
+        elif work.biased or bool(np.any(np.asarray(op.batch) != 1)):  # aten.bmm / aten.addmm: saved, not counted
             saved.append(op)
         else:
             mm += 1
