@@ -44,3 +44,22 @@ def test_dram_study_page_is_current(tmp_path):
 
     run_dram_study(DEFAULT_MEMORY_CSV, tmp_path)
     _same_table(tmp_path / "dram-scaling.md", STUDIES / "dram-scaling.md")
+
+
+def test_readme_example_prediction_is_current():
+    """The README's example block is what `xlayer predict` prints for that case today (its
+    header lines and every time term)."""
+    import re
+
+    from xlayer.prediction.case import load_case
+    from xlayer.prediction.training import predict_training
+
+    text = (ROOT / "README.md").read_text()
+    block = text[text.index("$ xlayer predict ../shared/validation/training/"):]
+    block = block[:block.index("```")]
+    case_path = ROOT / block.split()[3]
+    if not case_path.is_file():
+        pytest.skip("the shared validation cases are not beside the checkout")
+    p = predict_training(load_case(case_path))
+    want = re.search(r"iteration time ([\d.]+) s", block).group(1)
+    assert f"{p.iteration_time_s:.3f}" == want
