@@ -148,6 +148,9 @@ def roofline_svg(acc: Accelerator, points: list[dict[str, Any]], precision: str,
     s.append(f'<text x="{(L + W - R) / 2}" y="{H - 20}" text-anchor="middle">arithmetic intensity (FLOP per HBM byte)</text>')
     s.append(f'<text transform="translate(20,{(T + H - B) / 2}) rotate(-90)" text-anchor="middle">attained FLOP/s</text>')
     roofs = [("HBM " + f"{acc.hbm.achievable_bytes_per_s / 1e12:.2f} TB/s", acc.hbm.achievable_bytes_per_s, "#444")]
+    if acc.gemm_stream_efficiency:  # the bandwidth a few-row GEMM streams its weights at (op_time)
+        g = acc.hbm.bandwidth_bytes_per_s * acc.gemm_stream_efficiency
+        roofs.append((f"GEMM weights {g / 1e12:.2f} TB/s", g, "#777"))
     try:
         l2 = acc.level("l2")
         roofs.append((f"L2 {l2.achievable_bytes_per_s / 1e12:.1f} TB/s", l2.achievable_bytes_per_s, "#999"))
