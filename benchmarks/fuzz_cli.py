@@ -318,11 +318,15 @@ def build_corpus(tmp: Path) -> list[Case]:
                # latent attention with an empty latent is refused by the schema
                ("model.mla", {"kv_lora_rank": 0, "q_lora_rank": 1536, "qk_rope_head_dim": 64,
                               "qk_nope_head_dim": 128, "v_head_dim": 128}),
-               ("model.mtp_layers", 1), ("model.sliding_window", {"size": 10 ** 9, "layers": 1}),
+               ("model.sliding_window", {"size": 10 ** 9, "layers": 1}),
                ("model.sliding_window", {"size": 512, "layers": 10 ** 6})]
     for i, (path, value) in enumerate(ischema):
         f = _dump(d / f"ischema-{i}.yaml", _mut(infer, path, value))
         add("schema: inference", f"{path}={value!r}", ["predict", f], quick=i == 0)
+    # MTP layers at inference: predicted without them (no speculative decoding stated), and said
+    f = _dump(d / "ischema-mtp.yaml", _mut(infer, "model.mtp_layers", 1))
+    add("schema: inference", "model.mtp_layers=1 (not run, said)", ["predict", f], must_refuse=False,
+        must_say="model.mtp_layers=1 not run")
     f = _dump(d / "id-markup.yaml", _mut(train, "id", "[/bold] [red"))
     add("output", "id with rich markup", ["predict", f], must_refuse=False, quick=True)
     f = _dump(d / "id-newline.yaml", _mut(train, "id", "a\nb\n" * 3))

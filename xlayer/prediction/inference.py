@@ -131,6 +131,8 @@ def resolve_inference(case: Case) -> InferenceSetup:
                                                  "(xlayer.serving.predict_serving; xlayer predict/validate/serve do)")
     require_modelled(case)
     notes: list[str] = list(m.defaults_taken)
+    if m.mtp_inference_note():
+        notes.append(m.mtp_inference_note())
     if m.sliding_window is not None:
         notes.append(f"{m.sliding_window.layers} of {m.layers} layers attend over a sliding window of "
                      f"{m.sliding_window.size} keys (their KV cache keeps the last {m.sliding_window.size} tokens)")

@@ -68,7 +68,9 @@ def serving_setup(case: Case, deployment: Optional[Deployment] = None, engine: O
     I = prompt_len if prompt_len is not None else r.prompt_len
     O = output_len if output_len is not None else r.output_len
     check_lengths(m, I, O, *length_fields)
-    require_modelled(case)  # MLA and MTP in inference are not modelled yet
+    require_modelled(case)
+    if m.mtp_inference_note():
+        notes.append(m.mtp_inference_note())
     if m.sliding_window is not None:
         notes.append(f"{m.sliding_window.layers} of {m.layers} layers attend over a window of {m.sliding_window.size} "
                      "keys; the KV pool counts every layer's cache at full length (freeing out-of-window blocks is not "

@@ -173,11 +173,21 @@ class ModelSpec(NullMeansDefault):
         return self.moe is not None
 
     def unmodelled_features(self, kind: str = "training") -> list[str]:
-        """Architecture features the training/inference cost model does not cover yet."""
-        out = []
-        if self.mtp_layers and kind != "training":
-            out.append("multi-token prediction layers in inference (model.mtp_layers)")
-        return out
+        """Architecture features the training/inference cost model does not cover yet (none
+        today; multi-token prediction layers at inference are a draft model for speculative
+        decoding, which the case format does not state: :func:`mtp_inference_note`)."""
+        return []
+
+    def mtp_inference_note(self) -> str | None:
+        """The assumption an inference prediction states for a model with MTP layers: they are
+        not run and not loaded. TensorRT-LLM, vLLM and SGLang use DeepSeek-V3's MTP module
+        only as the draft model of speculative decoding (TensorRT-LLM ``MTPDecodingConfig``,
+        vLLM/SGLang ``speculative_config`` / ``--speculative-algorithm``); without it a decode
+        step produces one token from the main layers."""
+        if not self.mtp_layers:
+            return None
+        return (f"model.mtp_layers={self.mtp_layers} not run or loaded: multi-token prediction drafts tokens only "
+                "under speculative decoding, which the case does not state")
 
     def attention_params(self) -> int:
         """Attention weights of one layer (+ biases).
