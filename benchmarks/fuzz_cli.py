@@ -323,6 +323,18 @@ def build_corpus(tmp: Path) -> list[Case]:
     for i, (path, value) in enumerate(ischema):
         f = _dump(d / f"ischema-{i}.yaml", _mut(infer, path, value))
         add("schema: inference", f"{path}={value!r}", ["predict", f], quick=i == 0)
+    # expert parallelism in a static batch: over the tensor-parallel ranks (ep = tp) it runs and
+    # says so; any other ep, or ep on a dense model, is refused by name
+    moe_inf = _mut(_mut(infer, "model.moe", {"experts": 64, "top_k": 2, "ffn_hidden": 4096}), "parallel.ep",
+                   infer["parallel"]["tp"])
+    f = _dump(d / "iep-ok.yaml", moe_inf)
+    add("schema: inference", "parallel.ep = tp on an MoE model", ["predict", f], must_refuse=False,
+        must_say="parallel.ep=")
+    for i, (path, value) in enumerate((("parallel.ep", 3), ("parallel.ep", 10 ** 9), ("parallel.ep", 0))):
+        f = _dump(d / f"iep-bad-{i}.yaml", _mut(moe_inf, path, value))
+        add("schema: inference", f"MoE {path}={value!r}", ["predict", f])
+    f = _dump(d / "iep-dense.yaml", _mut(infer, "parallel.ep", infer["parallel"]["tp"]))
+    add("schema: inference", "parallel.ep on a dense model", ["predict", f])
     # MTP layers at inference: predicted without them (no speculative decoding stated), and said
     f = _dump(d / "ischema-mtp.yaml", _mut(infer, "model.mtp_layers", 1))
     add("schema: inference", "model.mtp_layers=1 (not run, said)", ["predict", f], must_refuse=False,

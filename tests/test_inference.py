@@ -273,3 +273,33 @@ def test_validation_inference_error_bars(shared_validation):
     # (docs/serving.md, Validation: dense 9.0 % / 29.5 %, Qwen3-30B-A3B MoE far higher)
     srv = s["output_tokens_per_s_per_gpu"]
     assert srv["count"] >= 80 and srv["mape_pct"] <= 19.0 and srv["max_abs_error_pct"] <= 113.0
+
+
+def test_static_expert_parallelism_over_the_tensor_parallel_ranks():
+    """A static batch of an MoE model with ep = tp: every rank holds E/ep whole experts and the
+    same tokens; no all-to-all (the MLP's TP all-reduce combines), the same weight bytes, and
+    the prediction says so. Other ep values and dense models are refused by name."""
+    from xlayer.errors import InputError
+    from xlayer.prediction.case import case_from_dict
+    from xlayer.prediction.inference import predict_inference
+
+    base = {"id": "ep", "kind": "inference",
+            "model": {"name": "moe", "layers": 8, "hidden": 2048, "heads": 16, "kv_heads": 4, "ffn_hidden": 6144,
+                      "vocab": 32000, "activation": "swiglu",
+                      "moe": {"experts": 64, "top_k": 4, "ffn_hidden": 768}},
+            "system": {"accelerator": "H100-SXM-80GB", "count": 4},
+            "parallel": {"tp": 4, "pp": 1}, "precision": "bf16",
+            "request": {"batch": 16, "prompt_len": 512, "output_len": 64}}
+    tp = predict_inference(case_from_dict(base))
+    ep = predict_inference(case_from_dict(dict(base, parallel={"tp": 4, "pp": 1, "ep": 4})))
+    assert ep.setup.ep == 4 and any(a.startswith("parallel.ep=4") for a in ep.assumptions)
+    assert ep.memory_breakdown_bytes["weights.layers"] == pytest.approx(tp.memory_breakdown_bytes["weights.layers"])
+    names = [c.name for c in ep.decode.layer_ops]
+    assert not any("dispatch" in n or "combine" in n for n in names)
+    assert ep.decode.time_s == pytest.approx(tp.decode.time_s, rel=0.5)
+    for bad in ({"tp": 4, "pp": 1, "ep": 2}, {"tp": 4, "pp": 1, "ep": 8}):
+        with pytest.raises(InputError, match="parallel.ep"):
+            predict_inference(case_from_dict(dict(base, parallel=bad)))
+    dense = dict(base, model={k: v for k, v in base["model"].items() if k != "moe"}, parallel={"tp": 4, "pp": 1, "ep": 4})
+    with pytest.raises(InputError, match="parallel.ep"):
+        predict_inference(case_from_dict(dense))

@@ -96,6 +96,11 @@ class InferenceSetup:
     # BLAS workspace the framework allocates through its caching allocator (the profile's
     # StepMemory.library_workspace_bytes: PyTorch's cuBLAS workspace)
     library_workspace_bytes: float = 0.0
+    # expert parallelism over the tensor-parallel ranks (ep = tp): each holds E/ep whole routed
+    # experts, every rank sees the same tokens and the MLP's all-reduce combines the experts'
+    # outputs (vLLM --enable-expert-parallel / TensorRT-LLM moe_expert_parallel_size with
+    # tensor-parallel attention); 1: experts split over tp like the dense layers
+    ep: int = 1
 
     @property
     def decode_steps(self) -> int:
@@ -143,8 +148,14 @@ def resolve_inference(case: Case) -> InferenceSetup:
         raise InputError("parallel.pp", pp, f"pp={pp} exceeds layers={m.layers}")
     if P.cp not in (None, 1):
         raise InputError("parallel.cp", P.cp, "context parallelism is not modelled for inference; use cp: 1")
-    if P.ep not in (None, 1):
-        raise InputError("parallel.ep", P.ep, "expert parallelism is not modelled yet; use ep: 1")
+    ep = P.ep or 1
+    if ep > 1 and not (m.is_moe and ep == tp):
+        raise InputError("parallel.ep", P.ep, f"a static batch models expert parallelism over the tensor-parallel "
+                                              f"ranks of an MoE model: ep = tp = {tp} (serving cases also "
+                                              f"model attention data parallel)")
+    if ep > 1:
+        notes.append(f"parallel.ep={ep}: routed experts split whole over the {tp} tensor-parallel ranks, which see "
+                     "the same tokens; the MLP's all-reduce combines them (no all-to-all)")
     if count % (tp * pp):
         raise InputError("system.count", count, f"tp*pp={tp * pp} must divide the accelerator count")
     dp = P.dp or count // (tp * pp)
@@ -205,13 +216,14 @@ def resolve_inference(case: Case) -> InferenceSetup:
                           r.prompt_len, r.context_len, r.output_len, dctx, tuple(notes), r.batch,
                           prof.host_dispatch_s, floor, per_layer, prof.fused_gated_mlp, prof.moe_kernel_table,
                           prof.logits_every_position, prof.eager_llama_elementwise, prof.eager_gelu_new,
-                          prof.step_memory.library_workspace_bytes if prof.step_memory is not None else 0.0)
+                          prof.step_memory.library_workspace_bytes if prof.step_memory is not None else 0.0,
+                          ep)
 
 
 def _layer_costs(s: InferenceSetup, layer, acc, floor) -> list[OpCost]:
     """One layer's operator costs (then its collectives): the roofline of each operator, the
     fused MoE's operators replaced by its measured time where the stack has one."""
-    curve = moe_layer_curve(s.moe_kernel_table, acc.name, s.precision, s.model, tp=s.tp)
+    curve = moe_layer_curve(s.moe_kernel_table, acc.name, s.precision, s.model, tp=1 if s.ep > 1 else s.tp, ep=s.ep)
     ops = [op_cost(o, acc, floor) for o in layer.ops if curve is None or o.name not in FUSED_MOE_OPS]
     if curve is not None:  # one record with the FLOPs and bytes of the operators it stands for
         fused = [o for o in layer.ops if o.name in FUSED_MOE_OPS]
@@ -298,6 +310,14 @@ def _stack_layer(s: InferenceSetup, layer, segments):
     return layer
 
 
+def _ep_kw(s: InferenceSetup, segments: list[AttentionSegment]) -> dict[str, Any]:
+    """inference_layer's expert-parallel arguments: none at ep = 1; else the EP group (the TP
+    ranks) routes the pass's tokens once, every rank holding them, with no all-to-all."""
+    if s.ep <= 1:
+        return {}
+    return {"ep": s.ep, "group_tokens": sum(g.seqs * g.new for g in segments), "ep_comms": False}
+
+
 def forward_pass(s: InferenceSetup, segments: list[AttentionSegment], name: str,
                  system: System | None = None) -> PassResult:
     """Latency of one forward pass of ``segments`` through all stages (module docstring)."""
@@ -305,7 +325,7 @@ def forward_pass(s: InferenceSetup, segments: list[AttentionSegment], name: str,
     acc = system.accelerator
     m = s.model
     layer = _stack_layer(s, inference_layer(m, segments, s.tp, s.precision, s.kv_precision, s.attention,
-                                            fused_gate_up=s.fused_gated_mlp), segments)
+                                            fused_gate_up=s.fused_gated_mlp, **_ep_kw(s, segments)), segments)
     fl = s.kernel_floor_s
     ops = _layer_costs(s, layer, acc, fl) + [comm_cost(c, s.tp, system) for c in layer.comms]
     if m.sliding_window is not None:
@@ -313,7 +333,7 @@ def forward_pass(s: InferenceSetup, segments: list[AttentionSegment], name: str,
         # layer-weighted mean of the two kinds (operator by operator, same names)
         wsegs = [windowed_segment(g, m.sliding_window.size) for g in segments]
         win = _stack_layer(s, inference_layer(m, wsegs, s.tp, s.precision, s.kv_precision, s.attention,
-                                              fused_gate_up=s.fused_gated_mlp), wsegs)
+                                              fused_gate_up=s.fused_gated_mlp, **_ep_kw(s, wsegs)), wsegs)
         w_ops = _layer_costs(s, win, acc, fl) + [comm_cost(c, s.tp, system) for c in win.comms]
         ops = [blend_costs(a, b, m.sliding_window.layers / m.layers) for a, b in zip(ops, w_ops)]
     T = layer.tokens
@@ -372,7 +392,7 @@ def memory_bytes(s: InferenceSetup, seqs: float, cached_tokens: float, pass_toke
     """Weights + KV cache of ``seqs`` sequences × ``cached_tokens`` (every stage holds the KV
     of all of them for its own layers) + workspace of the largest pass (``pass_tokens``
     tokens, ``pass_rows`` sampled rows, default ``seqs``), busiest stage."""
-    mb = weight_bytes(s.model, s.tp, s.pp, s.precision)
+    mb = weight_bytes(s.model, s.tp, s.pp, s.precision, s.ep)
     mb["kv_cache_bytes"] = seqs * cached_kv_tokens(s.model, cached_tokens) * kv_bytes_per_token(s.model, s.tp, s.pp,
                                                                                                  s.kv_precision)
     mb["workspace_bytes"] = workspace_bytes(s.model, pass_tokens, seqs if pass_rows is None else pass_rows, s.tp,
@@ -387,7 +407,7 @@ def max_batch_fitting(s: InferenceSetup, cached_tokens: float, pass_tokens_per_s
     """Largest number B of sequences whose weights + KV + workspace fit ``budget`` bytes on the
     busiest stage: B·cached·KV-per-token(stage) + workspace of one pass over B/micro_batches
     sequences (``micro_batches`` = p when a full pipeline splits B into p micro-batches)."""
-    w = sum(weight_bytes(s.model, s.tp, s.pp, s.precision).values()) + s.library_workspace_bytes
+    w = sum(weight_bytes(s.model, s.tp, s.pp, s.precision, s.ep).values()) + s.library_workspace_bytes
     per_seq = (cached_kv_tokens(s.model, cached_tokens) * kv_bytes_per_token(s.model, s.tp, s.pp, s.kv_precision)
                + workspace_bytes(s.model, pass_tokens_per_seq, 1, s.tp,
                                  pass_tokens_per_seq if s.logits_every_position else 0.0) / micro_batches)
@@ -428,7 +448,7 @@ class InferencePrediction:
                               "ops": p.op_rows()}
         return {
             "id": self.case_id, "kind": "inference",
-            "layout": {"tp": s.tp, "pp": s.pp, "dp": s.dp},
+            "layout": {"tp": s.tp, "pp": s.pp, "dp": s.dp, "ep": s.ep},
             "precision": s.precision, "kv_precision": s.kv_precision, "attention": s.attention,
             "request": {"batch_per_replica": s.batch, "prompt_len": s.prompt_len, "context_len": s.context_len,
                         "output_len": s.output_len, "decode_context": s.decode_context},
@@ -540,13 +560,15 @@ def predict_inference(case: Case) -> InferencePrediction:
     metrics["peak_memory_gib"] = need / GIB
 
     def dec_build(x):
-        return inference_layer(s.model, _decode_segments(s, x, s.decode_context), s.tp, s.precision,
-                               s.kv_precision, s.attention, fused_gate_up=s.fused_gated_mlp).ops
+        segs = _decode_segments(s, x, s.decode_context)
+        return inference_layer(s.model, segs, s.tp, s.precision, s.kv_precision, s.attention,
+                               fused_gate_up=s.fused_gated_mlp, **_ep_kw(s, segs)).ops
     cross = {"decode": balance_crossover(dec_build, acc, s.precision)}
     if s.prompt_len > 0:
         def pre_build(x):
-            return inference_layer(s.model, _prefill_segments(s, x), s.tp, s.precision, s.kv_precision,
-                                   s.attention, fused_gate_up=s.fused_gated_mlp).ops
+            segs = _prefill_segments(s, x)
+            return inference_layer(s.model, segs, s.tp, s.precision, s.kv_precision, s.attention,
+                                   fused_gate_up=s.fused_gated_mlp, **_ep_kw(s, segs)).ops
         cross["prefill"] = balance_crossover(pre_build, acc, s.precision)
     return InferencePrediction(case.id, s, prefill, decode, gen, mem, cap, cross, metrics)
 
@@ -627,7 +649,7 @@ def serving_estimate(case: Case, input_len: int | None = None, output_len: int |
     pass_per_seq = 1.0 + I / O
     # every stage holds KV for all B sequences (its own layers); a pass carries B/p of them
     b_mem = max_batch_fitting(s, I + O, pass_per_seq, budget, micro_batches=s.pp)
-    w = sum(weight_bytes(s.model, s.tp, s.pp, s.precision).values())
+    w = sum(weight_bytes(s.model, s.tp, s.pp, s.precision, s.ep).values())
     if b_mem < 1:
         raise InputError("system", f"{s.tp}x{s.pp} {s.system.accelerator.name}",
                          f"weights need {w / GIB:.1f} GiB per accelerator and one sequence's KV "
@@ -674,7 +696,8 @@ def print_inference(pred: InferencePrediction, console) -> None:
     from rich.table import Table
     s = pred.setup
     console.print(f"[bold]{pred.case_id}[/bold]  {s.model.name} on {s.system.accelerator.name}  "
-                  f"tp{s.tp} pp{s.pp} dp{s.dp}  weights {s.precision}, KV {s.kv_precision}, {s.attention} attention")
+                  f"tp{s.tp} pp{s.pp} dp{s.dp}" + (f" ep{s.ep}" if s.ep > 1 else "") +
+                  f"  weights {s.precision}, KV {s.kv_precision}, {s.attention} attention")
     line = []
     if pred.prefill is not None:
         line.append(f"prefill (TTFT) [bold]{_fmt_s(pred.prefill.time_s)}[/bold] ({pred.prefill.bound}-bound)")

@@ -33,14 +33,16 @@ class InferenceLayer:
 
 def inference_layer(model: ModelSpec, segments: list[AttentionSegment], tp: int, precision: str,
                     kv_precision: str, attention: str, *, ep: int = 1,
-                    group_tokens=None, fused_gate_up: bool = True) -> InferenceLayer:
+                    group_tokens=None, fused_gate_up: bool = True, ep_comms: bool = True) -> InferenceLayer:
     """Operators of one layer for a forward pass over the tokens of ``segments``:
     :func:`~xlayer.workload.transformer.layer_forward` with fused add+norm and the KV-cache
     append, MoE tokens replicated over the tensor-parallel ranks (each expert's width split
     over t) and independent routing; then the TP all-reduces after the attention and the MLP,
     and with ``ep`` > 1 the all-to-all dispatch and combine (``group_tokens``: the tokens the
     EP group routes, with attention data parallel every rank its own; ``fused_gate_up`` False:
-    the gate and up projections of a gated MLP are two GEMMs)."""
+    the gate and up projections of a gated MLP are two GEMMs; ``ep_comms`` False: expert
+    parallelism over tensor-parallel ranks that hold the same tokens, whose partial outputs the
+    MLP's TP all-reduce already combines — no all-to-all)."""
     fm = inference_formats(precision, kv_precision)
     fp = layer_forward(model, segments, tp=tp, fm=fm, attention=attention,
                        kernels=replace(INFERENCE_KERNELS, fused_gate_up=fused_gate_up), ffn="moe" if model.is_moe else "dense", ep=ep,
@@ -48,7 +50,7 @@ def inference_layer(model: ModelSpec, segments: list[AttentionSegment], tp: int,
                        group_tokens=group_tokens)
     ops = with_block_scaled_casts(fp.ops, fm, fp.tokens * model.hidden) if fm.gemm == "nvfp4" else fp.ops
     comms = tp_forward_comms(fp.tokens * model.hidden * ACT_BYTES, sp=False)
-    if model.is_moe and ep > 1:
+    if model.is_moe and ep > 1 and ep_comms:
         comms += fp.moe_comms
     return InferenceLayer(ops, comms, fp.tokens, fp.attention_core)
 
