@@ -12,6 +12,7 @@ import numpy as np
 from xlayer.workload.model import ModelSpec
 from xlayer.workload.precision import LOW_PRECISION, gemm_input_bytes
 from xlayer.workload.recompute import recompute_modules
+from xlayer.workload.training_ops import op_sac_split
 from xlayer.workload.transformer import moe_load_factor
 
 WEIGHT_BYTES = 2  # 16-bit working weights
@@ -133,8 +134,6 @@ def op_sac_activation_bytes(work: Any, rows: Any, hidden: Any) -> Any:
     (2·heads·s_q·d + 4·heads·s_q) and the outputs of the saved collectives (an all-to-all's
     received tokens, a reduce-scatter's 2·rows·h). The re-run operators' outputs exist only
     while their layer's backward runs (one layer's full set, added at the step's peak)."""
-    from xlayer.workload.training_ops import op_sac_split
-
     _, saved = op_sac_split(work)
     out = 2.0 * rows * hidden
     for op in saved:
