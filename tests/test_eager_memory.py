@@ -140,6 +140,56 @@ def test_eager_inference_layer_uses_the_same_kernels_plus_the_cache_cat(em):
     assert sum(o.bytes for o in ew) == pytest.approx(traced["fwd_bytes"] + cat, rel=0.01)
 
 
+def test_static_cache_writes_only_the_new_tokens():
+    """kv_cache="static" (a preallocated cache, as a CUDA graph replays it): the new tokens' keys
+    and values written in place, whatever is cached; DynamicCache's torch.cat copies the whole
+    cache, so it grows with the cached length. pytorch-cuda-graph decodes with the static cache,
+    pytorch-eager with DynamicCache."""
+    from xlayer.workload.inference_ops import inference_layer
+    from xlayer.workload.training_ops import eager_llama_inference_ops
+    from xlayer.workload.transformer import AttentionSegment
+
+    m = ModelSpec(name="l", layers=1, hidden=384, heads=6, kv_heads=2, ffn_hidden=864, vocab=1000, seq_len=4096,
+                  activation="swiglu", norm="rmsnorm", position="rope", bias=False)
+
+    def cache_bytes(kv_cache, cached):
+        seg = [AttentionSegment(seqs=4, new=1, cached=cached)]
+        ops = eager_llama_inference_ops(m, inference_layer(m, seg, 1, "bf16", "bf16", "flash").ops, seg,
+                                        kv_cache=kv_cache)
+        return sum(o.bytes for o in ops if "_cache_" in o.name), [o.name for o in ops if "_cache_" in o.name]
+
+    for cached in (16, 2048):
+        b, names = cache_bytes("static", cached)
+        assert names == ["k_cache_index_copy", "v_cache_index_copy"]
+        assert b == pytest.approx(2 * (2 * 4 * m.kv_dim * 2))  # keys and values, 4 new tokens read and written
+        d, names = cache_bytes("dynamic", cached)
+        assert names == ["k_cache_cat", "v_cache_cat"]
+        assert d == pytest.approx(2 * (2 * 4 * (cached + 1) * m.kv_dim * 2))
+    assert get_profile("pytorch-cuda-graph").kv_cache == "static"
+    assert get_profile("pytorch-eager").kv_cache == "dynamic"
+
+
+def test_cuda_graph_decode_uses_the_profile_floor_and_the_static_cache():
+    """An inference case under pytorch-cuda-graph says which floor and cache it took; at a long
+    context its decode step moves less than eager's (no cache copy) even beyond the host bound."""
+    from xlayer.api import predict
+
+    def case(mode):
+        return {"id": f"llama-decode-{mode}", "kind": "inference", "software": {"framework": "pytorch", "mode": mode},
+                "model": {"name": "Llama-like 1B", "layers": 16, "hidden": 2048, "heads": 16, "kv_heads": 4,
+                          "ffn_hidden": 5632, "vocab": 32000, "activation": "swiglu"},
+                "system": {"accelerator": "H100-SXM-80GB", "count": 1, "scale_up_size": 8},
+                "parallel": {"tp": 1, "pp": 1}, "precision": "bf16",
+                "request": {"batch": 64, "prompt_len": 0, "context_len": 4096, "output_len": 1},
+                "measured": {"decode_step_time_s": 0.01}}
+
+    graph, eager = predict(case("cuda-graph")), predict(case("eager"))
+    assert any("per-kernel overhead 2.4 us (pytorch-cuda-graph" in a for a in graph.assumptions)
+    assert any("written in place" in a for a in graph.assumptions)
+    assert any("torch.cat" in a for a in eager.assumptions)
+    assert graph.metrics["decode_step_time_s"] < eager.metrics["decode_step_time_s"]
+
+
 def test_torch_adamw_step_bytes_are_the_profile_s(em):
     """The pytorch profiles' optimizer step is what torch.optim.AdamW moves over fp32 parameters
     (traced, foreach and for-loop alike); Megatron's fused Adam keeps its 42 B."""

@@ -40,6 +40,11 @@ Fields (all per accelerator):
   (T rows, 16-bit logits) instead of the last one per sequence;
 * ``eager_llama_elementwise``: a dense Llama-style layer's element-wise kernels are the Hugging
   Face modules' (RMSNorm's fp32 chain, RoPE by rotate_half, silu and mul) as counted on them;
+* ``kv_cache``: how an eager-module layer (``eager_llama_elementwise``) updates its KV cache at
+  inference: ``dynamic`` = transformers' DynamicCache, a ``torch.cat`` of the cached and the new
+  tokens per layer and step (the whole cache read and written); ``static`` = a preallocated
+  cache written in place at the new positions (transformers StaticCache ``index_copy_``,
+  gpt-fast ``KVCache.update``), which a CUDA graph needs (captured shapes are fixed);
 * ``eager_gelu_new``: a GELU layer's activation is Hugging Face's written-out tanh GELU (8
   kernels forward, 11 backward);
 * ``eager_cross_entropy``: the loss runs as eager ``F.cross_entropy(logits.float(), y)`` (six
@@ -213,6 +218,9 @@ class StackProfile(BaseModel):
     # a dense Llama-style layer runs the Hugging Face modules' element-wise kernels
     # (xlayer.workload.training_ops.eager_llama_ops) instead of fused ones
     eager_llama_elementwise: bool = False
+    # the KV-cache update of such a layer at inference: DynamicCache's torch.cat (the whole
+    # cache copied per step) or a static cache's in-place write of the new tokens only
+    kv_cache: Literal["dynamic", "static"] = "dynamic"
     # a GELU layer's activation is Hugging Face's written-out tanh GELU (gelu_new, GPT-2):
     # xlayer.workload.training_ops.eager_gelu_new_ops instead of one fused kernel
     eager_gelu_new: bool = False

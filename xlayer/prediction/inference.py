@@ -101,6 +101,8 @@ class InferenceSetup:
     # outputs (vLLM --enable-expert-parallel / TensorRT-LLM moe_expert_parallel_size with
     # tensor-parallel attention); 1: experts split over tp like the dense layers
     ep: int = 1
+    # the eager modules' KV-cache update (StackProfile.kv_cache): "dynamic" torch.cat, "static" in place
+    kv_cache: str = "dynamic"
 
     @property
     def decode_steps(self) -> int:
@@ -190,13 +192,19 @@ def resolve_inference(case: Case) -> InferenceSetup:
     from xlayer.mapping.profiles import profile_for
     prof, why = profile_for(case.software.framework, case.software.version, case.software.mode)
     notes.append(why)
-    # the per-kernel cost stays the catalog's: with the profiles' graph floor (2.4 us, measured on
-    # H200 element-wise kernels) gpt-fast decode and TensorRT-LLM prefill come out 10-17 % fast, so
-    # that floor does not transfer to these engines' fused kernels (docs/stacks.md)
-    floor = None
-    notes.append(f"per-kernel overhead {case.system_spec().accelerator.kernel_overhead_s * 1e6:g} us (catalog)"
+    # the per-kernel GPU floor: the profile's where it states one (the PyTorch profiles: 2.4 us,
+    # measured on PyTorch's own kernels replayed in CUDA graphs on our H200), else the catalog's
+    # (the fused engines' kernels — inductor, TensorRT-LLM — have no measured floor: docs/stacks.md)
+    floor = prof.kernel_floor_s
+    notes.append((f"per-kernel overhead {floor * 1e6:g} us ({prof.name}: {prof.file}, kernel_floor_s)" if floor is not None
+                  else f"per-kernel overhead {case.system_spec().accelerator.kernel_overhead_s * 1e6:g} us (catalog)")
                  + (f"; host dispatch {prof.host_dispatch_s * 1e6:g} us per kernel bounds each pass from below"
                     if prof.host_dispatch_s else ""))
+    if prof.eager_llama_elementwise and m.gated and not m.is_moe and m.mla is None:
+        notes.append({"dynamic": "KV cache updated by torch.cat of the cached and new tokens each layer and step "
+                                 f"(transformers DynamicCache; {prof.name}: {prof.file}, kv_cache)",
+                      "static": "KV cache preallocated and written in place at the new positions (a static "
+                                f"cache, as a CUDA graph needs; {prof.name}: {prof.file}, kv_cache)"}[prof.kv_cache])
     per_layer = None
     family = "gated" if m.gated else "plain"
     if prof.host_dispatch_s and prof.eager_kernels_per_layer and family in prof.eager_kernels_per_layer:
@@ -217,7 +225,7 @@ def resolve_inference(case: Case) -> InferenceSetup:
                           prof.host_dispatch_s, floor, per_layer, prof.fused_gated_mlp, prof.moe_kernel_table,
                           prof.logits_every_position, prof.eager_llama_elementwise, prof.eager_gelu_new,
                           prof.step_memory.library_workspace_bytes if prof.step_memory is not None else 0.0,
-                          ep)
+                          ep, prof.kv_cache)
 
 
 def _layer_costs(s: InferenceSetup, layer, acc, floor) -> list[OpCost]:
@@ -301,7 +309,7 @@ def _stack_layer(s: InferenceSetup, layer, segments):
         from dataclasses import replace as _replace
         from xlayer.workload.training_ops import eager_llama_inference_ops
         return _replace(layer, ops=eager_llama_inference_ops(m, layer.ops, segments, s.tp, s.precision,
-                                                             s.kv_precision))
+                                                             s.kv_precision, s.kv_cache))
     if s.eager_gelu_new and m.activation == "gelu" and not m.is_moe:
         from dataclasses import replace as _replace
         from xlayer.workload.training_ops import eager_gelu_new_ops

@@ -206,20 +206,25 @@ def torch_gpt_kernels(op: Op, rows: Num, h: Num, dropout: float) -> tuple[list[O
 
 
 def eager_llama_inference_ops(model: ModelSpec, ops: list[Op], segments: list[Any], tp: Num = 1,
-                              precision: str = "bf16", kv_precision: str = "bf16") -> list[Op]:
+                              precision: str = "bf16", kv_precision: str = "bf16",
+                              kv_cache: str = "dynamic") -> list[Op]:
     """An inference forward of a dense Llama layer as the Hugging Face modules run it: the
     fused ``norm1``, ``add_norm2`` and ``activation`` kernels become :func:`eager_llama_ops`'s
     (``add_norm2``: the residual add, read 2·h write h, then the RMSNorm chain), and
     ``rope_kv_append`` becomes RoPE on q and k plus ``DynamicCache``'s ``torch.cat`` of the
     keys and of the values (transformers ``cache_utils.py``: the cached and the new tokens read,
     all written), and the fused ``qkv`` GEMM the three projections ``q_proj``, ``k_proj``,
-    ``v_proj`` (in the pass's weight and input formats)."""
+    ``v_proj`` (in the pass's weight and input formats). ``kv_cache="static"``: a preallocated
+    cache written in place at the new positions instead (transformers ``StaticCache.update``:
+    ``keys.index_copy_(2, cache_position, key_states)``, the cache a CUDA graph needs): the new
+    tokens' keys and values read and written, the cached ones untouched."""
     from xlayer.workload.precision import inference_formats
 
     fm = inference_formats(precision, kv_precision)
     T = sum(g.tokens for g in segments)
     eager_fwd, _ = eager_llama_ops(model, T, tp)
     kv = model.kv_dim / tp
+    new_elems = sum(g.seqs * g.new for g in segments)
     cat_elems = sum(g.seqs * (g.cached + g.new) for g in segments)
     out: list[Op] = []
     for op in ops:
@@ -234,7 +239,10 @@ def eager_llama_inference_ops(model: ModelSpec, ops: list[Op], segments: list[An
                                 w_bytes=fm.weight_bytes))
         elif op.name == "rope_kv_append":
             out.extend(eager_fwd["qkv"])
-            out += [_k(f"{n}_cache_cat", 2 * cat_elems * kv, 2 * cat_elems * kv) for n in ("k", "v")]
+            if kv_cache == "static":
+                out += [_k(f"{n}_cache_index_copy", 2 * new_elems * kv, 2 * new_elems * kv) for n in ("k", "v")]
+            else:
+                out += [_k(f"{n}_cache_cat", 2 * cat_elems * kv, 2 * cat_elems * kv) for n in ("k", "v")]
         else:
             out.append(op)
     return out
