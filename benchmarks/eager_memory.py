@@ -407,6 +407,29 @@ class _AllOps(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
+def expert_bias_loop_ops(local_experts: int, tokens_per_expert: int = 3, h: int = 8) -> tuple[int, int]:
+    """(forward, backward) aten ops, views included, of the fc2-bias step of Megatron-Core's
+    TEGroupedMLP with biased experts (``_apply_bias``, megatron/core/transformer/moe/experts.py
+    @d7288711): the expert output and the fp32 routing probabilities split by the tokens per
+    local expert, ``t + b * p`` for each expert (bias and probabilities both trainable), the
+    parts concatenated, viewed back and cast to the output dtype; backward driven by a ready-made
+    output gradient."""
+    counts = [tokens_per_expert] * local_experts
+    out = torch.randn(sum(counts), h, dtype=torch.bfloat16, requires_grad=True)
+    biases = [torch.randn(h, dtype=torch.bfloat16, requires_grad=True) for _ in counts]
+    probs = torch.rand(sum(counts), 1, requires_grad=True)
+    fwd = _AllOps()
+    with fwd:
+        shape = out.shape
+        pieces = zip(torch.split(out.view(-1, shape[-1]), counts), biases, torch.split(probs, counts))
+        y = torch.cat([t + b * p for t, b, p in pieces]).view(shape).to(out.dtype)
+    grad = torch.ones_like(y)
+    bwd = _AllOps()
+    with bwd:
+        y.backward(grad)
+    return fwd.n, bwd.n
+
+
 def autograd_ops_per_layer(kind: str = "plain", h: int = 256, heads: int = 4, seq: int = 64) -> tuple[int, int]:
     """(forward, backward) aten ops, views included, of one training layer under autograd:
     ``plain`` the torch.nn GPT layer (one-op GELU), ``gelu_new`` the same with Hugging Face's

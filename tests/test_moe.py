@@ -291,6 +291,26 @@ def test_moe_host_exposure_bounds():
     assert f4 < f16 < fg and b4 < b16 < bg and f16 < fm and b16 < bm
 
 
+def test_expert_bias_loop_host_ops_are_the_traced_ones():
+    """Biased experts (GPT-OSS) add Megatron-Core's fc2-bias loop after the experts' sync: the
+    profile's counts are the aten ops a trace of that loop issues under autograd, for any number
+    of local experts, and an idle GPU shows exactly that much more host time."""
+    from conftest import load_benchmark
+    from xlayer.engine.training import moe_host_exposed_s
+    from xlayer.mapping.profiles import get_profile
+
+    em = load_benchmark("eager_memory")
+    host = get_profile("megatron-bridge").moe_host
+    for L in (1, 2, 16):
+        assert em.expert_bias_loop_ops(L) == (host.bias_fwd_fixed + L * host.bias_fwd_per_expert,
+                                              host.bias_bwd_fixed + L * host.bias_bwd_per_expert)
+    f0, b0 = moe_host_exposed_s(host, 0.0, 0.0, 0.0, 16, "bf16", False)
+    f1, b1 = moe_host_exposed_s(host, 0.0, 0.0, 0.0, 16, "bf16", False, biased=True)
+    op = host.op_s["x86"]
+    assert f1 - f0 == pytest.approx(op * (host.bias_fwd_fixed + 16 * host.bias_fwd_per_expert))
+    assert b1 - b0 == pytest.approx(op * (host.bias_bwd_fixed + 16 * host.bias_bwd_per_expert))
+
+
 def test_host_bound_moe_layer_shows_in_the_breakdown_and_dense_layers_never_do():
     from xlayer.prediction.case import case_from_dict
     from xlayer.prediction.training import predict_training

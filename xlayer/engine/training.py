@@ -251,7 +251,8 @@ def overlapped_exposed_s(comm_s, compute_s, acc):
     return np.maximum(0.0, comm_s - compute_s) + np.minimum(comm_s, compute_s) * frac
 
 
-def moe_host_exposed_s(host, g_before, g_after, g_bwd, local_experts, precision: str, grace: bool):
+def moe_host_exposed_s(host, g_before, g_after, g_bwd, local_experts, precision: str, grace: bool,
+                       biased: bool = False):
     """Host time an MoE layer adds to one micro-batch (forward, backward) when the host issues
     its operations one by one (``host``: the profile's MoEHostCost, counts and time per op).
 
@@ -266,7 +267,9 @@ def moe_host_exposed_s(host, g_before, g_after, g_bwd, local_experts, precision:
 
     h = op_s · ops; ops: fwd_before_sync; fwd_after_sync + 2·(GroupedLinear fixed + L ·
     per-expert ops of the GEMM precision); backward bwd_fixed + 2·(fixed + L · per-expert) +
-    L · hooks (L = local experts = E/ep). Not counted: operators a recompute re-issues."""
+    L · hooks (L = local experts = E/ep); ``biased`` experts add the fc2-bias loop after the
+    sync (bias_fwd_fixed + L · bias_fwd_per_expert, and its autograd backward likewise). Not
+    counted: operators a recompute re-issues."""
     op_s = host.op_s["grace" if grace else "x86"]
     pf = host.grouped_linear_fwd_per_expert.get(precision, host.grouped_linear_fwd_per_expert["bf16"])
     pb = host.grouped_linear_bwd_per_expert.get(precision, host.grouped_linear_bwd_per_expert["bf16"])
@@ -274,6 +277,9 @@ def moe_host_exposed_s(host, g_before, g_after, g_bwd, local_experts, precision:
     h_b = op_s * (host.fwd_after_sync + 2.0 * (host.grouped_linear_fwd_fixed + local_experts * pf))
     h_bwd = op_s * (host.bwd_fixed + 2.0 * (host.grouped_linear_bwd_fixed + local_experts * pb)
                     + local_experts * host.bwd_hooks_per_expert)
+    if biased:
+        h_b = h_b + op_s * (host.bias_fwd_fixed + local_experts * host.bias_fwd_per_expert)
+        h_bwd = h_bwd + op_s * (host.bias_bwd_fixed + local_experts * host.bias_bwd_per_expert)
     period = np.maximum(g_before + np.maximum(h_b, g_after), h_a + h_b)
     fwd_extra = period - (g_before + g_after)
     bwd_extra = np.maximum(0.0, h_bwd - g_bwd)
@@ -449,7 +455,7 @@ def evaluate_training(model: ModelSpec, system: System, precision: str, global_b
             g_a = sum(times[op.name].time_s for op in work.fwd[:i])
             g_b = sum(times[op.name].time_s for op in work.fwd[i:]) + ep_f
             host_f, host_b = moe_host_exposed_s(recipe.moe_host, g_a, g_b, bwd_s + ep_b, model.moe.experts / ep, gp,
-                                                acc.host_cpu == "grace")
+                                                acc.host_cpu == "grace", "expert_fc2_bias" in names)
 
         t = {"compute_fwd_s": fwd_s, "compute_bwd_s": bwd_s, "host_fwd_s": host_f, "host_bwd_s": host_b,
              "recompute_s": host_bounded_s(sum(times[op.name].time_s for op in rc_ops), host_rc_ops, recipe)

@@ -90,6 +90,13 @@ class MoEHostCost(BaseModel):
     grouped_linear_fwd_per_expert: dict[str, PositiveFloat]
     grouped_linear_bwd_per_expert: dict[str, PositiveFloat]
     bwd_hooks_per_expert: NonNegativeFloat   # gradient hooks of the per-expert weights (backward)
+    # biased experts (add_bias_linear): TEGroupedMLP._apply_bias adds the fc2 bias after the
+    # experts' token-count sync in a Python loop over the local experts (split, t + b * p, cat,
+    # to), aten ops forward and backward, fixed and per local expert
+    bias_fwd_fixed: NonNegativeFloat = 0.0
+    bias_fwd_per_expert: NonNegativeFloat = 0.0
+    bias_bwd_fixed: NonNegativeFloat = 0.0
+    bias_bwd_per_expert: NonNegativeFloat = 0.0
 
 
 class SavedActivations(BaseModel):
