@@ -312,7 +312,8 @@ def build_corpus(tmp: Path) -> list[Case]:
     # inference schema
     ischema = [("request.prompt_len", 10 ** 6), ("request.prompt_len", 10 ** 30), ("request.prompt_len", -1),
                ("request.batch", 0), ("request.batch", 10 ** 30), ("request.output_len", -5),
-               ("request.context_len", 10 ** 30), ("kv_precision", "fp3"), ("request", None),
+               ("request.context_len", 10 ** 30), ("request.context_len", -1), ("request.context_len", 2.5),
+               ("kv_precision", "fp3"), ("request", None),
                ("request.mode", "turbo"), ("system.scale_up_size", 64),
                # a feature inference does not model yet is refused by name, never silently dropped;
                # latent attention with an empty latent is refused by the schema
@@ -323,6 +324,14 @@ def build_corpus(tmp: Path) -> list[Case]:
     for i, (path, value) in enumerate(ischema):
         f = _dump(d / f"ischema-{i}.yaml", _mut(infer, path, value))
         add("schema: inference", f"{path}={value!r}", ["predict", f], quick=i == 0)
+    # a plain-PyTorch CUDA-graph decode of a Llama-style model runs over a static KV cache, and
+    # says so (a graph cannot replay DynamicCache's growing torch.cat)
+    llama = _mut(_mut(_mut(infer, "model.activation", "swiglu"), "software", {"framework": "pytorch",
+                                                                              "mode": "cuda-graph"}),
+                 "request.context_len", 4096)
+    f = _dump(d / "igraph-static-kv.yaml", llama)
+    add("schema: inference", "pytorch cuda-graph decode: static KV cache", ["predict", f], must_refuse=False,
+        must_say="written in place")
     # expert parallelism in a static batch: over the tensor-parallel ranks (ep = tp) it runs and
     # says so; any other ep, or ep on a dense model, is refused by name
     moe_inf = _mut(_mut(infer, "model.moe", {"experts": 64, "top_k": 2, "ffn_hidden": 4096}), "parallel.ep",

@@ -19,24 +19,23 @@ from pydantic import BaseModel, BeforeValidator, model_validator
 MAX_COUNT = 10 ** 15
 
 
-def _count(v: Any) -> int:
+def _count(v: Any, low: int = 1) -> int:
+    want = f"a whole number >= {low}"
     if isinstance(v, bool):
-        raise ValueError(f"{v!r} is a bool, not a count; give a whole number >= 1")
+        raise ValueError(f"{v!r} is a bool, not a count; give {want}")
     if isinstance(v, float):
         if not math.isfinite(v) or v != int(v):
-            raise ValueError(f"{v!r} is not a whole number; give a whole number >= 1")
+            raise ValueError(f"{v!r} is not a whole number; give {want}")
         v = int(v)
     if not isinstance(v, int):
-        raise ValueError(f"{type(v).__name__} is not a count; give a whole number >= 1")
-    if v < 1 or v > MAX_COUNT:
-        raise ValueError(f"must be a whole number from 1 to {MAX_COUNT:.0e}")
+        raise ValueError(f"{type(v).__name__} is not a count; give {want}")
+    if v < low or v > MAX_COUNT:
+        raise ValueError(f"must be a whole number from {low} to {MAX_COUNT:.0e}")
     return v
 
 
 def _nonneg(v: Any) -> int:
-    if isinstance(v, (int, float)) and not isinstance(v, bool) and v == 0:
-        return 0
-    return _count(v)
+    return _count(v, 0)
 
 
 Count = Annotated[int, BeforeValidator(_count)]
