@@ -200,7 +200,7 @@ def resolve_inference(case: Case) -> InferenceSetup:
                   else f"per-kernel overhead {case.system_spec().accelerator.kernel_overhead_s * 1e6:g} us (catalog)")
                  + (f"; host dispatch {prof.host_dispatch_s * 1e6:g} us per kernel bounds each pass from below"
                     if prof.host_dispatch_s else ""))
-    if prof.eager_llama_elementwise and m.gated and not m.is_moe and m.mla is None:
+    if _runs_llama_modules(prof.eager_llama_elementwise, m):
         notes.append({"dynamic": "KV cache updated by torch.cat of the cached and new tokens each layer and step "
                                  f"(transformers DynamicCache; {prof.name}: {prof.file}, kv_cache)",
                       "static": "KV cache preallocated and written in place at the new positions (a static "
@@ -299,13 +299,19 @@ def _row(c: OpCost, phase: str, share: float, per_layer: bool) -> dict[str, Any]
             "per_layer": per_layer}
 
 
+def _runs_llama_modules(eager_modules: bool, m: ModelSpec) -> bool:
+    """The stack runs a dense Llama-style layer (gated FFN, RMSNorm, RoPE, no MoE or MLA) as the
+    Hugging Face modules do (``eager_llama_inference_ops``)."""
+    return bool(eager_modules and m.gated and m.norm == "rmsnorm" and m.position == "rope" and not m.is_moe
+                and m.mla is None)
+
+
 def _stack_layer(s: InferenceSetup, layer, segments):
     """The layer's operators as the stack runs them: under ``eager_modules`` a dense Llama
     layer's element-wise kernels are the Hugging Face modules' (``eager_llama_inference_ops``);
     under ``eager_gelu_new`` a GELU layer's activation is ``NewGELUActivation``'s 8 kernels."""
     m = s.model
-    if s.eager_modules and m.gated and m.norm == "rmsnorm" and m.position == "rope" and not m.is_moe \
-            and m.mla is None:
+    if _runs_llama_modules(s.eager_modules, m):
         from dataclasses import replace as _replace
         from xlayer.workload.training_ops import eager_llama_inference_ops
         return _replace(layer, ops=eager_llama_inference_ops(m, layer.ops, segments, s.tp, s.precision,
